@@ -1,0 +1,244 @@
+//! The command line: parses arguments, runs one subcommand, picks the output format and
+//! the exit code. It holds no validation or planning logic of its own.
+//!
+//! stdout carries only data (JSON, schemas, completions); diagnostics and messages go
+//! to stderr. Colour follows `--color`, and `auto` honours `NO_COLOR` and terminals.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::load::{self, Loaded};
+use crate::diagnostic::Diagnostic;
+use crate::report::{self, diagnostics as shown};
+use crate::validate;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stowage",
+    version,
+    about = "Velero's backup locations, snapshot locations, credentials and schedules, declared in one file",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to colour output.
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the file against every rule Velero enforces, offline.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the desired-state file.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileArg {
+    /// The desired-state file (.toml, .yaml or .yml).
+    #[arg(short, long, env = "STOWAGE_FILE", default_value = "stowage.toml")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn enabled_for_stderr(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}
+
+/// What a run ends with; the process exit code follows product.md §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    Failure,
+    /// A plan with changes under `--detailed-exitcode`.
+    Changes,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Changes => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("cannot encode output: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl CliError {
+    /// A reader that stops early (`| head`) is not a failure.
+    fn is_broken_pipe(&self) -> bool {
+        match self {
+            CliError::Output(error) => error.kind() == std::io::ErrorKind::BrokenPipe,
+            CliError::Encode(error) => {
+                error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
+            }
+            CliError::Load(_) => false,
+        }
+    }
+}
+
+/// Entry point for `main`: parses the arguments, runs, prints an error once.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = cli.color.enabled_for_stderr();
+    match run(cli) {
+        Ok(status) => status.into(),
+        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(error) => {
+            let prefix = if color { "\x1b[31merror\x1b[0m" } else { "error" };
+            eprintln!("{prefix}: {error}");
+            ExitStatus::Failure.into()
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
+    let color = cli.color.enabled_for_stderr();
+    match cli.command {
+        Command::Validate(args) => validate_command(&args, color),
+        Command::Schema => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(schema_text().as_bytes())?;
+            Ok(ExitStatus::Success)
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "stowage", &mut std::io::stdout());
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+/// The JSON Schema as committed in `schema/stowage.schema.json`.
+pub fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&crate::config::json_schema())
+        .unwrap_or_else(|_| "{}".to_string());
+    text.push('\n');
+    text
+}
+
+/// Loads and validates a file: the diagnostics of both stages, in one list.
+pub fn load_and_validate(path: &Path) -> Result<(Loaded, Vec<Diagnostic>), load::LoadError> {
+    let loaded = load::load(path)?;
+    let mut diagnostics = loaded.diagnostics.clone();
+    if let Some(config) = &loaded.config {
+        diagnostics.extend(validate::validate(config, &loaded.materials));
+    }
+    Ok((loaded, diagnostics))
+}
+
+fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliError> {
+    let (loaded, diagnostics) = load_and_validate(&args.file.file)?;
+    let located = shown::locate(&diagnostics, &loaded.source);
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    match args.format {
+        Format::Json => {
+            let report = shown::ValidateReport {
+                format_version: report::FORMAT_VERSION,
+                valid: errors == 0,
+                diagnostics: shown::wire(&located, &loaded.source),
+            };
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            stdout.write_all(b"\n")?;
+        }
+        Format::Text => {
+            let mut stderr = std::io::stderr().lock();
+            shown::write_text(&located, &loaded.source, color, &mut stderr)?;
+            let name = &loaded.source.name;
+            if errors > 0 {
+                writeln!(stderr, "{name}: {}", count_summary(errors, warnings))?;
+            } else if let Some(config) = &loaded.config {
+                let schedules: usize = config
+                    .schedules
+                    .iter()
+                    .map(|(name, schedule)| schedule.instances(name).len())
+                    .sum();
+                writeln!(
+                    stderr,
+                    "{name} is valid: {}, {}, {}, {}{}",
+                    plural(config.backup_locations.len(), "backup location"),
+                    plural(config.snapshot_locations.len(), "snapshot location"),
+                    plural(config.credentials.len(), "credential"),
+                    plural(schedules, "Velero schedule"),
+                    if warnings > 0 {
+                        format!(" ({})", plural(warnings, "warning"))
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+        }
+    }
+    Ok(if errors > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn count_summary(errors: usize, warnings: usize) -> String {
+    if warnings > 0 {
+        format!("{} and {}", plural(errors, "error"), plural(warnings, "warning"))
+    } else {
+        plural(errors, "error")
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}

@@ -1,0 +1,179 @@
+//! Reading a desired-state file from disk: the one place that touches the file system
+//! and the environment for it.
+//!
+//! `load` parses the file, checks its shape, decodes the model, and reads what the file
+//! points at (credential files and variables, CA bundles) into [`Materials`], so that
+//! validation and rendering stay pure. Problems in the file become diagnostics; only a
+//! file that cannot be read at all is an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::model::{Config, json_schema};
+use super::shape;
+use super::source::{self, Format, SourceMap};
+use crate::diagnostic::{Code, Diagnostic, Pointer, Segment};
+use crate::secret::SecretValue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not UTF-8 text")]
+    NotText { path: PathBuf },
+    #[error("{path}: unknown file type; name it *.toml, *.yaml or *.yml")]
+    UnknownFormat { path: PathBuf },
+}
+
+/// What a credential's source held when the file was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Material {
+    Value(SecretValue),
+    /// The file or variable could not be read; the reason never contains its value.
+    Missing(String),
+    /// `external = true`: the value lives in the cluster.
+    External,
+}
+
+/// The contents a file points at, read at load time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Materials {
+    /// By credential entry name; entries with no single source are absent.
+    pub credentials: BTreeMap<String, Material>,
+    /// By backup location name, for locations with `ca_cert_file`.
+    pub ca_certs: BTreeMap<String, Result<Vec<u8>, String>>,
+}
+
+/// A loaded file: the model (when its shape allowed decoding one), the source for
+/// locating diagnostics, what it points at, and the problems found while loading.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Option<Config>,
+    pub source: SourceMap,
+    pub materials: Materials,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads and loads the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let format = Format::from_path(path).ok_or_else(|| LoadError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| LoadError::NotText {
+        path: path.to_path_buf(),
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let parsed = parse_str(&path.display().to_string(), text, format);
+    let materials = match &parsed.config {
+        Some(config) => read_materials(config, base_dir, &|name| std::env::var_os(name)),
+        None => Materials::default(),
+    };
+    Ok(Loaded {
+        materials,
+        ..parsed
+    })
+}
+
+/// Parses, shape-checks and decodes `text`; reads nothing else.
+pub fn parse_str(name: &str, text: String, format: Format) -> Loaded {
+    let (root, mut diagnostics) = source::parse(&text, format);
+    let mut config = None;
+    if let Some(root) = &root {
+        let schema = json_schema();
+        if let Some(value) = shape::check(root, &schema, &mut diagnostics) {
+            match serde_path_to_error::deserialize::<_, Config>(value) {
+                Ok(decoded) => config = Some(decoded),
+                Err(error) => diagnostics.push(decode_error(&error)),
+            }
+        }
+    }
+    Loaded {
+        config,
+        source: SourceMap::new(name.to_string(), text, root),
+        materials: Materials::default(),
+        diagnostics,
+    }
+}
+
+fn decode_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Diagnostic {
+    // The shape check accepts only what the model decodes, so this is a safety net.
+    let path: Vec<Segment> = error
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+            _ => None,
+        })
+        .collect();
+    Diagnostic::error(Code::Parse, error.inner().to_string()).at(Pointer {
+        path,
+        target: crate::diagnostic::Target::Value,
+    })
+}
+
+/// Reads the credential sources and CA files `config` names, resolving paths against
+/// `base_dir` and variables through `env`.
+pub fn read_materials(
+    config: &Config,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Materials {
+    let mut materials = Materials::default();
+    for (name, credential) in &config.credentials {
+        let sources = [
+            credential.file.is_some(),
+            credential.env.is_some(),
+            credential.is_external(),
+        ];
+        if sources.iter().filter(|set| **set).count() != 1 {
+            continue;
+        }
+        let material = if let Some(file) = &credential.file {
+            read_file(&base_dir.join(file), file)
+        } else if let Some(variable) = &credential.env {
+            match env(variable) {
+                Some(value) => Material::Value(SecretValue::new(value.into_encoded_bytes())),
+                None => Material::Missing(format!("environment variable {variable} is not set")),
+            }
+        } else {
+            Material::External
+        };
+        materials.credentials.insert(name.clone(), material);
+    }
+    for (name, location) in &config.backup_locations {
+        if let Some(file) = &location.ca_cert_file {
+            let contents = std::fs::read(base_dir.join(file))
+                .map_err(|error| format!("cannot read {}: {}", file.display(), io_reason(&error)));
+            materials.ca_certs.insert(name.clone(), contents);
+        }
+    }
+    materials
+}
+
+fn read_file(path: &Path, as_written: &Path) -> Material {
+    match std::fs::read(path) {
+        Ok(bytes) => Material::Value(SecretValue::new(bytes)),
+        Err(error) => Material::Missing(format!(
+            "cannot read {}: {}",
+            as_written.display(),
+            io_reason(&error)
+        )),
+    }
+}
+
+fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => error.to_string(),
+    }
+}

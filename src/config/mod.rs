@@ -1,0 +1,12 @@
+//! The desired-state file: its model, its text and tree, and loading it from disk.
+//!
+//! `model` is plain data; `source` parses TOML or YAML into a spanned tree; `shape`
+//! checks that tree against the model's JSON Schema; `load` is the only part that touches
+//! the file system or the environment.
+
+pub mod load;
+pub mod model;
+pub mod shape;
+pub mod source;
+
+pub use model::*;

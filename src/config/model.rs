@@ -1,0 +1,420 @@
+//! The desired-state model: what a `stowage.toml` / `stowage.yaml` declares.
+//!
+//! Plain data, one type per table of product.md §1. Keys are snake_case in the file;
+//! the backup template serializes to Velero's camelCase so rendering is serialization.
+//! These types also produce the JSON Schema (`stowage schema`), which the loader uses to
+//! check the file's shape, so a key added here is known everywhere at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The file format versions this build reads.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+
+/// A stowage desired-state file: Velero's backup storage locations, volume snapshot
+/// locations, their credentials and scheduled backups.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "stowage desired-state file")]
+pub struct Config {
+    /// File format version; only 1 exists.
+    pub version: u32,
+    /// Where Velero runs and how stowage marks what it owns.
+    #[serde(default)]
+    pub velero: Velero,
+    /// Credentials: each is one key of one Secret in the Velero namespace.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Credential>,
+    /// BackupStorageLocations, by name.
+    #[serde(default)]
+    pub backup_locations: BTreeMap<String, BackupLocation>,
+    /// VolumeSnapshotLocations, by name.
+    #[serde(default)]
+    pub snapshot_locations: BTreeMap<String, SnapshotLocation>,
+    /// Scheduled backups, by name.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Velero {
+    /// The namespace Velero runs in; Velero ignores objects anywhere else.
+    pub namespace: String,
+    /// Which stowage file owns an object (label `stowage.io/owner`).
+    pub owner: String,
+    /// The Velero server Deployment, read for its flags and plugins.
+    pub deployment: String,
+    /// The server flag --default-volume-snapshot-locations: provider -> VSL name. Keys
+    /// must be spelt as the VSLs' `provider` is.
+    pub default_volume_snapshot_locations: BTreeMap<String, String>,
+    /// Also set --default-volume-snapshot-locations on the Velero Deployment.
+    pub manage_server_flags: bool,
+}
+
+impl Default for Velero {
+    fn default() -> Velero {
+        Velero {
+            namespace: "velero".to_string(),
+            owner: "default".to_string(),
+            deployment: "velero".to_string(),
+            default_volume_snapshot_locations: BTreeMap::new(),
+            manage_server_flags: false,
+        }
+    }
+}
+
+/// One key of one Secret. Exactly one of `file`, `env` or `external` says where its
+/// value comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Secret name (default: the credential's own name).
+    pub secret: Option<String>,
+    /// Data key in the Secret (default: "cloud").
+    pub key: Option<String>,
+    /// A file holding the value, relative to the stowage file.
+    pub file: Option<PathBuf>,
+    /// An environment variable holding the value.
+    pub env: Option<String>,
+    /// The Secret is managed elsewhere; stowage only checks it exists with that key.
+    pub external: Option<bool>,
+}
+
+/// Velero's default data key for a credential.
+pub const DEFAULT_CREDENTIAL_KEY: &str = "cloud";
+
+impl Credential {
+    pub fn secret_name<'a>(&'a self, entry_name: &'a str) -> &'a str {
+        self.secret.as_deref().unwrap_or(entry_name)
+    }
+
+    pub fn secret_key(&self) -> &str {
+        self.key.as_deref().unwrap_or(DEFAULT_CREDENTIAL_KEY)
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.external == Some(true)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AccessMode {
+    ReadWrite,
+    ReadOnly,
+}
+
+impl AccessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::ReadWrite => "ReadWrite",
+            AccessMode::ReadOnly => "ReadOnly",
+        }
+    }
+}
+
+/// A Secret key holding a CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub secret: String,
+    pub key: String,
+}
+
+/// A BackupStorageLocation: a bucket (and prefix) Velero stores backups in.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupLocation {
+    /// Object store plugin: aws, azure, gcp, or a plugin's full name.
+    pub provider: String,
+    /// Bucket name, without any `/`: put sub-paths in `prefix`.
+    pub bucket: String,
+    /// Path inside the bucket under which Velero keeps its data.
+    pub prefix: Option<String>,
+    /// The location backups go to when none is named; exactly one location has it.
+    #[serde(default)]
+    pub default: bool,
+    /// A credential declared under [credentials]; without it Velero uses
+    /// cloud-credentials/cloud.
+    pub credential: Option<String>,
+    /// ReadWrite (the default) or ReadOnly (restores only, no garbage collection).
+    pub access_mode: Option<AccessMode>,
+    /// How often Velero syncs backups from the bucket (Go duration, "0s" disables).
+    pub backup_sync_period: Option<String>,
+    /// How often Velero re-validates the location (Go duration).
+    pub validation_frequency: Option<String>,
+    /// A PEM CA bundle for the object store, relative to the stowage file.
+    pub ca_cert_file: Option<PathBuf>,
+    /// A Secret key holding the CA bundle (Velero 1.18 and later).
+    pub ca_cert_ref: Option<SecretKeyRef>,
+    /// Refuse plans that delete this location or change its bucket or prefix.
+    #[serde(default)]
+    pub protect: bool,
+    /// Labels on the BackupStorageLocation object.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Provider plugin config, passed to Velero as written.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A VolumeSnapshotLocation: where a provider's native volume snapshots go.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotLocation {
+    /// Volume snapshotter plugin: aws, azure, gcp, portworx.io/portworx, ...
+    pub provider: String,
+    /// A credential declared under [credentials]; without it Velero uses
+    /// cloud-credentials/cloud.
+    pub credential: Option<String>,
+    /// Labels on the VolumeSnapshotLocation object.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Provider plugin config, passed to Velero as written.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A scheduled backup. With `storage_locations`, one Velero Schedule per location,
+/// named `<schedule>-<location>`.
+// No `deny_unknown_fields`: serde cannot combine it with `flatten`. The schema still
+// closes the table, and the loader checks every key against the schema.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct Schedule {
+    /// Velero's cron dialect: 5 fields, a descriptor (@daily, @every 6h), optionally
+    /// prefixed by CRON_TZ=<zone>.
+    pub cron: String,
+    /// Fan out: one Schedule per location, identical but for the location.
+    pub storage_locations: Option<Vec<String>>,
+    /// Pause the schedule.
+    #[serde(default)]
+    pub paused: bool,
+    /// Skip the first run after creation or unpausing (Velero resets it after use).
+    pub skip_immediately: Option<bool>,
+    /// Make backups owned by the Schedule (deleted with it).
+    pub use_owner_references_in_backup: Option<bool>,
+    /// Labels on the Schedule object (copied to its backups unless template labels are set).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations on the Schedule object (copied to its backups).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The Backup every run creates: Velero's BackupSpec in snake_case.
+    #[serde(flatten)]
+    pub template: BackupTemplate,
+}
+
+/// Velero's BackupSpec (the Schedule's `template`), keys in snake_case. Serializes to
+/// Velero's own field names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all(serialize = "camelCase"))]
+pub struct BackupTemplate {
+    /// Labels for the Backup objects this schedule creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// Namespaces to include; "*" (alone) or a list. Empty means all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_namespaces: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_namespaces: Option<Vec<String>>,
+    /// Resource filter (old style; do not mix with the *_scoped_resources filters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_cluster_resources: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_cluster_scoped_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_cluster_scoped_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_namespace_scoped_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_namespace_scoped_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+    /// Backs up what matches any of these selectors; not with label_selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub or_label_selectors: Option<Vec<LabelSelector>>,
+    /// Take native volume snapshots (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_volumes: Option<bool>,
+    /// Back up every pod volume with the file-system uploader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_volumes_to_fs_backup: Option<bool>,
+    /// Deprecated spelling of default_volumes_to_fs_backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_volumes_to_restic: Option<bool>,
+    /// Move CSI snapshot data to the backup storage location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_move_data: Option<bool>,
+    /// The data mover to use ("velero" or a third party's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datamover: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploader_config: Option<UploaderConfig>,
+    /// How long backups are kept (Go duration, e.g. "720h").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csi_snapshot_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_operation_timeout: Option<String>,
+    /// One backup location; without it (and without storage_locations) Velero uses its
+    /// default location at backup time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_location: Option<String>,
+    /// Snapshot locations, at most one per provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_snapshot_locations: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_group_snapshot_label_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<BackupHooks>,
+    /// Resource kind -> ordered list of "namespace/name" to back up first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered_resources: Option<BTreeMap<String, String>>,
+    /// A ConfigMap of resource policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<ResourcePolicyRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct UploaderConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_files_upload: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupHooks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<BackupResourceHook>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct BackupResourceHook {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_namespaces: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_namespaces: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_resources: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre: Vec<BackupHook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post: Vec<BackupHook>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupHook {
+    pub exec: ExecHook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HookErrorMode {
+    Continue,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct ExecHook {
+    /// The container to run in (default: the pod's first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<HookErrorMode>,
+    /// Go duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct ResourcePolicyRef {
+    /// Must be "configmap".
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+}
+
+/// The JSON Schema of the file, as `stowage schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    schema.to_value()
+}
+
+/// One Velero Schedule object that a `[schedules.*]` entry becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleInstance<'a> {
+    pub object_name: String,
+    pub storage_location: Option<&'a str>,
+    /// Index into `storage_locations` when the entry fans out.
+    pub fan_out_index: Option<usize>,
+}
+
+impl Schedule {
+    /// The Velero Schedules this entry declares: one per `storage_locations` entry,
+    /// named `<schedule>-<location>`, or a single one named after the entry.
+    pub fn instances<'a>(&'a self, name: &str) -> Vec<ScheduleInstance<'a>> {
+        match &self.storage_locations {
+            Some(locations) => locations
+                .iter()
+                .enumerate()
+                .map(|(index, location)| ScheduleInstance {
+                    object_name: format!("{name}-{location}"),
+                    storage_location: Some(location.as_str()),
+                    fan_out_index: Some(index),
+                })
+                .collect(),
+            None => vec![ScheduleInstance {
+                object_name: name.to_string(),
+                storage_location: self.template.storage_location.as_deref(),
+                fan_out_index: None,
+            }],
+        }
+    }
+}

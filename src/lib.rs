@@ -1,0 +1,13 @@
+//! stowage keeps a cluster's Velero configuration (backup storage locations, volume
+//! snapshot locations, their credentials and schedules) in one file in git.
+//!
+//! The pipeline: [`config::load`] reads the file, [`validate`] checks it against every
+//! rule Velero enforces late, and [`report`] shows the result. `cli` ties them to the
+//! command line; `main.rs` only calls it.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod report;
+pub mod secret;
+pub mod validate;

@@ -1,0 +1,188 @@
+//! Diagnostics, located in their file and shown as text (with the span underlined) or
+//! as JSON (product.md §2).
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::config::source::SourceMap;
+use crate::diagnostic::{Diagnostic, Severity};
+
+/// A diagnostic with its place in the file resolved.
+#[derive(Debug, Clone)]
+pub struct Located<'a> {
+    pub diagnostic: &'a Diagnostic,
+    pub span: Option<Range<usize>>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub related: Vec<(Range<usize>, &'a str)>,
+}
+
+/// Resolves every diagnostic's pointer against `source`, ordered as they appear in the
+/// file.
+pub fn locate<'a>(diagnostics: &'a [Diagnostic], source: &SourceMap) -> Vec<Located<'a>> {
+    let mut located: Vec<Located<'a>> = diagnostics
+        .iter()
+        .map(|diagnostic| {
+            let span = diagnostic
+                .span
+                .clone()
+                .or_else(|| diagnostic.at.as_ref().map(|at| source.span(at)));
+            let (line, column) = match &span {
+                Some(span) => {
+                    let (line, column) = source.line_column(span.start);
+                    (Some(line), Some(column))
+                }
+                None => (None, None),
+            };
+            let related = diagnostic
+                .related
+                .iter()
+                .map(|related| (source.span(&related.at), related.label.as_str()))
+                .collect();
+            Located {
+                diagnostic,
+                span,
+                line,
+                column,
+                related,
+            }
+        })
+        .collect();
+    located.sort_by_key(|l| (l.line.unwrap_or(0), l.column.unwrap_or(0), l.diagnostic.code));
+    located
+}
+
+/// Renders diagnostics the way compilers do: code, message, the file excerpt with the
+/// span underlined, and the help.
+pub fn write_text(
+    located: &[Located<'_>],
+    source: &SourceMap,
+    color: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    let named = miette::NamedSource::new(source.name.clone(), source.text.clone());
+    for item in located {
+        let shown = Shown {
+            item,
+            source: &named,
+        };
+        let mut rendered = String::new();
+        if handler.render_report(&mut rendered, &shown).is_err() {
+            rendered = format!("{}: {}\n", item.diagnostic.code, item.diagnostic.message);
+        }
+        out.write_all(rendered.as_bytes())?;
+    }
+    Ok(())
+}
+
+struct Shown<'a> {
+    item: &'a Located<'a>,
+    source: &'a miette::NamedSource<String>,
+}
+
+impl fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.item.diagnostic.message)
+    }
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.item.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Shown<'_> {}
+
+impl miette::Diagnostic for Shown<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.item.diagnostic.code.as_str()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.item.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.item
+            .diagnostic
+            .help
+            .as_ref()
+            .map(|help| Box::new(help) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.item.span.as_ref().map(|_| self.source as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let span = self.item.span.clone()?;
+        let primary = miette::LabeledSpan::new_primary_with_span(
+            self.item.diagnostic.label.clone(),
+            span,
+        );
+        let related = self
+            .item
+            .related
+            .iter()
+            .map(|(span, label)| miette::LabeledSpan::new_with_span(Some(label.to_string()), span.clone()));
+        Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+}
+
+/// One diagnostic in JSON output.
+#[derive(Debug, Serialize)]
+pub struct WireDiagnostic<'a> {
+    pub code: &'static str,
+    pub severity: &'static str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<&'a str>,
+    pub file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+pub fn wire<'a>(located: &'a [Located<'a>], source: &'a SourceMap) -> Vec<WireDiagnostic<'a>> {
+    located
+        .iter()
+        .map(|item| WireDiagnostic {
+            code: item.diagnostic.code.as_str(),
+            severity: item.diagnostic.severity.as_str(),
+            message: &item.diagnostic.message,
+            help: item.diagnostic.help.as_deref(),
+            file: &source.name,
+            line: item.line,
+            column: item.column,
+            path: item
+                .diagnostic
+                .at
+                .as_ref()
+                .map(|at| at.dotted())
+                .filter(|p| !p.is_empty()),
+        })
+        .collect()
+}
+
+/// `stowage validate --format json`.
+#[derive(Debug, Serialize)]
+pub struct ValidateReport<'a> {
+    pub format_version: u32,
+    pub valid: bool,
+    pub diagnostics: Vec<WireDiagnostic<'a>>,
+}

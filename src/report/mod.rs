@@ -1,0 +1,10 @@
+//! Showing results: diagnostics as located, underlined text or as JSON.
+//!
+//! Renderers only render: they take finished values and write them, deciding nothing.
+//! The JSON shapes here are wire types, separate from the internal ones, because they
+//! are a promise to pipelines (`FORMAT_VERSION`).
+
+pub mod diagnostics;
+
+/// The version of every JSON document stowage prints; bumped only on breaking changes.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,304 @@
+//! Credential contents in each provider's format (velero-semantics.md §5): an AWS
+//! shared-credentials INI with the profile the location names, an Azure dotenv file
+//! with the keys the plugin needs, a GCP JSON key.
+//!
+//! Problems are described by line numbers and key names only: nothing here ever puts
+//! a credential's content into a message.
+
+use crate::secret::SecretValue;
+
+use super::providers::Plugin;
+
+/// What a location needs from its credential.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// An AWS profile, `default` unless `config.profile` names another.
+    AwsProfile(String),
+    /// Azure keys that must be present and non-empty.
+    AzureKeys(Vec<String>),
+    Gcp,
+}
+
+impl Need {
+    pub fn plugin(&self) -> Plugin {
+        match self {
+            Need::AwsProfile(_) => Plugin::Aws,
+            Need::AzureKeys(_) => Plugin::Azure,
+            Need::Gcp => Plugin::Gcp,
+        }
+    }
+}
+
+/// Checks `value` against `need`; each problem is a sentence without secret content.
+pub fn check_format(value: &SecretValue, need: &Need) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(value.expose()) else {
+        return vec!["the credential is not UTF-8 text".to_string()];
+    };
+    match need {
+        Need::AwsProfile(profile) => check_aws(text, profile),
+        Need::AzureKeys(required) => check_azure(text, required),
+        Need::Gcp => check_gcp(text),
+    }
+}
+
+fn check_aws(text: &str, profile: &str) -> Vec<String> {
+    let options = ini::ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        ..ini::ParseOption::default()
+    };
+    let parsed = match ini::Ini::load_from_str_opt(text, options) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            return vec![format!(
+                "not an AWS shared-credentials file: syntax error on line {}",
+                error.line + 1
+            )];
+        }
+    };
+    let wanted = [profile.to_string(), format!("profile {profile}")];
+    let section = parsed
+        .iter()
+        .find(|(name, _)| name.is_some_and(|name| wanted.iter().any(|w| w == name.trim())));
+    let Some((_, properties)) = section else {
+        let found: Vec<String> = parsed
+            .sections()
+            .flatten()
+            .map(|name| format!("[{name}]"))
+            .collect();
+        let found = if found.is_empty() {
+            "no profiles".to_string()
+        } else {
+            found.join(", ")
+        };
+        return vec![format!(
+            "the AWS credentials have no [{profile}] profile (found {found})"
+        )];
+    };
+    let has = |key: &str| {
+        properties
+            .iter()
+            .any(|(k, v)| k.trim().eq_ignore_ascii_case(key) && !v.trim().is_empty())
+    };
+    let mut problems = Vec::new();
+    let key_id = has("aws_access_key_id");
+    let secret = has("aws_secret_access_key");
+    if key_id != secret {
+        let missing = if key_id {
+            "aws_secret_access_key"
+        } else {
+            "aws_access_key_id"
+        };
+        problems.push(format!("profile [{profile}] has no {missing}"));
+    }
+    let other_sources = [
+        "role_arn",
+        "credential_process",
+        "sso_session",
+        "sso_start_url",
+        "web_identity_token_file",
+        "credential_source",
+    ];
+    if !key_id && !secret && !other_sources.iter().any(|key| has(key)) {
+        problems.push(format!(
+            "profile [{profile}] holds no credentials: set aws_access_key_id and aws_secret_access_key, or role_arn"
+        ));
+    }
+    problems
+}
+
+const AZURE_KEYS: &[&str] = &[
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_RESOURCE_GROUP",
+    "AZURE_CLOUD_NAME",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+    "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+    "AZURE_STORAGE_ACCOUNT_ACCESS_KEY",
+];
+
+/// Keys and values of an Azure credential file. The values stay here: only key names
+/// and whether a value is set leave this module.
+fn azure_entries(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut entries = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok((key, value)) => entries.push((key, value.trim().to_string())),
+            Err(_) => {
+                // dotenvy's error quotes the line; report only its number.
+                let line = text
+                    .lines()
+                    .position(|line| {
+                        let line = line.trim();
+                        !line.is_empty() && !line.starts_with('#') && !line.contains('=')
+                    })
+                    .map(|index| format!(" on line {}", index + 1))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "not an Azure credentials file of KEY=VALUE lines: syntax error{line}"
+                ));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn check_azure(text: &str, required: &[String]) -> Vec<String> {
+    let entries = match azure_entries(text) {
+        Ok(entries) => entries,
+        Err(problem) => return vec![problem],
+    };
+    let has = |key: &str| entries.iter().any(|(k, v)| k == key && !v.is_empty());
+    let mut problems = Vec::new();
+    for key in required {
+        if !has(key) {
+            problems.push(format!("the Azure credentials have no {key}"));
+        }
+    }
+    let uses_service_principal = has("AZURE_CLIENT_SECRET")
+        || has("AZURE_CLIENT_CERTIFICATE")
+        || has("AZURE_CLIENT_CERTIFICATE_PATH");
+    if uses_service_principal {
+        for key in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID"] {
+            if !has(key) && !required.iter().any(|r| r == key) {
+                problems.push(format!(
+                    "{key} is required with a client secret or certificate"
+                ));
+            }
+        }
+    }
+    let known_clouds = [
+        "",
+        "azurecloud",
+        "azurepubliccloud",
+        "azurechinacloud",
+        "azureusgovernment",
+        "azureusgovernmentcloud",
+    ];
+    let unknown_cloud = entries.iter().any(|(key, value)| {
+        key == "AZURE_CLOUD_NAME" && !known_clouds.contains(&value.to_ascii_lowercase().as_str())
+    });
+    if unknown_cloud {
+        problems.push(
+            "AZURE_CLOUD_NAME is not a cloud the plugin knows: use AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud"
+                .to_string(),
+        );
+    }
+    for (key, _) in &entries {
+        if key.starts_with("AZURE_")
+            && !AZURE_KEYS.contains(&key.as_str())
+            && !required.contains(key)
+        {
+            match crate::diagnostic::nearest(key, AZURE_KEYS.iter().copied()) {
+                Some(suggestion) => problems.push(format!(
+                    "the Azure plugin does not read {key}; did you mean {suggestion}?"
+                )),
+                None if key == "AZURE_USERNAME" || key == "AZURE_PASSWORD" => problems.push(
+                    format!("{key} is no longer supported by the Azure plugin; use a service principal or workload identity"),
+                ),
+                None => {}
+            }
+        }
+    }
+    problems
+}
+
+fn check_gcp(text: &str) -> Vec<String> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            return vec![format!(
+                "not a GCP JSON key: invalid JSON at line {}, column {}",
+                error.line(),
+                error.column()
+            )];
+        }
+    };
+    let Some(object) = value.as_object() else {
+        return vec!["not a GCP JSON key: the file is not a JSON object".to_string()];
+    };
+    let text_field = |key: &str| {
+        object
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    match object.get("type").and_then(serde_json::Value::as_str) {
+        Some("service_account") => {
+            let mut problems = Vec::new();
+            if !text_field("client_email") {
+                problems.push("the service account key does not contain an email (client_email)".to_string());
+            }
+            if !text_field("private_key") {
+                problems.push("the service account key does not contain a private key (private_key)".to_string());
+            }
+            problems
+        }
+        Some("external_account" | "authorized_user" | "impersonated_service_account") => Vec::new(),
+        Some(other) => vec![format!("unsupported GCP credential type {other:?}")],
+        None => vec!["not a GCP JSON key: it has no \"type\"".to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, need: Need) -> Vec<String> {
+        check_format(&SecretValue::new(text.as_bytes().to_vec()), &need)
+    }
+
+    const CANARY: &str = "CANARYSECRET0123456789";
+
+    #[test]
+    fn aws_profiles() {
+        let good = format!("[default]\naws_access_key_id = AKIA\naws_secret_access_key = {CANARY}\n");
+        assert!(check(&good, Need::AwsProfile("default".into())).is_empty());
+        let problems = check(&good, Need::AwsProfile("backup".into()));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("[backup]") && problems[0].contains("[default]"));
+        let half = format!("[backup]\naws_secret_access_key = {CANARY}\n");
+        let problems = check(&half, Need::AwsProfile("backup".into()));
+        assert!(problems[0].contains("aws_access_key_id"));
+        assert!(!problems.concat().contains(CANARY));
+        let role = "[profile x]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = y\n";
+        assert!(check(role, Need::AwsProfile("x".into())).is_empty());
+        let syntax = format!("[default\n{CANARY}\n");
+        let problems = check(&syntax, Need::AwsProfile("default".into()));
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].contains(CANARY), "{}", problems[0]);
+    }
+
+    #[test]
+    fn azure_keys() {
+        let need = Need::AzureKeys(vec!["AZURE_SUBSCRIPTION_ID".into(), "AZURE_RESOURCE_GROUP".into()]);
+        let good = format!("AZURE_SUBSCRIPTION_ID=s\nAZURE_RESOURCE_GROUP=g\nAZURE_TENANT_ID=t\nAZURE_CLIENT_ID=c\nAZURE_CLIENT_SECRET={CANARY}\n");
+        assert!(check(&good, need.clone()).is_empty());
+        let missing = format!("AZURE_SUBSCRIPTION_ID=s\nAZURE_CLIENT_SECRET={CANARY}\n");
+        let problems = check(&missing, need.clone());
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(!problems.concat().contains(CANARY));
+        let broken = format!("AZURE_SUBSCRIPTION_ID=s\n{CANARY}\n");
+        let problems = check(&broken, need);
+        assert_eq!(problems, vec!["not an Azure credentials file of KEY=VALUE lines: syntax error on line 2"]);
+        let typo = check("AZURE_CLIENT_SECRT=x\n", Need::AzureKeys(vec![]));
+        assert!(typo[0].contains("did you mean AZURE_CLIENT_SECRET"));
+    }
+
+    #[test]
+    fn gcp_keys() {
+        let good = format!(r#"{{"type":"service_account","client_email":"a@b","private_key":"{CANARY}"}}"#);
+        assert!(check(&good, Need::Gcp).is_empty());
+        let no_key = r#"{"type":"service_account","client_email":"a@b"}"#;
+        assert_eq!(check(no_key, Need::Gcp).len(), 1);
+        let broken = format!("{{\"private_key\": \"{CANARY}\"");
+        let problems = check(&broken, Need::Gcp);
+        assert!(problems[0].contains("invalid JSON") && !problems[0].contains(CANARY));
+        assert!(check(r#"{"type":"external_account"}"#, Need::Gcp).is_empty());
+    }
+}

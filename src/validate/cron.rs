@@ -1,0 +1,185 @@
+//! Velero's cron dialect: robfig/cron v3's standard parser, as Velero 1.15+ uses it.
+//!
+//! Five fields (minute, hour, day of month, month, day of week; day of week 0-6, `7` is
+//! refused), the `@yearly`…`@hourly` descriptors, `@every <Go duration>`, and an optional
+//! `CRON_TZ=<zone>` or `TZ=<zone>` prefix naming an IANA zone.
+
+use std::str::FromStr;
+
+use super::duration::parse_go_duration;
+
+struct Field {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MONTHS: &[&str] = &[
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+const FIELDS: [Field; 5] = [
+    Field { name: "minute", min: 0, max: 59, names: &[] },
+    Field { name: "hour", min: 0, max: 23, names: &[] },
+    Field { name: "day of month", min: 1, max: 31, names: &[] },
+    Field { name: "month", min: 1, max: 12, names: MONTHS },
+    Field { name: "day of week", min: 0, max: 6, names: DAYS },
+];
+
+/// Checks `spec` the way Velero's schedule controller does; the error reads like
+/// robfig's own.
+pub fn check_cron(spec: &str) -> Result<(), String> {
+    if spec.is_empty() {
+        return Err("a schedule needs a non-empty cron expression".to_string());
+    }
+    let mut spec = spec;
+    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
+        let Some(space) = spec.find(' ') else {
+            return Err("a time zone prefix must be followed by a space and the schedule".to_string());
+        };
+        let equals = spec.find('=').unwrap_or(0);
+        let zone = &spec[equals + 1..space];
+        if zone != "Local" && chrono_tz::Tz::from_str(zone).is_err() {
+            return Err(format!("provided bad location {zone}: unknown time zone"));
+        }
+        spec = spec[space..].trim();
+    }
+    if let Some(descriptor) = spec.strip_prefix('@') {
+        return check_descriptor(descriptor, spec);
+    }
+    let fields: Vec<&str> = spec.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
+    }
+    for (text, field) in fields.iter().zip(FIELDS.iter()) {
+        for range in text.split(',') {
+            check_range(range, field).map_err(|error| format!("{} field: {error}", field.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_descriptor(descriptor: &str, spec: &str) -> Result<(), String> {
+    match descriptor {
+        "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+        _ => match descriptor.strip_prefix("every ") {
+            Some(duration) => parse_go_duration(duration)
+                .map(|_| ())
+                .map_err(|error| format!("failed to parse duration {spec}: {error}")),
+            None => Err(format!("unrecognized descriptor: {spec}")),
+        },
+    }
+}
+
+fn check_range(range: &str, field: &Field) -> Result<(), String> {
+    let (bounds, step) = match range.split('/').collect::<Vec<_>>()[..] {
+        [bounds] => (bounds, None),
+        [bounds, step] => (bounds, Some(step)),
+        _ => return Err(format!("too many slashes: {range}")),
+    };
+    let (start, end) = if bounds == "*" || bounds == "?" {
+        (field.min, field.max)
+    } else {
+        match bounds.split('-').collect::<Vec<_>>()[..] {
+            [single] => {
+                let value = parse_value(single, field)?;
+                // `n/step` means n through the maximum.
+                (value, if step.is_some() { field.max } else { value })
+            }
+            [low, high] => (parse_value(low, field)?, parse_value(high, field)?),
+            _ => return Err(format!("too many hyphens: {range}")),
+        }
+    };
+    if let Some(step) = step {
+        let step = parse_int(step)?;
+        if step == 0 {
+            return Err(format!("step of range should be a positive number: {range}"));
+        }
+    }
+    if start < field.min {
+        return Err(format!("beginning of range ({start}) below minimum ({}): {range}", field.min));
+    }
+    if end > field.max {
+        return Err(format!("end of range ({end}) above maximum ({}): {range}", field.max));
+    }
+    if start > end {
+        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {range}"));
+    }
+    Ok(())
+}
+
+fn parse_value(text: &str, field: &Field) -> Result<u32, String> {
+    let lower = text.to_ascii_lowercase();
+    if let Some(index) = field.names.iter().position(|name| *name == lower) {
+        return Ok(index as u32 + field.min);
+    }
+    parse_int(text)
+}
+
+fn parse_int(text: &str) -> Result<u32, String> {
+    if text.starts_with('-') {
+        return Err(format!("negative number ({text}) not allowed"));
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("failed to parse int from {text}"));
+    }
+    text.parse()
+        .map_err(|_| format!("failed to parse int from {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cron;
+
+    #[test]
+    fn accepts_velero_schedules() {
+        for ok in [
+            "0 1 * * *",
+            "*/15 * * * *",
+            "0 0 1-15/2 jan-jun mon-fri",
+            "0 3 ? * SUN",
+            "5 4 * * 0,6",
+            "30 2 * * 1/2",
+            "@daily",
+            "@midnight",
+            "@every 6h",
+            "@every 1h30m",
+            "CRON_TZ=Europe/Berlin 0 1 * * *",
+            "TZ=America/New_York @daily",
+            "TZ=UTC 0 0 * * *",
+        ] {
+            assert_eq!(check_cron(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_robfig_refuses() {
+        for (bad, why) in [
+            ("", "non-empty"),
+            ("0 1 * *", "expected exactly 5 fields, found 4"),
+            ("0 0 1 * * *", "expected exactly 5 fields, found 6"),
+            ("0 1 * * 7", "above maximum (6)"),
+            ("60 * * * *", "above maximum (59)"),
+            ("0 0 0 * *", "below minimum (1)"),
+            ("5-1 * * * *", "beyond end"),
+            ("*/0 * * * *", "positive"),
+            ("1-2-3 * * * *", "too many hyphens"),
+            ("1/2/3 * * * *", "too many slashes"),
+            ("x * * * *", "failed to parse int"),
+            ("1,,2 * * * *", "failed to parse int"),
+            ("@fortnightly", "unrecognized descriptor"),
+            ("@every 1d", "failed to parse duration"),
+            ("CRON_TZ=Mars/Olympus 0 1 * * *", "bad location"),
+            ("CRON_TZ=UTC", "followed by a space"),
+        ] {
+            let error = check_cron(bad).expect_err(bad);
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+}

@@ -1,0 +1,923 @@
+//! Every rule Velero enforces late, checked up front on a loaded file.
+//!
+//! `validate` is pure: it takes the decoded model and the materials the loader read,
+//! and returns every problem it finds, each pointing into the file. It does no I/O, needs
+//! no cluster, and never stops at the first problem.
+
+pub mod credentials;
+pub mod cron;
+pub mod duration;
+pub mod filters;
+pub mod names;
+pub mod providers;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::load::{Material, Materials};
+use crate::config::{AccessMode, BackupLocation, Config, SUPPORTED_VERSIONS, Schedule};
+use crate::diagnostic::{Code, Diagnostic, Pointer, nearest};
+use credentials::Need;
+use providers::{LocationConfig, LocationKind, Plugin, normalize};
+
+/// Velero's own Secret for Kopia repository passwords; stowage must never write it.
+const REPOSITORY_SECRET: &str = "velero-repo-credentials";
+/// The Secret and key every location without a credential uses.
+pub const INSTALL_SECRET: (&str, &str) = ("cloud-credentials", "cloud");
+/// Velero puts a Schedule's name into a label value, so it is limited like one.
+const MAX_SCHEDULE_NAME: usize = 63;
+
+/// Checks `config` and the contents it points at.
+pub fn validate(config: &Config, materials: &Materials) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let checker = Checker { config, materials };
+    checker.version(&mut out);
+    checker.velero(&mut out);
+    checker.credentials(&mut out);
+    checker.backup_locations(&mut out);
+    checker.snapshot_locations(&mut out);
+    checker.schedules(&mut out);
+    checker.credential_formats(&mut out);
+    out
+}
+
+struct Checker<'a> {
+    config: &'a Config,
+    materials: &'a Materials,
+}
+
+fn reference_error(kind: &str, name: &str, known: &[&str], at: Pointer, table: &str) -> Diagnostic {
+    let diagnostic = Diagnostic::error(Code::Reference, format!("no {kind} named `{name}`"))
+        .at(at)
+        .label(format!("not declared under [{table}]"));
+    match nearest(name, known.iter().copied()) {
+        Some(suggestion) => diagnostic.help(format!("did you mean `{suggestion}`?")),
+        None if known.is_empty() => {
+            diagnostic.help(format!("declare it as [{table}.{name}]"))
+        }
+        None => diagnostic.help(format!("declared: {}", known.join(", "))),
+    }
+}
+
+fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>) -> Option<i128> {
+    let value = value?;
+    match duration::parse_go_duration(value) {
+        Ok(nanos) => Some(nanos),
+        Err(problem) => {
+            let mut diagnostic = Diagnostic::error(Code::Duration, problem)
+                .at(at)
+                .label("not a Go duration")
+                .help("Velero accepts only Go durations: units ns, us, ms, s, m, h (e.g. \"720h\" for 30 days)");
+            if let Some(hint) = day_hint(value) {
+                diagnostic = diagnostic.help(hint);
+            }
+            out.push(diagnostic);
+            None
+        }
+    }
+}
+
+/// "30d" → "use \"720h\" for 30 days".
+fn day_hint(value: &str) -> Option<String> {
+    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit())?);
+    let number: u64 = number.parse().ok()?;
+    let hours = match unit {
+        "d" => number * 24,
+        "w" => number * 24 * 7,
+        "y" => number * 24 * 365,
+        _ => return None,
+    };
+    Some(format!(
+        "Go durations have no days: write \"{hours}h\" for {value}"
+    ))
+}
+
+fn name_check(
+    name: &str,
+    at: Pointer,
+    what: &str,
+    check: fn(&str) -> Result<(), String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    if let Err(problem) = check(name) {
+        out.push(
+            Diagnostic::error(Code::Name, format!("{what} {name:?} is not a valid name: {problem}"))
+                .at(at)
+                .label("invalid Kubernetes name"),
+        );
+    }
+}
+
+impl Checker<'_> {
+    fn credential_names(&self) -> Vec<&str> {
+        self.config.credentials.keys().map(String::as_str).collect()
+    }
+
+    fn version(&self, out: &mut Vec<Diagnostic>) {
+        let version = self.config.version;
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            out.push(
+                Diagnostic::error(
+                    Code::Version,
+                    format!("file format version {version} is not supported"),
+                )
+                .at(Pointer::value(["version"]))
+                .label("unsupported version")
+                .help("this stowage reads version 1"),
+            );
+        }
+    }
+
+    fn velero(&self, out: &mut Vec<Diagnostic>) {
+        let velero = &self.config.velero;
+        let at = Pointer::value(["velero"]);
+        name_check(&velero.namespace, at.child("namespace"), "namespace", names::check_label_name, out);
+        name_check(&velero.deployment, at.child("deployment"), "deployment", names::check_subdomain, out);
+        if velero.owner.is_empty() {
+            out.push(
+                Diagnostic::error(Code::Name, "the owner must not be empty")
+                    .at(at.child("owner")),
+            );
+        } else {
+            name_check(&velero.owner, at.child("owner"), "owner", names::check_label_value, out);
+        }
+        let snapshot_names: Vec<&str> =
+            self.config.snapshot_locations.keys().map(String::as_str).collect();
+        for (provider, vsl_name) in &velero.default_volume_snapshot_locations {
+            let entry_at = at.child("default_volume_snapshot_locations").child(provider.as_str());
+            match self.config.snapshot_locations.get(vsl_name) {
+                None => out.push(reference_error(
+                    "snapshot location",
+                    vsl_name,
+                    &snapshot_names,
+                    entry_at,
+                    "snapshot_locations",
+                )),
+                Some(vsl) if vsl.provider != *provider => out.push(
+                    Diagnostic::error(
+                        Code::Reference,
+                        format!(
+                            "`{vsl_name}` has provider `{}`, but this default is for `{provider}`",
+                            vsl.provider
+                        ),
+                    )
+                    .at(entry_at.as_key())
+                    .related(
+                        Pointer::value(["snapshot_locations", vsl_name.as_str(), "provider"]),
+                        "the location's provider",
+                    )
+                    .help(format!(
+                        "Velero compares provider names as written: use `\"{}\" = \"{vsl_name}\"`",
+                        vsl.provider
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn credentials(&self, out: &mut Vec<Diagnostic>) {
+        let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for (name, credential) in &self.config.credentials {
+            let at = Pointer::value(["credentials", name.as_str()]);
+            let secret = credential.secret_name(name);
+            let key = credential.secret_key();
+            let secret_at = if credential.secret.is_some() {
+                at.child("secret")
+            } else {
+                at.clone().as_key()
+            };
+            name_check(secret, secret_at.clone(), "secret", names::check_subdomain, out);
+            if let Err(problem) = names::check_secret_key(key) {
+                out.push(
+                    Diagnostic::error(Code::Name, format!("secret key {key:?} is not valid: {problem}"))
+                        .at(at.child("key")),
+                );
+            }
+            if secret == REPOSITORY_SECRET {
+                out.push(
+                    Diagnostic::error(
+                        Code::NameCollision,
+                        format!("`{REPOSITORY_SECRET}` is Velero's own Secret for repository passwords"),
+                    )
+                    .at(secret_at.clone())
+                    .help("store credentials in another Secret; overwriting this one locks Velero out of its Kopia repositories"),
+                );
+            }
+            if let Some(first) = seen.insert((secret, key), name) {
+                out.push(
+                    Diagnostic::error(
+                        Code::NameCollision,
+                        format!("credentials `{first}` and `{name}` both write key `{key}` of Secret `{secret}`"),
+                    )
+                    .at(at.clone().as_key())
+                    .related(Pointer::key(["credentials", first]), "first declared here")
+                    .help("give one of them another `key` or `secret`"),
+                );
+            }
+            let sources: Vec<&str> = [
+                ("file", credential.file.is_some()),
+                ("env", credential.env.is_some()),
+                ("external", credential.external.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(source, _)| source)
+            .collect();
+            if credential.external == Some(false) && sources.len() == 1 {
+                out.push(
+                    Diagnostic::error(
+                        Code::CredentialSource,
+                        format!("credential `{name}` has no source: `external = false` alone says nothing"),
+                    )
+                    .at(at.child("external"))
+                    .help("set `file` or `env`, or `external = true` if the Secret is managed elsewhere"),
+                );
+                continue;
+            }
+            match sources.len() {
+                1 => {}
+                0 => out.push(
+                    Diagnostic::error(
+                        Code::CredentialSource,
+                        format!("credential `{name}` has no source"),
+                    )
+                    .at(at.clone().as_key())
+                    .help("set exactly one of `file`, `env` or `external = true`"),
+                ),
+                _ => out.push(
+                    Diagnostic::error(
+                        Code::CredentialSource,
+                        format!(
+                            "credential `{name}` sets {}: exactly one source is allowed",
+                            sources.join(" and ")
+                        ),
+                    )
+                    .at(at.child(sources[1]).as_key())
+                    .related(at.child(sources[0]).as_key(), "first source")
+                    .help("keep exactly one of `file`, `env` or `external = true`"),
+                ),
+            }
+            if let Some(Material::Missing(reason)) = self.materials.credentials.get(name) {
+                let source_at = if credential.file.is_some() {
+                    at.child("file")
+                } else {
+                    at.child("env")
+                };
+                out.push(
+                    Diagnostic::error(Code::CredentialSource, reason.clone())
+                        .at(source_at)
+                        .label("cannot be read")
+                        .help("paths are relative to the directory of the stowage file"),
+                );
+            }
+        }
+    }
+
+    fn backup_locations(&self, out: &mut Vec<Diagnostic>) {
+        let credential_names = self.credential_names();
+        let mut defaults = Vec::new();
+        for (name, location) in &self.config.backup_locations {
+            let at = Pointer::value(["backup_locations", name.as_str()]);
+            name_check(name, at.clone().as_key(), "backup location", names::check_subdomain, out);
+            if location.default {
+                defaults.push(name.as_str());
+            }
+            self.bucket(location, &at, out);
+            if let Some(credential) = &location.credential
+                && !self.config.credentials.contains_key(credential)
+            {
+                out.push(reference_error(
+                    "credential",
+                    credential,
+                    &credential_names,
+                    at.child("credential"),
+                    "credentials",
+                ));
+            }
+            for field in ["backup_sync_period", "validation_frequency"] {
+                let value = match field {
+                    "backup_sync_period" => location.backup_sync_period.as_ref(),
+                    _ => location.validation_frequency.as_ref(),
+                };
+                if let Some(nanos) = duration_check(value, at.child(field), out)
+                    && nanos < 0
+                {
+                    out.push(
+                        Diagnostic::warning(
+                            Code::Duration,
+                            format!("a negative `{field}` makes Velero fall back to its server default"),
+                        )
+                        .at(at.child(field))
+                        .help("use \"0s\" to disable, or a positive duration"),
+                    );
+                }
+            }
+            self.ca_cert(name, location, &at, out);
+            filters::check_labels(&location.labels, &at.child("labels"), out);
+            providers::check_config(
+                &LocationConfig {
+                    provider: &location.provider,
+                    kind: LocationKind::Backup,
+                    config: &location.config,
+                    has_credential: location.credential.is_some(),
+                    at: &at,
+                },
+                out,
+            );
+            let kopia_ready = matches!(
+                Plugin::of(&location.provider),
+                Some(Plugin::Aws | Plugin::Azure | Plugin::Gcp)
+            ) || normalize(&location.provider) == "velero.io/fs"
+                || location.config.contains_key("s3Url");
+            if !kopia_ready && Plugin::of(&location.provider) != Some(Plugin::Portworx) {
+                out.push(
+                    Diagnostic::warning(
+                        Code::ProviderConfig,
+                        format!(
+                            "file-system backups and the data mover cannot use provider `{}`",
+                            location.provider
+                        ),
+                    )
+                    .at(at.child("provider"))
+                    .help("Kopia repositories need aws, azure, gcp, or an S3-compatible store with `s3Url` in config"),
+                );
+            }
+        }
+        self.defaults(&defaults, out);
+        self.prefix_overlaps(out);
+    }
+
+    fn bucket(&self, location: &BackupLocation, at: &Pointer, out: &mut Vec<Diagnostic>) {
+        let bucket = location.bucket.trim_matches('/');
+        if bucket.is_empty() {
+            out.push(
+                Diagnostic::error(Code::Bucket, "the bucket name must not be empty")
+                    .at(at.child("bucket")),
+            );
+        } else if bucket.contains('/') {
+            let (head, tail) = bucket.split_once('/').unwrap_or((bucket, ""));
+            out.push(
+                Diagnostic::error(
+                    Code::Bucket,
+                    format!("bucket name {:?} must not contain '/'", location.bucket),
+                )
+                .at(at.child("bucket"))
+                .label("contains '/'")
+                .help(format!("put the path in `prefix`: bucket = {head:?}, prefix = {tail:?}")),
+            );
+        }
+    }
+
+    fn ca_cert(&self, name: &str, location: &BackupLocation, at: &Pointer, out: &mut Vec<Diagnostic>) {
+        if location.ca_cert_file.is_some() && location.ca_cert_ref.is_some() {
+            out.push(
+                Diagnostic::error(
+                    Code::CaCert,
+                    "`ca_cert_file` and `ca_cert_ref` cannot both be set",
+                )
+                .at(at.child("ca_cert_ref").as_key())
+                .related(at.child("ca_cert_file").as_key(), "also set here")
+                .help("Velero refuses a location with both caCert and caCertRef; keep one"),
+            );
+        }
+        if let Some(reference) = &location.ca_cert_ref {
+            let ref_at = at.child("ca_cert_ref");
+            name_check(&reference.secret, ref_at.child("secret"), "secret", names::check_subdomain, out);
+            if let Err(problem) = names::check_secret_key(&reference.key) {
+                out.push(
+                    Diagnostic::error(Code::Name, format!("secret key {:?} is not valid: {problem}", reference.key))
+                        .at(ref_at.child("key")),
+                );
+            }
+        }
+        match self.materials.ca_certs.get(name) {
+            Some(Err(reason)) => out.push(
+                Diagnostic::error(Code::CaCert, reason.clone())
+                    .at(at.child("ca_cert_file"))
+                    .label("cannot be read")
+                    .help("paths are relative to the directory of the stowage file"),
+            ),
+            Some(Ok(contents)) => {
+                let text = String::from_utf8_lossy(contents);
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    out.push(
+                        Diagnostic::error(Code::CaCert, "the CA file holds no PEM certificate")
+                            .at(at.child("ca_cert_file"))
+                            .help("give a PEM bundle with -----BEGIN CERTIFICATE----- blocks"),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn defaults(&self, defaults: &[&str], out: &mut Vec<Diagnostic>) {
+        if self.config.backup_locations.is_empty() {
+            return;
+        }
+        match defaults {
+            [] => {
+                let names: Vec<&str> = self.config.backup_locations.keys().map(String::as_str).collect();
+                out.push(
+                    Diagnostic::error(Code::DefaultLocation, "no backup location has `default = true`")
+                        .at(Pointer::key(["backup_locations"]))
+                        .label("none of these is the default")
+                        .help(format!(
+                            "mark exactly one of {} with `default = true`; without it, backups that name no location fail validation",
+                            names.join(", ")
+                        )),
+                );
+            }
+            [_] => {}
+            [first, rest @ ..] => {
+                for name in rest {
+                    out.push(
+                        Diagnostic::error(
+                            Code::DefaultLocation,
+                            format!("`{first}` and `{name}` are both the default location"),
+                        )
+                        .at(Pointer::value(["backup_locations", name, "default"]))
+                        .label("second default")
+                        .related(Pointer::value(["backup_locations", first, "default"]), "first default")
+                        .help("exactly one location is the default; Velero would keep the newest and flip the others"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn prefix_overlaps(&self, out: &mut Vec<Diagnostic>) {
+        // Locations reach the same bucket when provider, endpoint and bucket name agree.
+        let mut by_bucket: BTreeMap<(String, String, String), Vec<(&str, String)>> = BTreeMap::new();
+        for (name, location) in &self.config.backup_locations {
+            let endpoint = ["s3Url", "storageAccount", "storageAccountURI", "storeEndpoint"]
+                .iter()
+                .filter_map(|key| location.config.get(*key))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",");
+            let key = (
+                normalize(&location.provider),
+                endpoint,
+                location.bucket.trim_matches('/').to_string(),
+            );
+            let prefix = location
+                .prefix
+                .as_deref()
+                .unwrap_or("")
+                .trim_matches('/')
+                .to_string();
+            by_bucket.entry(key).or_default().push((name, prefix));
+        }
+        for ((_, _, bucket), members) in &by_bucket {
+            for (i, (name, prefix)) in members.iter().enumerate() {
+                let Some((other, other_prefix)) = members[..i]
+                    .iter()
+                    .find(|(_, other_prefix)| nests(prefix, other_prefix))
+                else {
+                    continue;
+                };
+                let describe = |p: &str| {
+                    if p.is_empty() {
+                        "the whole bucket".to_string()
+                    } else {
+                        format!("prefix {p:?}")
+                    }
+                };
+                let relation = if prefix == other_prefix { "the same place" } else { "nested places" };
+                let at_for = |location: &str, prefix: &str| {
+                    if prefix.is_empty() {
+                        Pointer::value(["backup_locations", location, "bucket"])
+                    } else {
+                        Pointer::value(["backup_locations", location, "prefix"])
+                    }
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::PrefixOverlap,
+                        format!(
+                            "`{name}` ({}) and `{other}` ({}) share bucket {bucket:?} at {relation}",
+                            describe(prefix),
+                            describe(other_prefix)
+                        ),
+                    )
+                    .at(at_for(name, prefix))
+                    .label("overlaps")
+                    .related(at_for(other, other_prefix), "the other location")
+                    .help("give each location its own prefix, none inside another: Velero marks a location Unavailable when it finds another's folders under its own"),
+                );
+            }
+        }
+    }
+
+    fn snapshot_locations(&self, out: &mut Vec<Diagnostic>) {
+        let credential_names = self.credential_names();
+        for (name, location) in &self.config.snapshot_locations {
+            let at = Pointer::value(["snapshot_locations", name.as_str()]);
+            name_check(name, at.clone().as_key(), "snapshot location", names::check_subdomain, out);
+            if let Some(credential) = &location.credential
+                && !self.config.credentials.contains_key(credential)
+            {
+                out.push(reference_error(
+                    "credential",
+                    credential,
+                    &credential_names,
+                    at.child("credential"),
+                    "credentials",
+                ));
+            }
+            filters::check_labels(&location.labels, &at.child("labels"), out);
+            providers::check_config(
+                &LocationConfig {
+                    provider: &location.provider,
+                    kind: LocationKind::Snapshot,
+                    config: &location.config,
+                    has_credential: location.credential.is_some(),
+                    at: &at,
+                },
+                out,
+            );
+        }
+    }
+
+    fn schedules(&self, out: &mut Vec<Diagnostic>) {
+        let mut object_names: BTreeMap<String, Pointer> = BTreeMap::new();
+        // Velero compares VSL providers as written.
+        let mut vsls_by_provider: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, vsl) in &self.config.snapshot_locations {
+            vsls_by_provider.entry(vsl.provider.as_str()).or_default().push(name);
+        }
+        for (name, schedule) in &self.config.schedules {
+            let at = Pointer::value(["schedules", name.as_str()]);
+            name_check(name, at.clone().as_key(), "schedule", names::check_subdomain, out);
+            if let Err(problem) = cron::check_cron(&schedule.cron) {
+                out.push(
+                    Diagnostic::error(Code::Cron, format!("invalid schedule: {problem}"))
+                        .at(at.child("cron"))
+                        .label("not Velero's cron dialect")
+                        .help("5 fields (minute hour day-of-month month day-of-week, days 0-6), a descriptor such as @daily or @every 6h, optionally prefixed by CRON_TZ=<zone>"),
+                );
+            }
+            self.schedule_locations(name, schedule, &at, &mut object_names, out);
+            self.schedule_snapshot_locations(name, schedule, &at, &vsls_by_provider, out);
+            let template = &schedule.template;
+            for field in ["ttl", "csi_snapshot_timeout", "item_operation_timeout"] {
+                let value = match field {
+                    "ttl" => template.ttl.as_ref(),
+                    "csi_snapshot_timeout" => template.csi_snapshot_timeout.as_ref(),
+                    _ => template.item_operation_timeout.as_ref(),
+                };
+                duration_check(value, at.child(field), out);
+            }
+            if let Some(hooks) = &template.hooks {
+                for (index, hook) in hooks.resources.iter().enumerate() {
+                    let hook_at = at.child("hooks").child("resources").child(index);
+                    for (phase, list) in [("pre", &hook.pre), ("post", &hook.post)] {
+                        for (step, item) in list.iter().enumerate() {
+                            let exec_at = hook_at.child(phase).child(step).child("exec");
+                            if item.exec.command.is_empty() {
+                                out.push(
+                                    Diagnostic::error(Code::Parse, "a hook needs a command")
+                                        .at(exec_at.child("command"))
+                                        .help("e.g. command = [\"/sbin/fsfreeze\", \"--freeze\", \"/data\"]"),
+                                );
+                            }
+                            duration_check(item.exec.timeout.as_ref(), exec_at.child("timeout"), out);
+                        }
+                    }
+                }
+            }
+            filters::check_template(template, &at, out);
+            filters::check_labels(&schedule.labels, &at.child("labels"), out);
+            for key in schedule.annotations.keys() {
+                if let Err(problem) = names::check_label_key(key) {
+                    out.push(
+                        Diagnostic::error(Code::Name, format!("invalid annotation key {key:?}: {problem}"))
+                            .at(at.child("annotations").child(key.as_str()).as_key()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn schedule_locations(
+        &self,
+        name: &str,
+        schedule: &Schedule,
+        at: &Pointer,
+        object_names: &mut BTreeMap<String, Pointer>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let location_names: Vec<&str> = self.config.backup_locations.keys().map(String::as_str).collect();
+        if schedule.storage_locations.is_some() && schedule.template.storage_location.is_some() {
+            out.push(
+                Diagnostic::error(
+                    Code::Parse,
+                    "`storage_location` and `storage_locations` cannot both be set",
+                )
+                .at(at.child("storage_location").as_key())
+                .related(at.child("storage_locations").as_key(), "fan-out here")
+                .help("use `storage_locations` to send this schedule to several locations, or `storage_location` for one"),
+            );
+        }
+        if schedule.storage_locations.as_ref().is_some_and(Vec::is_empty) {
+            out.push(
+                Diagnostic::error(Code::Parse, "`storage_locations` is empty: this schedule would create nothing")
+                    .at(at.child("storage_locations"))
+                    .help("name at least one location, or remove the key to use Velero's default location"),
+            );
+        }
+        for instance in schedule.instances(name) {
+            let location_at = match instance.fan_out_index {
+                Some(index) => at.child("storage_locations").child(index),
+                None => at.child("storage_location"),
+            };
+            let instance_at = if instance.fan_out_index.is_some() {
+                location_at.clone()
+            } else {
+                at.clone().as_key()
+            };
+            if let Err(problem) = names::check_subdomain(&instance.object_name) {
+                out.push(
+                    Diagnostic::error(
+                        Code::Name,
+                        format!("schedule name {:?} is not a valid name: {problem}", instance.object_name),
+                    )
+                    .at(instance_at.clone()),
+                );
+            } else if instance.object_name.len() > MAX_SCHEDULE_NAME {
+                out.push(
+                    Diagnostic::error(
+                        Code::Name,
+                        format!(
+                            "schedule name {:?} is {} characters; Velero needs at most {MAX_SCHEDULE_NAME}",
+                            instance.object_name,
+                            instance.object_name.len()
+                        ),
+                    )
+                    .at(instance_at.clone())
+                    .label("too long")
+                    .help("Velero labels every backup with its schedule's name, and label values stop at 63 characters: every backup of this schedule would fail to be created"),
+                );
+            }
+            match object_names.get(&instance.object_name) {
+                Some(first) => out.push(
+                    Diagnostic::error(
+                        Code::NameCollision,
+                        format!("two schedules would both be named `{}`", instance.object_name),
+                    )
+                    .at(instance_at.clone())
+                    .related(first.clone(), "first one here")
+                    .help("rename one of the schedules or locations"),
+                ),
+                None => {
+                    object_names.insert(instance.object_name.clone(), instance_at.clone());
+                }
+            }
+            let Some(location) = instance.storage_location else {
+                continue;
+            };
+            match self.config.backup_locations.get(location) {
+                None => out.push(reference_error(
+                    "backup location",
+                    location,
+                    &location_names,
+                    location_at,
+                    "backup_locations",
+                )),
+                Some(declared) if declared.access_mode == Some(AccessMode::ReadOnly) => out.push(
+                    Diagnostic::error(
+                        Code::Reference,
+                        format!("backup location `{location}` is read-only: Velero refuses backups to it"),
+                    )
+                    .at(location_at)
+                    .related(
+                        Pointer::value(["backup_locations", location, "access_mode"]),
+                        "read-only here",
+                    )
+                    .help("send the schedule to a ReadWrite location"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn schedule_snapshot_locations(
+        &self,
+        name: &str,
+        schedule: &Schedule,
+        at: &Pointer,
+        vsls_by_provider: &BTreeMap<&str, Vec<&str>>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let snapshot_names: Vec<&str> = self.config.snapshot_locations.keys().map(String::as_str).collect();
+        let list_at = at.child("volume_snapshot_locations");
+        let named = schedule.template.volume_snapshot_locations.as_deref().unwrap_or_default();
+        let mut chosen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+        for (index, vsl_name) in named.iter().enumerate() {
+            let Some(vsl) = self.config.snapshot_locations.get(vsl_name) else {
+                out.push(reference_error(
+                    "snapshot location",
+                    vsl_name,
+                    &snapshot_names,
+                    list_at.child(index),
+                    "snapshot_locations",
+                ));
+                continue;
+            };
+            if let Some((first_index, first)) = chosen.get(vsl.provider.as_str()) {
+                if *first != vsl_name.as_str() {
+                    out.push(
+                        Diagnostic::error(
+                            Code::VslPerProvider,
+                            format!(
+                                "schedule `{name}` names two snapshot locations of provider `{}`: `{first}` and `{vsl_name}`",
+                                vsl.provider
+                            ),
+                        )
+                        .at(list_at.child(index))
+                        .label("second location of this provider")
+                        .related(list_at.child(*first_index), "first one")
+                        .help("a backup takes at most one snapshot location per provider; keep one"),
+                    );
+                }
+                continue;
+            }
+            chosen.insert(vsl.provider.as_str(), (index, vsl_name.as_str()));
+        }
+        let defaults = &self.config.velero.default_volume_snapshot_locations;
+        for (provider, vsls) in vsls_by_provider {
+            if vsls.len() < 2 || chosen.contains_key(provider) || defaults.contains_key(*provider) {
+                continue;
+            }
+            let pointer = if schedule.template.volume_snapshot_locations.is_some() {
+                list_at.clone()
+            } else {
+                at.clone().as_key()
+            };
+            out.push(
+                Diagnostic::error(
+                    Code::VslAmbiguous,
+                    format!(
+                        "provider `{provider}` has {} snapshot locations ({}) and schedule `{name}` names none of them",
+                        vsls.len(),
+                        vsls.join(", ")
+                    ),
+                )
+                .at(pointer)
+                .help(format!(
+                    "add one of them to `volume_snapshot_locations`, or set [velero.default_volume_snapshot_locations] \"{provider}\" = \"{}\"; otherwise every backup fails validation, even without snapshots",
+                    vsls[0]
+                )),
+            );
+        }
+    }
+
+    /// Which provider formats each credential must be in, from the locations using it.
+    fn credential_needs(&self) -> BTreeMap<&str, BTreeMap<Need, Vec<Pointer>>> {
+        let mut needs: BTreeMap<&str, BTreeMap<Need, Vec<Pointer>>> = BTreeMap::new();
+        // Locations without a credential use the install-time Secret; when the file
+        // declares that Secret too, its content must suit them as well.
+        let install_credential = self.config.credentials.iter().find_map(|(name, credential)| {
+            ((credential.secret_name(name), credential.secret_key()) == INSTALL_SECRET).then_some(name.as_str())
+        });
+        let mut uses: Vec<(Option<&String>, Option<Need>, Pointer)> = Vec::new();
+        for (name, location) in &self.config.backup_locations {
+            let at = match &location.credential {
+                Some(_) => Pointer::value(["backup_locations", name.as_str(), "credential"]),
+                None => Pointer::key(["backup_locations", name.as_str()]),
+            };
+            let need = need_of(&location.provider, LocationKind::Backup, &location.config);
+            uses.push((location.credential.as_ref(), need, at));
+        }
+        for (name, location) in &self.config.snapshot_locations {
+            let at = match &location.credential {
+                Some(_) => Pointer::value(["snapshot_locations", name.as_str(), "credential"]),
+                None => Pointer::key(["snapshot_locations", name.as_str()]),
+            };
+            let need = need_of(&location.provider, LocationKind::Snapshot, &location.config);
+            uses.push((location.credential.as_ref(), need, at));
+        }
+        for (credential, need, at) in uses {
+            let credential = match (credential, install_credential) {
+                (Some(name), _) => name.as_str(),
+                (None, Some(name)) => name,
+                (None, None) => continue,
+            };
+            if let Some(need) = need
+                && self.config.credentials.contains_key(credential)
+            {
+                needs.entry(credential).or_default().entry(need).or_default().push(at);
+            }
+        }
+        needs
+    }
+
+    fn credential_formats(&self, out: &mut Vec<Diagnostic>) {
+        for (credential, needs) in self.credential_needs() {
+            let Some(Material::Value(value)) = self.materials.credentials.get(credential) else {
+                continue;
+            };
+            let Some(declared) = self.config.credentials.get(credential) else {
+                continue;
+            };
+            let source_at = if declared.file.is_some() {
+                Pointer::value(["credentials", credential, "file"])
+            } else {
+                Pointer::value(["credentials", credential, "env"])
+            };
+            let mut reported = BTreeSet::new();
+            for (need, users) in needs {
+                for problem in credentials::check_format(value, &need) {
+                    if !reported.insert(problem.clone()) {
+                        continue;
+                    }
+                    let plugin = match need.plugin() {
+                        Plugin::Aws => "aws",
+                        Plugin::Azure => "azure",
+                        Plugin::Gcp => "gcp",
+                        Plugin::Portworx => "portworx",
+                    };
+                    let mut diagnostic = Diagnostic::error(
+                        Code::CredentialFormat,
+                        format!("credential `{credential}`: {problem}"),
+                    )
+                    .at(source_at.clone())
+                    .label(format!("not a valid {plugin} credential"))
+                    .help(format_help(&need));
+                    if let Some(first) = users.first() {
+                        diagnostic = diagnostic.related(first.clone(), format!("used here by a {plugin} location"));
+                    }
+                    out.push(diagnostic);
+                }
+            }
+        }
+    }
+}
+
+fn format_help(need: &Need) -> String {
+    match need {
+        Need::AwsProfile(profile) => format!(
+            "an AWS shared-credentials file: [{profile}] with aws_access_key_id and aws_secret_access_key (the profile comes from config.profile)"
+        ),
+        Need::AzureKeys(_) => "an Azure credentials file: KEY=VALUE lines such as AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET".to_string(),
+        Need::Gcp => "a GCP service-account JSON key, as `gcloud iam service-accounts keys create` writes it".to_string(),
+    }
+}
+
+fn need_of(provider: &str, kind: LocationKind, config: &BTreeMap<String, String>) -> Option<Need> {
+    let has = |key: &str| config.get(key).is_some_and(|v| !v.is_empty());
+    match Plugin::of(provider)? {
+        Plugin::Aws => Some(Need::AwsProfile(
+            config.get("profile").filter(|p| !p.is_empty()).cloned().unwrap_or_else(|| "default".to_string()),
+        )),
+        Plugin::Azure => {
+            let mut keys = Vec::new();
+            match kind {
+                LocationKind::Snapshot => {
+                    keys.push("AZURE_SUBSCRIPTION_ID".to_string());
+                    keys.push("AZURE_RESOURCE_GROUP".to_string());
+                }
+                LocationKind::Backup => {
+                    if let Some(key) = config.get("storageAccountKeyEnvVar").filter(|k| !k.is_empty()) {
+                        keys.push(key.clone());
+                    } else if config.get("useAAD").map(String::as_str) != Some("true") {
+                        if !has("subscriptionId") {
+                            keys.push("AZURE_SUBSCRIPTION_ID".to_string());
+                        }
+                        if !has("resourceGroup") {
+                            keys.push("AZURE_RESOURCE_GROUP".to_string());
+                        }
+                    }
+                }
+            }
+            Some(Need::AzureKeys(keys))
+        }
+        Plugin::Gcp => Some(Need::Gcp),
+        Plugin::Portworx => None,
+    }
+}
+
+/// Two prefixes in one bucket collide when equal or when one contains the other
+/// (the empty prefix contains everything).
+fn nests(a: &str, b: &str) -> bool {
+    a == b
+        || a.is_empty()
+        || b.is_empty()
+        || b.strip_prefix(a).is_some_and(|rest| rest.starts_with('/'))
+        || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nests;
+
+    #[test]
+    fn prefixes_nest_by_path_segment() {
+        assert!(nests("a", "a"));
+        assert!(nests("", "a"));
+        assert!(nests("a", "a/b"));
+        assert!(!nests("a", "ab"));
+        assert!(!nests("cluster-a", "cluster-b"));
+    }
+}
