@@ -134,7 +134,11 @@ pub fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            let prefix = if color { "\x1b[31merror\x1b[0m" } else { "error" };
+            let prefix = if color {
+                "\x1b[31merror\x1b[0m"
+            } else {
+                "error"
+            };
             eprintln!("{prefix}: {error}");
             ExitStatus::Failure.into()
         }
@@ -170,9 +174,7 @@ pub fn schema_text() -> String {
 pub fn load_and_validate(path: &Path) -> Result<(Loaded, Vec<Diagnostic>), load::LoadError> {
     let loaded = load::load(path)?;
     let mut diagnostics = loaded.diagnostics.clone();
-    if let Some(config) = &loaded.config {
-        diagnostics.extend(validate::validate(config, &loaded.materials));
-    }
+    diagnostics.extend(validate::validate(&loaded));
     Ok((loaded, diagnostics))
 }
 
@@ -229,7 +231,11 @@ fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliE
 
 fn count_summary(errors: usize, warnings: usize) -> String {
     if warnings > 0 {
-        format!("{} and {}", plural(errors, "error"), plural(warnings, "warning"))
+        format!(
+            "{} and {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
     } else {
         plural(errors, "error")
     }

@@ -6,7 +6,7 @@
 //! validation and rendering stay pure. Problems in the file become diagnostics; only a
 //! file that cannot be read at all is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::model::{Config, json_schema};
@@ -56,6 +56,8 @@ pub struct Loaded {
     pub source: SourceMap,
     pub materials: Materials,
     pub diagnostics: Vec<Diagnostic>,
+    /// Values the shape check reported and left out of the model.
+    pub unusable: BTreeSet<Pointer>,
 }
 
 /// Reads and loads the file at `path`.
@@ -95,11 +97,17 @@ pub fn parse_str(name: &str, text: String, format: Format) -> Loaded {
             }
         }
     }
+    let unusable = diagnostics
+        .iter()
+        .filter(|d| d.code == Code::Parse)
+        .filter_map(|d| d.at.clone())
+        .collect();
     Loaded {
         config,
         source: SourceMap::new(name.to_string(), text, root),
         materials: Materials::default(),
         diagnostics,
+        unusable,
     }
 }
 

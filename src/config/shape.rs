@@ -310,15 +310,17 @@ fn type_matches(schema: &Value, value: &NodeValue) -> bool {
     if types.is_empty() {
         return true;
     }
-    types.iter().any(|t| match (*t, value) {
-        ("null", NodeValue::Null)
-        | ("boolean", NodeValue::Bool(_))
-        | ("integer", NodeValue::Integer(_))
-        | ("number", NodeValue::Integer(_) | NodeValue::Float(_))
-        | ("string", NodeValue::String(_))
-        | ("array", NodeValue::List(_))
-        | ("object", NodeValue::Map(_)) => true,
-        _ => false,
+    types.iter().any(|t| {
+        matches!(
+            (*t, value),
+            ("null", NodeValue::Null)
+                | ("boolean", NodeValue::Bool(_))
+                | ("integer", NodeValue::Integer(_))
+                | ("number", NodeValue::Integer(_) | NodeValue::Float(_))
+                | ("string", NodeValue::String(_))
+                | ("array", NodeValue::List(_))
+                | ("object", NodeValue::Map(_))
+        )
     })
 }
 

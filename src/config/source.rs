@@ -86,8 +86,8 @@ pub fn parse(text: &str, format: Format) -> (Option<Node>, Vec<Diagnostic>) {
 }
 
 fn parse_toml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
-    use toml::de::{DeTable, DeValue};
     use toml::Spanned;
+    use toml::de::{DeTable, DeValue};
 
     fn convert(value: &Spanned<DeValue<'_>>) -> Node {
         let span = value.span();
@@ -357,6 +357,11 @@ mod yaml {
         // Drop the "line N column M: " prefix: the location is shown separately.
         let first = match first.split_once(": ") {
             Some((prefix, rest)) if prefix.starts_with("line ") => rest,
+            _ => first,
+        };
+        // The location is shown separately, so drop a trailing "at line N, column M".
+        let first = match first.rfind(" at line ") {
+            Some(index) if first[index..].contains(", column ") => &first[..index],
             _ => first,
         };
         super::clean_message(first)

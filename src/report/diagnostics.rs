@@ -50,7 +50,13 @@ pub fn locate<'a>(diagnostics: &'a [Diagnostic], source: &SourceMap) -> Vec<Loca
             }
         })
         .collect();
-    located.sort_by_key(|l| (l.line.unwrap_or(0), l.column.unwrap_or(0), l.diagnostic.code));
+    located.sort_by_key(|l| {
+        (
+            l.line.unwrap_or(0),
+            l.column.unwrap_or(0),
+            l.diagnostic.code,
+        )
+    });
     located
 }
 
@@ -123,20 +129,19 @@ impl miette::Diagnostic for Shown<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.item.span.as_ref().map(|_| self.source as &dyn miette::SourceCode)
+        self.item
+            .span
+            .as_ref()
+            .map(|_| self.source as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let span = self.item.span.clone()?;
-        let primary = miette::LabeledSpan::new_primary_with_span(
-            self.item.diagnostic.label.clone(),
-            span,
-        );
-        let related = self
-            .item
-            .related
-            .iter()
-            .map(|(span, label)| miette::LabeledSpan::new_with_span(Some(label.to_string()), span.clone()));
+        let primary =
+            miette::LabeledSpan::new_primary_with_span(self.item.diagnostic.label.clone(), span);
+        let related = self.item.related.iter().map(|(span, label)| {
+            miette::LabeledSpan::new_with_span(Some(label.to_string()), span.clone())
+        });
         Some(Box::new(std::iter::once(primary).chain(related)))
     }
 }

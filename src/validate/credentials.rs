@@ -232,10 +232,15 @@ fn check_gcp(text: &str) -> Vec<String> {
         Some("service_account") => {
             let mut problems = Vec::new();
             if !text_field("client_email") {
-                problems.push("the service account key does not contain an email (client_email)".to_string());
+                problems.push(
+                    "the service account key does not contain an email (client_email)".to_string(),
+                );
             }
             if !text_field("private_key") {
-                problems.push("the service account key does not contain a private key (private_key)".to_string());
+                problems.push(
+                    "the service account key does not contain a private key (private_key)"
+                        .to_string(),
+                );
             }
             problems
         }
@@ -257,7 +262,8 @@ mod tests {
 
     #[test]
     fn aws_profiles() {
-        let good = format!("[default]\naws_access_key_id = AKIA\naws_secret_access_key = {CANARY}\n");
+        let good =
+            format!("[default]\naws_access_key_id = AKIA\naws_secret_access_key = {CANARY}\n");
         assert!(check(&good, Need::AwsProfile("default".into())).is_empty());
         let problems = check(&good, Need::AwsProfile("backup".into()));
         assert_eq!(problems.len(), 1);
@@ -276,8 +282,13 @@ mod tests {
 
     #[test]
     fn azure_keys() {
-        let need = Need::AzureKeys(vec!["AZURE_SUBSCRIPTION_ID".into(), "AZURE_RESOURCE_GROUP".into()]);
-        let good = format!("AZURE_SUBSCRIPTION_ID=s\nAZURE_RESOURCE_GROUP=g\nAZURE_TENANT_ID=t\nAZURE_CLIENT_ID=c\nAZURE_CLIENT_SECRET={CANARY}\n");
+        let need = Need::AzureKeys(vec![
+            "AZURE_SUBSCRIPTION_ID".into(),
+            "AZURE_RESOURCE_GROUP".into(),
+        ]);
+        let good = format!(
+            "AZURE_SUBSCRIPTION_ID=s\nAZURE_RESOURCE_GROUP=g\nAZURE_TENANT_ID=t\nAZURE_CLIENT_ID=c\nAZURE_CLIENT_SECRET={CANARY}\n"
+        );
         assert!(check(&good, need.clone()).is_empty());
         let missing = format!("AZURE_SUBSCRIPTION_ID=s\nAZURE_CLIENT_SECRET={CANARY}\n");
         let problems = check(&missing, need.clone());
@@ -285,14 +296,19 @@ mod tests {
         assert!(!problems.concat().contains(CANARY));
         let broken = format!("AZURE_SUBSCRIPTION_ID=s\n{CANARY}\n");
         let problems = check(&broken, need);
-        assert_eq!(problems, vec!["not an Azure credentials file of KEY=VALUE lines: syntax error on line 2"]);
+        assert_eq!(
+            problems,
+            vec!["not an Azure credentials file of KEY=VALUE lines: syntax error on line 2"]
+        );
         let typo = check("AZURE_CLIENT_SECRT=x\n", Need::AzureKeys(vec![]));
         assert!(typo[0].contains("did you mean AZURE_CLIENT_SECRET"));
     }
 
     #[test]
     fn gcp_keys() {
-        let good = format!(r#"{{"type":"service_account","client_email":"a@b","private_key":"{CANARY}"}}"#);
+        let good = format!(
+            r#"{{"type":"service_account","client_email":"a@b","private_key":"{CANARY}"}}"#
+        );
         assert!(check(&good, Need::Gcp).is_empty());
         let no_key = r#"{"type":"service_account","client_email":"a@b"}"#;
         assert_eq!(check(no_key, Need::Gcp).len(), 1);

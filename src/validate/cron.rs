@@ -21,11 +21,36 @@ const MONTHS: &[&str] = &[
 const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 const FIELDS: [Field; 5] = [
-    Field { name: "minute", min: 0, max: 59, names: &[] },
-    Field { name: "hour", min: 0, max: 23, names: &[] },
-    Field { name: "day of month", min: 1, max: 31, names: &[] },
-    Field { name: "month", min: 1, max: 12, names: MONTHS },
-    Field { name: "day of week", min: 0, max: 6, names: DAYS },
+    Field {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Field {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    Field {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    Field {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: MONTHS,
+    },
+    Field {
+        name: "day of week",
+        min: 0,
+        max: 6,
+        names: DAYS,
+    },
 ];
 
 /// Checks `spec` the way Velero's schedule controller does; the error reads like
@@ -37,7 +62,9 @@ pub fn check_cron(spec: &str) -> Result<(), String> {
     let mut spec = spec;
     if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
         let Some(space) = spec.find(' ') else {
-            return Err("a time zone prefix must be followed by a space and the schedule".to_string());
+            return Err(
+                "a time zone prefix must be followed by a space and the schedule".to_string(),
+            );
         };
         let equals = spec.find('=').unwrap_or(0);
         let zone = &spec[equals + 1..space];
@@ -99,17 +126,27 @@ fn check_range(range: &str, field: &Field) -> Result<(), String> {
     if let Some(step) = step {
         let step = parse_int(step)?;
         if step == 0 {
-            return Err(format!("step of range should be a positive number: {range}"));
+            return Err(format!(
+                "step of range should be a positive number: {range}"
+            ));
         }
     }
     if start < field.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {range}", field.min));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {range}",
+            field.min
+        ));
     }
     if end > field.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {range}", field.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {range}",
+            field.max
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {range}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {range}"
+        ));
     }
     Ok(())
 }

@@ -42,9 +42,7 @@ pub fn parse_go_duration(text: &str) -> Result<i128, String> {
             "h" => 3_600_000_000_000,
             "" => return Err(format!("missing unit in duration {original:?}")),
             other => {
-                return Err(format!(
-                    "unknown unit {other:?} in duration {original:?}"
-                ));
+                return Err(format!("unknown unit {other:?} in duration {original:?}"));
             }
         };
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -92,7 +90,21 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses() {
-        for bad in ["", "30d", "1w", "1y", "10", "h", ".s", "1..5s", "1H", " 1m", "1m ", "--1m", "9999999999h"] {
+        for bad in [
+            "",
+            "30d",
+            "1w",
+            "1y",
+            "10",
+            "h",
+            ".s",
+            "1..5s",
+            "1H",
+            " 1m",
+            "1m ",
+            "--1m",
+            "9999999999h",
+        ] {
             assert!(p(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -9,20 +9,57 @@ use crate::diagnostic::{Code, Diagnostic, Pointer};
 pub fn check_template(template: &BackupTemplate, at: &Pointer, out: &mut Vec<Diagnostic>) {
     let included = template.included_namespaces.as_deref().unwrap_or_default();
     let excluded = template.excluded_namespaces.as_deref().unwrap_or_default();
-    check_namespace_lists(included, excluded, at, "included_namespaces", "excluded_namespaces", out);
+    check_namespace_lists(
+        included,
+        excluded,
+        at,
+        "included_namespaces",
+        "excluded_namespaces",
+        out,
+    );
 
     let old_filters = [
-        ("included_resources", template.included_resources.as_ref().is_some_and(|l| !l.is_empty())),
-        ("excluded_resources", template.excluded_resources.as_ref().is_some_and(|l| !l.is_empty())),
-        ("include_cluster_resources", template.include_cluster_resources.is_some()),
+        (
+            "included_resources",
+            template
+                .included_resources
+                .as_ref()
+                .is_some_and(|l| !l.is_empty()),
+        ),
+        (
+            "excluded_resources",
+            template
+                .excluded_resources
+                .as_ref()
+                .is_some_and(|l| !l.is_empty()),
+        ),
+        (
+            "include_cluster_resources",
+            template.include_cluster_resources.is_some(),
+        ),
     ];
     let new_filters = [
-        ("included_cluster_scoped_resources", &template.included_cluster_scoped_resources),
-        ("excluded_cluster_scoped_resources", &template.excluded_cluster_scoped_resources),
-        ("included_namespace_scoped_resources", &template.included_namespace_scoped_resources),
-        ("excluded_namespace_scoped_resources", &template.excluded_namespace_scoped_resources),
+        (
+            "included_cluster_scoped_resources",
+            &template.included_cluster_scoped_resources,
+        ),
+        (
+            "excluded_cluster_scoped_resources",
+            &template.excluded_cluster_scoped_resources,
+        ),
+        (
+            "included_namespace_scoped_resources",
+            &template.included_namespace_scoped_resources,
+        ),
+        (
+            "excluded_namespace_scoped_resources",
+            &template.excluded_namespace_scoped_resources,
+        ),
     ];
-    let old_used = old_filters.iter().find(|(_, used)| *used).map(|(name, _)| *name);
+    let old_used = old_filters
+        .iter()
+        .find(|(_, used)| *used)
+        .map(|(name, _)| *name);
     let new_used = new_filters
         .iter()
         .find(|(_, list)| list.as_ref().is_some_and(|l| !l.is_empty()))
@@ -49,12 +86,18 @@ pub fn check_template(template: &BackupTemplate, at: &Pointer, out: &mut Vec<Dia
         (
             &template.included_cluster_scoped_resources,
             &template.excluded_cluster_scoped_resources,
-            ("included_cluster_scoped_resources", "excluded_cluster_scoped_resources"),
+            (
+                "included_cluster_scoped_resources",
+                "excluded_cluster_scoped_resources",
+            ),
         ),
         (
             &template.included_namespace_scoped_resources,
             &template.excluded_namespace_scoped_resources,
-            ("included_namespace_scoped_resources", "excluded_namespace_scoped_resources"),
+            (
+                "included_namespace_scoped_resources",
+                "excluded_namespace_scoped_resources",
+            ),
         ),
     ] {
         check_scoped(
@@ -66,7 +109,12 @@ pub fn check_template(template: &BackupTemplate, at: &Pointer, out: &mut Vec<Dia
         );
     }
 
-    if template.label_selector.is_some() && template.or_label_selectors.as_ref().is_some_and(|l| !l.is_empty()) {
+    if template.label_selector.is_some()
+        && template
+            .or_label_selectors
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
+    {
         out.push(
             Diagnostic::error(
                 Code::BackupFilter,
@@ -203,8 +251,11 @@ fn check_includes_excludes(
     }
     if let Some(index) = excludes.iter().position(|item| item == "*") {
         out.push(
-            Diagnostic::error(Code::BackupFilter, format!("`{excluded_key}` cannot contain '*'"))
-                .at(at.child(excluded_key).child(index)),
+            Diagnostic::error(
+                Code::BackupFilter,
+                format!("`{excluded_key}` cannot contain '*'"),
+            )
+            .at(at.child(excluded_key).child(index)),
         );
     }
     for (index, item) in excludes.iter().enumerate() {
@@ -215,7 +266,9 @@ fn check_includes_excludes(
                     format!("{item:?} is both included and excluded"),
                 )
                 .at(at.child(excluded_key).child(index))
-                .help(format!("remove it from `{included_key}` or `{excluded_key}`")),
+                .help(format!(
+                    "remove it from `{included_key}` or `{excluded_key}`"
+                )),
             );
         }
     }
@@ -322,8 +375,11 @@ pub fn check_labels(
         }
         if let Err(problem) = check_label_value(value) {
             out.push(
-                Diagnostic::error(Code::Name, format!("invalid label value {value:?}: {problem}"))
-                    .at(at.child(key.as_str())),
+                Diagnostic::error(
+                    Code::Name,
+                    format!("invalid label value {value:?}: {problem}"),
+                )
+                .at(at.child(key.as_str())),
             );
         }
     }
@@ -345,13 +401,55 @@ mod tests {
 
     #[test]
     fn namespace_rules() {
-        assert!(check(BackupTemplate { included_namespaces: strings(&["*"]), ..Default::default() }).is_empty());
-        assert!(check(BackupTemplate { included_namespaces: strings(&["app-*", "db?", "x[ab]"]), ..Default::default() }).is_empty());
-        assert_eq!(check(BackupTemplate { included_namespaces: strings(&["*", "a"]), ..Default::default() }).len(), 1);
-        assert_eq!(check(BackupTemplate { excluded_namespaces: strings(&["*"]), ..Default::default() }).len(), 1);
-        assert_eq!(check(BackupTemplate { included_namespaces: strings(&["a"]), excluded_namespaces: strings(&["a"]), ..Default::default() }).len(), 1);
+        assert!(
+            check(BackupTemplate {
+                included_namespaces: strings(&["*"]),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        assert!(
+            check(BackupTemplate {
+                included_namespaces: strings(&["app-*", "db?", "x[ab]"]),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            check(BackupTemplate {
+                included_namespaces: strings(&["*", "a"]),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(
+            check(BackupTemplate {
+                excluded_namespaces: strings(&["*"]),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(
+            check(BackupTemplate {
+                included_namespaces: strings(&["a"]),
+                excluded_namespaces: strings(&["a"]),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
         for bad in ["Bad", "a{b}", "a**", "x[]", "x[a"] {
-            assert_eq!(check(BackupTemplate { included_namespaces: strings(&[bad]), ..Default::default() }).len(), 1, "{bad}");
+            assert_eq!(
+                check(BackupTemplate {
+                    included_namespaces: strings(&[bad]),
+                    ..Default::default()
+                })
+                .len(),
+                1,
+                "{bad}"
+            );
         }
     }
 
@@ -387,6 +485,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(check(BackupTemplate { label_selector: Some(bad), ..Default::default() }).len(), 1);
+        assert_eq!(
+            check(BackupTemplate {
+                label_selector: Some(bad),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
     }
 }

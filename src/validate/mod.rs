@@ -1,8 +1,9 @@
 //! Every rule Velero enforces late, checked up front on a loaded file.
 //!
-//! `validate` is pure: it takes the decoded model and the materials the loader read,
-//! and returns every problem it finds, each pointing into the file. It does no I/O, needs
-//! no cluster, and never stops at the first problem.
+//! `validate` is pure: it takes what the loader produced (the decoded model, the
+//! materials it read, and which values it could not use) and returns every problem it
+//! finds, each pointing into the file. It does no I/O, needs no cluster, and never stops
+//! at the first problem.
 
 pub mod credentials;
 pub mod cron;
@@ -13,7 +14,7 @@ pub mod providers;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::load::{Material, Materials};
+use crate::config::load::{Loaded, Material, Materials};
 use crate::config::{AccessMode, BackupLocation, Config, SUPPORTED_VERSIONS, Schedule};
 use crate::diagnostic::{Code, Diagnostic, Pointer, nearest};
 use credentials::Need;
@@ -26,10 +27,18 @@ pub const INSTALL_SECRET: (&str, &str) = ("cloud-credentials", "cloud");
 /// Velero puts a Schedule's name into a label value, so it is limited like one.
 const MAX_SCHEDULE_NAME: usize = 63;
 
-/// Checks `config` and the contents it points at.
-pub fn validate(config: &Config, materials: &Materials) -> Vec<Diagnostic> {
+/// Checks a loaded file and the contents it points at; nothing when the file had no
+/// usable model (its loader diagnostics say why).
+pub fn validate(loaded: &Loaded) -> Vec<Diagnostic> {
+    let Some(config) = &loaded.config else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let checker = Checker { config, materials };
+    let checker = Checker {
+        config,
+        materials: &loaded.materials,
+        unusable: &loaded.unusable,
+    };
     checker.version(&mut out);
     checker.velero(&mut out);
     checker.credentials(&mut out);
@@ -43,6 +52,9 @@ pub fn validate(config: &Config, materials: &Materials) -> Vec<Diagnostic> {
 struct Checker<'a> {
     config: &'a Config,
     materials: &'a Materials,
+    /// Values the loader reported and dropped; the model holds their defaults, so
+    /// rules that read them would report mistakes the user did not make.
+    unusable: &'a BTreeSet<Pointer>,
 }
 
 fn reference_error(kind: &str, name: &str, known: &[&str], at: Pointer, table: &str) -> Diagnostic {
@@ -51,9 +63,7 @@ fn reference_error(kind: &str, name: &str, known: &[&str], at: Pointer, table: &
         .label(format!("not declared under [{table}]"));
     match nearest(name, known.iter().copied()) {
         Some(suggestion) => diagnostic.help(format!("did you mean `{suggestion}`?")),
-        None if known.is_empty() => {
-            diagnostic.help(format!("declare it as [{table}.{name}]"))
-        }
+        None if known.is_empty() => diagnostic.help(format!("declare it as [{table}.{name}]")),
         None => diagnostic.help(format!("declared: {}", known.join(", "))),
     }
 }
@@ -100,14 +110,23 @@ fn name_check(
 ) {
     if let Err(problem) = check(name) {
         out.push(
-            Diagnostic::error(Code::Name, format!("{what} {name:?} is not a valid name: {problem}"))
-                .at(at)
-                .label("invalid Kubernetes name"),
+            Diagnostic::error(
+                Code::Name,
+                format!("{what} {name:?} is not a valid name: {problem}"),
+            )
+            .at(at)
+            .label("invalid Kubernetes name"),
         );
     }
 }
 
 impl Checker<'_> {
+    fn usable(&self, path: &[&str]) -> bool {
+        !self
+            .unusable
+            .contains(&Pointer::value(path.iter().copied()))
+    }
+
     fn credential_names(&self) -> Vec<&str> {
         self.config.credentials.keys().map(String::as_str).collect()
     }
@@ -130,20 +149,43 @@ impl Checker<'_> {
     fn velero(&self, out: &mut Vec<Diagnostic>) {
         let velero = &self.config.velero;
         let at = Pointer::value(["velero"]);
-        name_check(&velero.namespace, at.child("namespace"), "namespace", names::check_label_name, out);
-        name_check(&velero.deployment, at.child("deployment"), "deployment", names::check_subdomain, out);
+        name_check(
+            &velero.namespace,
+            at.child("namespace"),
+            "namespace",
+            names::check_label_name,
+            out,
+        );
+        name_check(
+            &velero.deployment,
+            at.child("deployment"),
+            "deployment",
+            names::check_subdomain,
+            out,
+        );
         if velero.owner.is_empty() {
             out.push(
-                Diagnostic::error(Code::Name, "the owner must not be empty")
-                    .at(at.child("owner")),
+                Diagnostic::error(Code::Name, "the owner must not be empty").at(at.child("owner")),
             );
         } else {
-            name_check(&velero.owner, at.child("owner"), "owner", names::check_label_value, out);
+            name_check(
+                &velero.owner,
+                at.child("owner"),
+                "owner",
+                names::check_label_value,
+                out,
+            );
         }
-        let snapshot_names: Vec<&str> =
-            self.config.snapshot_locations.keys().map(String::as_str).collect();
+        let snapshot_names: Vec<&str> = self
+            .config
+            .snapshot_locations
+            .keys()
+            .map(String::as_str)
+            .collect();
         for (provider, vsl_name) in &velero.default_volume_snapshot_locations {
-            let entry_at = at.child("default_volume_snapshot_locations").child(provider.as_str());
+            let entry_at = at
+                .child("default_volume_snapshot_locations")
+                .child(provider.as_str());
             match self.config.snapshot_locations.get(vsl_name) {
                 None => out.push(reference_error(
                     "snapshot location",
@@ -186,11 +228,20 @@ impl Checker<'_> {
             } else {
                 at.clone().as_key()
             };
-            name_check(secret, secret_at.clone(), "secret", names::check_subdomain, out);
+            name_check(
+                secret,
+                secret_at.clone(),
+                "secret",
+                names::check_subdomain,
+                out,
+            );
             if let Err(problem) = names::check_secret_key(key) {
                 out.push(
-                    Diagnostic::error(Code::Name, format!("secret key {key:?} is not valid: {problem}"))
-                        .at(at.child("key")),
+                    Diagnostic::error(
+                        Code::Name,
+                        format!("secret key {key:?} is not valid: {problem}"),
+                    )
+                    .at(at.child("key")),
                 );
             }
             if secret == REPOSITORY_SECRET {
@@ -278,7 +329,13 @@ impl Checker<'_> {
         let mut defaults = Vec::new();
         for (name, location) in &self.config.backup_locations {
             let at = Pointer::value(["backup_locations", name.as_str()]);
-            name_check(name, at.clone().as_key(), "backup location", names::check_subdomain, out);
+            name_check(
+                name,
+                at.clone().as_key(),
+                "backup location",
+                names::check_subdomain,
+                out,
+            );
             if location.default {
                 defaults.push(name.as_str());
             }
@@ -305,7 +362,9 @@ impl Checker<'_> {
                     out.push(
                         Diagnostic::warning(
                             Code::Duration,
-                            format!("a negative `{field}` makes Velero fall back to its server default"),
+                            format!(
+                                "a negative `{field}` makes Velero fall back to its server default"
+                            ),
                         )
                         .at(at.child(field))
                         .help("use \"0s\" to disable, or a positive duration"),
@@ -343,7 +402,14 @@ impl Checker<'_> {
                 );
             }
         }
-        self.defaults(&defaults, out);
+        let every_default_known = self
+            .config
+            .backup_locations
+            .keys()
+            .all(|name| self.usable(&["backup_locations", name, "default"]));
+        if every_default_known {
+            self.defaults(&defaults, out);
+        }
         self.prefix_overlaps(out);
     }
 
@@ -363,12 +429,20 @@ impl Checker<'_> {
                 )
                 .at(at.child("bucket"))
                 .label("contains '/'")
-                .help(format!("put the path in `prefix`: bucket = {head:?}, prefix = {tail:?}")),
+                .help(format!(
+                    "put the path in `prefix`: bucket = {head:?}, prefix = {tail:?}"
+                )),
             );
         }
     }
 
-    fn ca_cert(&self, name: &str, location: &BackupLocation, at: &Pointer, out: &mut Vec<Diagnostic>) {
+    fn ca_cert(
+        &self,
+        name: &str,
+        location: &BackupLocation,
+        at: &Pointer,
+        out: &mut Vec<Diagnostic>,
+    ) {
         if location.ca_cert_file.is_some() && location.ca_cert_ref.is_some() {
             out.push(
                 Diagnostic::error(
@@ -382,11 +456,20 @@ impl Checker<'_> {
         }
         if let Some(reference) = &location.ca_cert_ref {
             let ref_at = at.child("ca_cert_ref");
-            name_check(&reference.secret, ref_at.child("secret"), "secret", names::check_subdomain, out);
+            name_check(
+                &reference.secret,
+                ref_at.child("secret"),
+                "secret",
+                names::check_subdomain,
+                out,
+            );
             if let Err(problem) = names::check_secret_key(&reference.key) {
                 out.push(
-                    Diagnostic::error(Code::Name, format!("secret key {:?} is not valid: {problem}", reference.key))
-                        .at(ref_at.child("key")),
+                    Diagnostic::error(
+                        Code::Name,
+                        format!("secret key {:?} is not valid: {problem}", reference.key),
+                    )
+                    .at(ref_at.child("key")),
                 );
             }
         }
@@ -417,7 +500,12 @@ impl Checker<'_> {
         }
         match defaults {
             [] => {
-                let names: Vec<&str> = self.config.backup_locations.keys().map(String::as_str).collect();
+                let names: Vec<&str> = self
+                    .config
+                    .backup_locations
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
                 out.push(
                     Diagnostic::error(Code::DefaultLocation, "no backup location has `default = true`")
                         .at(Pointer::key(["backup_locations"]))
@@ -448,19 +536,24 @@ impl Checker<'_> {
 
     fn prefix_overlaps(&self, out: &mut Vec<Diagnostic>) {
         // Locations reach the same bucket when provider, endpoint and bucket name agree.
-        let mut by_bucket: BTreeMap<(String, String, String), Vec<(&str, String)>> = BTreeMap::new();
+        let mut by_bucket: BTreeMap<BucketKey, Vec<(&str, String)>> = BTreeMap::new();
         for (name, location) in &self.config.backup_locations {
-            let endpoint = ["s3Url", "storageAccount", "storageAccountURI", "storeEndpoint"]
-                .iter()
-                .filter_map(|key| location.config.get(*key))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",");
-            let key = (
-                normalize(&location.provider),
+            let endpoint = [
+                "s3Url",
+                "storageAccount",
+                "storageAccountURI",
+                "storeEndpoint",
+            ]
+            .iter()
+            .filter_map(|key| location.config.get(*key))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+            let key = BucketKey {
+                provider: normalize(&location.provider),
                 endpoint,
-                location.bucket.trim_matches('/').to_string(),
-            );
+                bucket: location.bucket.trim_matches('/').to_string(),
+            };
             let prefix = location
                 .prefix
                 .as_deref()
@@ -469,7 +562,7 @@ impl Checker<'_> {
                 .to_string();
             by_bucket.entry(key).or_default().push((name, prefix));
         }
-        for ((_, _, bucket), members) in &by_bucket {
+        for (BucketKey { bucket, .. }, members) in &by_bucket {
             for (i, (name, prefix)) in members.iter().enumerate() {
                 let Some((other, other_prefix)) = members[..i]
                     .iter()
@@ -484,7 +577,11 @@ impl Checker<'_> {
                         format!("prefix {p:?}")
                     }
                 };
-                let relation = if prefix == other_prefix { "the same place" } else { "nested places" };
+                let relation = if prefix == other_prefix {
+                    "the same place"
+                } else {
+                    "nested places"
+                };
                 let at_for = |location: &str, prefix: &str| {
                     if prefix.is_empty() {
                         Pointer::value(["backup_locations", location, "bucket"])
@@ -514,7 +611,13 @@ impl Checker<'_> {
         let credential_names = self.credential_names();
         for (name, location) in &self.config.snapshot_locations {
             let at = Pointer::value(["snapshot_locations", name.as_str()]);
-            name_check(name, at.clone().as_key(), "snapshot location", names::check_subdomain, out);
+            name_check(
+                name,
+                at.clone().as_key(),
+                "snapshot location",
+                names::check_subdomain,
+                out,
+            );
             if let Some(credential) = &location.credential
                 && !self.config.credentials.contains_key(credential)
             {
@@ -545,11 +648,20 @@ impl Checker<'_> {
         // Velero compares VSL providers as written.
         let mut vsls_by_provider: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (name, vsl) in &self.config.snapshot_locations {
-            vsls_by_provider.entry(vsl.provider.as_str()).or_default().push(name);
+            vsls_by_provider
+                .entry(vsl.provider.as_str())
+                .or_default()
+                .push(name);
         }
         for (name, schedule) in &self.config.schedules {
             let at = Pointer::value(["schedules", name.as_str()]);
-            name_check(name, at.clone().as_key(), "schedule", names::check_subdomain, out);
+            name_check(
+                name,
+                at.clone().as_key(),
+                "schedule",
+                names::check_subdomain,
+                out,
+            );
             if let Err(problem) = cron::check_cron(&schedule.cron) {
                 out.push(
                     Diagnostic::error(Code::Cron, format!("invalid schedule: {problem}"))
@@ -558,8 +670,14 @@ impl Checker<'_> {
                         .help("5 fields (minute hour day-of-month month day-of-week, days 0-6), a descriptor such as @daily or @every 6h, optionally prefixed by CRON_TZ=<zone>"),
                 );
             }
-            self.schedule_locations(name, schedule, &at, &mut object_names, out);
-            self.schedule_snapshot_locations(name, schedule, &at, &vsls_by_provider, out);
+            let locations_known = self.usable(&["schedules", name, "storage_locations"])
+                && self.usable(&["schedules", name, "storage_location"]);
+            if locations_known {
+                self.schedule_locations(name, schedule, &at, &mut object_names, out);
+            }
+            if self.usable(&["schedules", name, "volume_snapshot_locations"]) {
+                self.schedule_snapshot_locations(name, schedule, &at, &vsls_by_provider, out);
+            }
             let template = &schedule.template;
             for field in ["ttl", "csi_snapshot_timeout", "item_operation_timeout"] {
                 let value = match field {
@@ -582,7 +700,11 @@ impl Checker<'_> {
                                         .help("e.g. command = [\"/sbin/fsfreeze\", \"--freeze\", \"/data\"]"),
                                 );
                             }
-                            duration_check(item.exec.timeout.as_ref(), exec_at.child("timeout"), out);
+                            duration_check(
+                                item.exec.timeout.as_ref(),
+                                exec_at.child("timeout"),
+                                out,
+                            );
                         }
                     }
                 }
@@ -592,8 +714,11 @@ impl Checker<'_> {
             for key in schedule.annotations.keys() {
                 if let Err(problem) = names::check_label_key(key) {
                     out.push(
-                        Diagnostic::error(Code::Name, format!("invalid annotation key {key:?}: {problem}"))
-                            .at(at.child("annotations").child(key.as_str()).as_key()),
+                        Diagnostic::error(
+                            Code::Name,
+                            format!("invalid annotation key {key:?}: {problem}"),
+                        )
+                        .at(at.child("annotations").child(key.as_str()).as_key()),
                     );
                 }
             }
@@ -608,7 +733,12 @@ impl Checker<'_> {
         object_names: &mut BTreeMap<String, Pointer>,
         out: &mut Vec<Diagnostic>,
     ) {
-        let location_names: Vec<&str> = self.config.backup_locations.keys().map(String::as_str).collect();
+        let location_names: Vec<&str> = self
+            .config
+            .backup_locations
+            .keys()
+            .map(String::as_str)
+            .collect();
         if schedule.storage_locations.is_some() && schedule.template.storage_location.is_some() {
             out.push(
                 Diagnostic::error(
@@ -620,7 +750,11 @@ impl Checker<'_> {
                 .help("use `storage_locations` to send this schedule to several locations, or `storage_location` for one"),
             );
         }
-        if schedule.storage_locations.as_ref().is_some_and(Vec::is_empty) {
+        if schedule
+            .storage_locations
+            .as_ref()
+            .is_some_and(Vec::is_empty)
+        {
             out.push(
                 Diagnostic::error(Code::Parse, "`storage_locations` is empty: this schedule would create nothing")
                     .at(at.child("storage_locations"))
@@ -641,7 +775,10 @@ impl Checker<'_> {
                 out.push(
                     Diagnostic::error(
                         Code::Name,
-                        format!("schedule name {:?} is not a valid name: {problem}", instance.object_name),
+                        format!(
+                            "schedule name {:?} is not a valid name: {problem}",
+                            instance.object_name
+                        ),
                     )
                     .at(instance_at.clone()),
                 );
@@ -664,7 +801,10 @@ impl Checker<'_> {
                 Some(first) => out.push(
                     Diagnostic::error(
                         Code::NameCollision,
-                        format!("two schedules would both be named `{}`", instance.object_name),
+                        format!(
+                            "two schedules would both be named `{}`",
+                            instance.object_name
+                        ),
                     )
                     .at(instance_at.clone())
                     .related(first.clone(), "first one here")
@@ -710,9 +850,18 @@ impl Checker<'_> {
         vsls_by_provider: &BTreeMap<&str, Vec<&str>>,
         out: &mut Vec<Diagnostic>,
     ) {
-        let snapshot_names: Vec<&str> = self.config.snapshot_locations.keys().map(String::as_str).collect();
+        let snapshot_names: Vec<&str> = self
+            .config
+            .snapshot_locations
+            .keys()
+            .map(String::as_str)
+            .collect();
         let list_at = at.child("volume_snapshot_locations");
-        let named = schedule.template.volume_snapshot_locations.as_deref().unwrap_or_default();
+        let named = schedule
+            .template
+            .volume_snapshot_locations
+            .as_deref()
+            .unwrap_or_default();
         let mut chosen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
         for (index, vsl_name) in named.iter().enumerate() {
             let Some(vsl) = self.config.snapshot_locations.get(vsl_name) else {
@@ -778,9 +927,14 @@ impl Checker<'_> {
         let mut needs: BTreeMap<&str, BTreeMap<Need, Vec<Pointer>>> = BTreeMap::new();
         // Locations without a credential use the install-time Secret; when the file
         // declares that Secret too, its content must suit them as well.
-        let install_credential = self.config.credentials.iter().find_map(|(name, credential)| {
-            ((credential.secret_name(name), credential.secret_key()) == INSTALL_SECRET).then_some(name.as_str())
-        });
+        let install_credential = self
+            .config
+            .credentials
+            .iter()
+            .find_map(|(name, credential)| {
+                ((credential.secret_name(name), credential.secret_key()) == INSTALL_SECRET)
+                    .then_some(name.as_str())
+            });
         let mut uses: Vec<(Option<&String>, Option<Need>, Pointer)> = Vec::new();
         for (name, location) in &self.config.backup_locations {
             let at = match &location.credential {
@@ -807,7 +961,12 @@ impl Checker<'_> {
             if let Some(need) = need
                 && self.config.credentials.contains_key(credential)
             {
-                needs.entry(credential).or_default().entry(need).or_default().push(at);
+                needs
+                    .entry(credential)
+                    .or_default()
+                    .entry(need)
+                    .or_default()
+                    .push(at);
             }
         }
         needs
@@ -846,7 +1005,8 @@ impl Checker<'_> {
                     .label(format!("not a valid {plugin} credential"))
                     .help(format_help(&need));
                     if let Some(first) = users.first() {
-                        diagnostic = diagnostic.related(first.clone(), format!("used here by a {plugin} location"));
+                        diagnostic = diagnostic
+                            .related(first.clone(), format!("used here by a {plugin} location"));
                     }
                     out.push(diagnostic);
                 }
@@ -869,7 +1029,11 @@ fn need_of(provider: &str, kind: LocationKind, config: &BTreeMap<String, String>
     let has = |key: &str| config.get(key).is_some_and(|v| !v.is_empty());
     match Plugin::of(provider)? {
         Plugin::Aws => Some(Need::AwsProfile(
-            config.get("profile").filter(|p| !p.is_empty()).cloned().unwrap_or_else(|| "default".to_string()),
+            config
+                .get("profile")
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .unwrap_or_else(|| "default".to_string()),
         )),
         Plugin::Azure => {
             let mut keys = Vec::new();
@@ -879,7 +1043,10 @@ fn need_of(provider: &str, kind: LocationKind, config: &BTreeMap<String, String>
                     keys.push("AZURE_RESOURCE_GROUP".to_string());
                 }
                 LocationKind::Backup => {
-                    if let Some(key) = config.get("storageAccountKeyEnvVar").filter(|k| !k.is_empty()) {
+                    if let Some(key) = config
+                        .get("storageAccountKeyEnvVar")
+                        .filter(|k| !k.is_empty())
+                    {
                         keys.push(key.clone());
                     } else if config.get("useAAD").map(String::as_str) != Some("true") {
                         if !has("subscriptionId") {
@@ -896,6 +1063,14 @@ fn need_of(provider: &str, kind: LocationKind, config: &BTreeMap<String, String>
         Plugin::Gcp => Some(Need::Gcp),
         Plugin::Portworx => None,
     }
+}
+
+/// What makes two locations reach the same bucket.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketKey {
+    provider: String,
+    endpoint: String,
+    bucket: String,
 }
 
 /// Two prefixes in one bucket collide when equal or when one contains the other

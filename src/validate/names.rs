@@ -6,7 +6,10 @@ pub fn check_subdomain(name: &str) -> Result<(), String> {
         return Err("must not be empty".to_string());
     }
     if name.len() > 253 {
-        return Err(format!("must be at most 253 characters, not {}", name.len()));
+        return Err(format!(
+            "must be at most 253 characters, not {}",
+            name.len()
+        ));
     }
     if !name.split('.').all(is_label_shaped) {
         return Err(
@@ -48,7 +51,10 @@ fn is_label_shaped(part: &str) -> bool {
 /// ending alphanumeric; empty is allowed.
 pub fn check_label_value(value: &str) -> Result<(), String> {
     if value.len() > 63 {
-        return Err(format!("must be at most 63 characters, not {}", value.len()));
+        return Err(format!(
+            "must be at most 63 characters, not {}",
+            value.len()
+        ));
     }
     if !value.is_empty() && !is_qualified_part(value) {
         return Err(

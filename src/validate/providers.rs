@@ -171,7 +171,11 @@ pub fn check_config(location: &LocationConfig<'_>, out: &mut Vec<Diagnostic>) {
     };
     match (plugin, kind) {
         (Plugin::Aws, LocationKind::Backup) => checks.aws_bsl(out),
-        (Plugin::Aws, LocationKind::Snapshot) => checks.require("region", "the aws volume snapshotter needs the region its volumes are in", out),
+        (Plugin::Aws, LocationKind::Snapshot) => checks.require(
+            "region",
+            "the aws volume snapshotter needs the region its volumes are in",
+            out,
+        ),
         (Plugin::Azure, LocationKind::Backup) => checks.azure_bsl(out),
         (Plugin::Azure, LocationKind::Snapshot) => checks.azure_vsl(out),
         (Plugin::Gcp, LocationKind::Backup) => {}
@@ -267,10 +271,13 @@ impl ValueChecks<'_> {
     fn require(&self, key: &str, why: &str, out: &mut Vec<Diagnostic>) {
         if self.get(key).is_none_or(str::is_empty) {
             out.push(
-                Diagnostic::error(Code::ProviderConfig, format!("config key `{key}` is required"))
-                    .at(self.at.clone())
-                    .label(format!("`{key}` is missing"))
-                    .help(why.to_string()),
+                Diagnostic::error(
+                    Code::ProviderConfig,
+                    format!("config key `{key}` is required"),
+                )
+                .at(self.at.clone())
+                .label(format!("`{key}` is missing"))
+                .help(why.to_string()),
             );
         }
     }
@@ -297,9 +304,12 @@ impl ValueChecks<'_> {
             Some(url) => Some(url),
             None => {
                 out.push(
-                    self.error(key, format!("`{key}` must be an http or https URL, not {value:?}"))
-                        .label("invalid s3 url")
-                        .help("e.g. https://minio.example.com:9000"),
+                    self.error(
+                        key,
+                        format!("`{key}` must be an http or https URL, not {value:?}"),
+                    )
+                    .label("invalid s3 url")
+                    .help("e.g. https://minio.example.com:9000"),
                 );
                 None
             }
@@ -331,10 +341,14 @@ impl ValueChecks<'_> {
                 .help("S3-compatible stores such as MinIO need a region for request signing; any value they accept works, often us-east-1"),
             );
         }
-        let encryption: Vec<&str> = ["kmsKeyId", "customerKeyEncryptionFile", "customerKeyEncryptionSecret"]
-            .into_iter()
-            .filter(|key| self.get(key).is_some())
-            .collect();
+        let encryption: Vec<&str> = [
+            "kmsKeyId",
+            "customerKeyEncryptionFile",
+            "customerKeyEncryptionSecret",
+        ]
+        .into_iter()
+        .filter(|key| self.get(key).is_some())
+        .collect();
         if encryption.len() > 1 {
             out.push(
                 self.error(
@@ -345,9 +359,9 @@ impl ValueChecks<'_> {
             );
         }
         if let Some(secret) = self.get("customerKeyEncryptionSecret") {
-            let valid = secret
-                .split_once('/')
-                .is_some_and(|(name, key)| !name.is_empty() && !key.is_empty() && !key.contains('/'));
+            let valid = secret.split_once('/').is_some_and(|(name, key)| {
+                !name.is_empty() && !key.is_empty() && !key.contains('/')
+            });
             if !valid {
                 out.push(
                     self.error(
@@ -381,17 +395,19 @@ impl ValueChecks<'_> {
         } else if pairs.len() > 10 {
             Some(format!("at most 10 tags are allowed, not {}", pairs.len()))
         } else {
-            pairs.iter().find_map(|pair| match pair.split('=').collect::<Vec<_>>()[..] {
-                [key, value] if key.len() > 128 => {
-                    let _ = value;
-                    Some(format!("tag key {key:?} is longer than 128 characters"))
-                }
-                [key, value] if value.len() > 248 => {
-                    Some(format!("the value of tag {key:?} is longer than 248 characters"))
-                }
-                [_, _] => None,
-                _ => Some(format!("tag {pair:?} must be exactly one key=value")),
-            })
+            pairs
+                .iter()
+                .find_map(|pair| match pair.split('=').collect::<Vec<_>>()[..] {
+                    [key, value] if key.len() > 128 => {
+                        let _ = value;
+                        Some(format!("tag key {key:?} is longer than 128 characters"))
+                    }
+                    [key, value] if value.len() > 248 => Some(format!(
+                        "the value of tag {key:?} is longer than 248 characters"
+                    )),
+                    [_, _] => None,
+                    _ => Some(format!("tag {pair:?} must be exactly one key=value")),
+                })
         };
         if let Some(problem) = problem {
             out.push(
@@ -407,7 +423,9 @@ impl ValueChecks<'_> {
             "the azure object store needs the storage account holding the container",
             out,
         );
-        let key_env = self.get("storageAccountKeyEnvVar").filter(|v| !v.is_empty());
+        let key_env = self
+            .get("storageAccountKeyEnvVar")
+            .filter(|v| !v.is_empty());
         let use_aad = if key_env.is_none() {
             self.boolean("useAAD", out)
         } else {
@@ -417,8 +435,11 @@ impl ValueChecks<'_> {
             && Url::parse(url).is_none()
         {
             out.push(
-                self.error("storageAccountURI", "`storageAccountURI` must be an http or https URL")
-                    .help("e.g. https://<account>.blob.core.windows.net"),
+                self.error(
+                    "storageAccountURI",
+                    "`storageAccountURI` must be an http or https URL",
+                )
+                .help("e.g. https://<account>.blob.core.windows.net"),
             );
         }
         if let Some(size) = self.get("blockSizeInBytes") {
@@ -458,8 +479,11 @@ impl ValueChecks<'_> {
             && let Err(error) = parse_go_duration(timeout)
         {
             out.push(
-                self.error("apiTimeout", format!("`apiTimeout` is not a Go duration: {error}"))
-                    .help("use units ns, us, ms, s, m, h, e.g. 2m"),
+                self.error(
+                    "apiTimeout",
+                    format!("`apiTimeout` is not a Go duration: {error}"),
+                )
+                .help("use units ns, us, ms, s, m, h, e.g. 2m"),
             );
         }
         self.boolean("incremental", out);
@@ -482,8 +506,11 @@ impl ValueChecks<'_> {
             && !kind.eq_ignore_ascii_case("ARCHIVE")
         {
             out.push(
-                self.error("snapshotType", format!("unsupported snapshot type {kind:?}"))
-                    .help("use STANDARD or ARCHIVE"),
+                self.error(
+                    "snapshotType",
+                    format!("unsupported snapshot type {kind:?}"),
+                )
+                .help("use STANDARD or ARCHIVE"),
             );
         }
     }
@@ -503,8 +530,11 @@ impl ValueChecks<'_> {
                 }
             }
             Some(other) => out.push(
-                self.error("type", format!("Portworx snapshot type {other:?} is not supported"))
-                    .help("use \"local\" or \"cloud\""),
+                self.error(
+                    "type",
+                    format!("Portworx snapshot type {other:?} is not supported"),
+                )
+                .help("use \"local\" or \"cloud\""),
             ),
         }
     }
@@ -568,32 +598,164 @@ mod tests {
 
     #[test]
     fn aws() {
-        assert!(errors(&check("aws", LocationKind::Backup, &[("region", "us-east-1")])).is_empty());
+        assert!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("region", "us-east-1")]
+            ))
+            .is_empty()
+        );
         let found = check("aws", LocationKind::Backup, &[("regoin", "x")]);
         assert_eq!(found[0].help.as_deref(), Some("did you mean `region`?"));
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("s3ForcePathStyle", "yes")])).len(), 1);
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("s3Url", "minio:9000")])).len(), 1);
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("s3Url", "http://m:9000/bucket"), ("region", "r")])).len(), 1);
-        assert!(errors(&check("aws", LocationKind::Backup, &[("s3Url", "http://m:9000/"), ("region", "r")])).is_empty());
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("tagging", "a=b")])).len(), 1);
-        assert!(errors(&check("aws", LocationKind::Backup, &[("tagging", "a=b&c=d")])).is_empty());
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("bucket", "b")])).len(), 1);
-        assert_eq!(errors(&check("aws", LocationKind::Backup, &[("kmsKeyId", "k"), ("customerKeyEncryptionFile", "f")])).len(), 1);
+        assert_eq!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("s3ForcePathStyle", "yes")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("s3Url", "minio:9000")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("s3Url", "http://m:9000/bucket"), ("region", "r")]
+            ))
+            .len(),
+            1
+        );
+        assert!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("s3Url", "http://m:9000/"), ("region", "r")]
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            errors(&check("aws", LocationKind::Backup, &[("tagging", "a=b")])).len(),
+            1
+        );
+        assert!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("tagging", "a=b&c=d")]
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            errors(&check("aws", LocationKind::Backup, &[("bucket", "b")])).len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "aws",
+                LocationKind::Backup,
+                &[("kmsKeyId", "k"), ("customerKeyEncryptionFile", "f")]
+            ))
+            .len(),
+            1
+        );
         assert_eq!(errors(&check("aws", LocationKind::Snapshot, &[])).len(), 1);
-        assert_eq!(errors(&check("aws", LocationKind::Snapshot, &[("region", "r"), ("s3Url", "http://x")])).len(), 1);
+        assert_eq!(
+            errors(&check(
+                "aws",
+                LocationKind::Snapshot,
+                &[("region", "r"), ("s3Url", "http://x")]
+            ))
+            .len(),
+            1
+        );
     }
 
     #[test]
     fn azure_gcp_portworx() {
         assert_eq!(errors(&check("azure", LocationKind::Backup, &[])).len(), 1);
-        assert!(errors(&check("azure", LocationKind::Backup, &[("storageAccount", "a"), ("resourceGroup", "g")])).is_empty());
-        assert_eq!(errors(&check("azure", LocationKind::Snapshot, &[("activeDirectoryAuthorityURI", "x")])).len(), 1);
-        assert_eq!(errors(&check("azure", LocationKind::Snapshot, &[("apiTimeout", "2 minutes")])).len(), 1);
-        assert_eq!(errors(&check("gcp", LocationKind::Snapshot, &[("snapshotType", "archive")])).len(), 0);
-        assert_eq!(errors(&check("gcp", LocationKind::Snapshot, &[("snapshotType", "cold")])).len(), 1);
-        assert_eq!(errors(&check("portworx.io/portworx", LocationKind::Snapshot, &[("type", "cloud"), ("anything", "x")])).len(), 0);
-        assert_eq!(errors(&check("portworx.io/portworx", LocationKind::Snapshot, &[("type", "remote")])).len(), 1);
-        assert_eq!(errors(&check("portworx", LocationKind::Snapshot, &[])).len(), 1);
-        assert!(errors(&check("example.com/other", LocationKind::Backup, &[("anything", "x")])).is_empty());
+        assert!(
+            errors(&check(
+                "azure",
+                LocationKind::Backup,
+                &[("storageAccount", "a"), ("resourceGroup", "g")]
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            errors(&check(
+                "azure",
+                LocationKind::Snapshot,
+                &[("activeDirectoryAuthorityURI", "x")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "azure",
+                LocationKind::Snapshot,
+                &[("apiTimeout", "2 minutes")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "gcp",
+                LocationKind::Snapshot,
+                &[("snapshotType", "archive")]
+            ))
+            .len(),
+            0
+        );
+        assert_eq!(
+            errors(&check(
+                "gcp",
+                LocationKind::Snapshot,
+                &[("snapshotType", "cold")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check(
+                "portworx.io/portworx",
+                LocationKind::Snapshot,
+                &[("type", "cloud"), ("anything", "x")]
+            ))
+            .len(),
+            0
+        );
+        assert_eq!(
+            errors(&check(
+                "portworx.io/portworx",
+                LocationKind::Snapshot,
+                &[("type", "remote")]
+            ))
+            .len(),
+            1
+        );
+        assert_eq!(
+            errors(&check("portworx", LocationKind::Snapshot, &[])).len(),
+            1
+        );
+        assert!(
+            errors(&check(
+                "example.com/other",
+                LocationKind::Backup,
+                &[("anything", "x")]
+            ))
+            .is_empty()
+        );
     }
 }

@@ -1,0 +1,125 @@
+//! The binary as a user runs it: exit codes, JSON output, stdout and stderr, and the
+//! canary secret in none of them.
+
+use std::process::Command;
+
+use crate::support::fixture;
+
+fn stowage(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(args)
+        .env_remove("STOWAGE_FILE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run stowage")
+}
+
+#[test]
+fn validate_exit_codes_and_json_shape() {
+    let good = fixture(
+        "stowage.toml",
+        "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n",
+        &[],
+    );
+    let out = stowage(&["validate", "-f", good.path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "text mode writes nothing to stdout");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is valid"));
+
+    let bad = fixture(
+        "stowage.toml",
+        "version = 1\n[schedules.daily]\ncron = \"@weekdays\"\n",
+        &[],
+    );
+    let out = stowage(&[
+        "validate",
+        "-f",
+        bad.path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["valid"], false);
+    let diagnostic = &json["diagnostics"][0];
+    assert_eq!(diagnostic["code"], "stowage::cron");
+    assert_eq!(diagnostic["severity"], "error");
+    assert_eq!(diagnostic["line"], 3);
+    assert_eq!(diagnostic["column"], 8);
+    assert_eq!(diagnostic["file"], bad.path.to_str().unwrap());
+    assert!(
+        diagnostic["message"]
+            .as_str()
+            .unwrap()
+            .contains("unrecognized descriptor")
+    );
+}
+
+#[test]
+fn file_comes_from_the_environment_and_missing_files_fail_clearly() {
+    let good = fixture("stowage.yaml", "version: 1\n", &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["validate"])
+        .env("STOWAGE_FILE", &good.path)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = stowage(&["validate", "-f", "/nonexistent/stowage.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/stowage.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn canary_secret_appears_in_no_output() {
+    let canary = "CANARY-7d1e-NEVER-PRINT";
+    let ini = format!("[other]\naws_access_key_id = AKIA\naws_secret_access_key = {canary}\n");
+    let text = "version = 1\n[credentials.primary]\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"primary\"\nconfig = { region = \"r\" }\n";
+    let fixture = fixture("stowage.toml", text, &[("aws.ini", &ini)]);
+    let path = fixture.path.to_str().unwrap();
+    for args in [
+        vec!["validate", "-f", path],
+        vec!["validate", "-f", path, "--format", "json"],
+        vec!["validate", "-f", path, "--color", "always"],
+    ] {
+        let out = stowage(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the credential lacks the default profile"
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("stowage::credential-format"), "{all}");
+        assert!(!all.contains(canary), "{args:?} printed the secret");
+    }
+}
+
+#[test]
+fn schema_and_completions_print_to_stdout() {
+    let out = stowage(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema json");
+    assert_eq!(schema["title"], "stowage desired-state file");
+    let out = stowage(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stowage"));
+}

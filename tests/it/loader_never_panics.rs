@@ -1,0 +1,128 @@
+//! The loader and validator never panic: arbitrary bytes, and mutations of every
+//! example, in both formats. Case counts are fixed so the run is bounded.
+
+use proptest::prelude::*;
+use stowage::config::load::parse_str;
+use stowage::config::source::Format;
+
+use crate::support::example_files;
+
+fn load_and_validate(text: String, format: Format) {
+    let loaded = parse_str("fuzz", text, format);
+    let diagnostics = stowage::validate::validate(&loaded);
+    // Locating must not panic either, for whatever spans the parsers produced.
+    let _ = stowage::report::diagnostics::locate(&diagnostics, &loaded.source);
+    let _ = stowage::report::diagnostics::locate(&loaded.diagnostics, &loaded.source);
+}
+
+fn examples() -> Vec<(String, Format)> {
+    example_files()
+        .into_iter()
+        .map(|path| {
+            let format = Format::from_path(&path).expect("example format");
+            (
+                std::fs::read_to_string(&path).expect("read example"),
+                format,
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, bytes: String },
+    Duplicate { at: usize, len: usize },
+    Swap { a: usize, b: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let token = prop_oneof![
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("=".to_string()),
+        Just(":".to_string()),
+        Just("\n".to_string()),
+        Just("  ".to_string()),
+        Just("- ".to_string()),
+        Just("*".to_string()),
+        Just("&a ".to_string()),
+        Just("*a".to_string()),
+        Just("\u{1F512}".to_string()),
+        Just("0x".to_string()),
+        Just("1e99".to_string()),
+        "[ -~]{0,8}",
+    ];
+    prop_oneof![
+        (any::<usize>(), 0usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), token).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        (any::<usize>(), 0usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap { a, b }),
+    ]
+}
+
+fn char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at % (text.len() + 1);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn apply(text: &str, mutation: &Mutation) -> String {
+    let mut text = text.to_string();
+    match mutation {
+        Mutation::Delete { at, len } => {
+            let start = char_boundary(&text, *at);
+            let end = char_boundary(&text, (start + len).min(text.len()));
+            text.replace_range(start..end.max(start), "");
+        }
+        Mutation::Insert { at, bytes } => {
+            let at = char_boundary(&text, *at);
+            text.insert_str(at, bytes);
+        }
+        Mutation::Duplicate { at, len } => {
+            let start = char_boundary(&text, *at);
+            let end = char_boundary(&text, (start + len).min(text.len())).max(start);
+            let copy = text[start..end].to_string();
+            text.insert_str(end, &copy);
+        }
+        Mutation::Swap { a, b } => {
+            let mut lines: Vec<&str> = text.lines().collect();
+            if !lines.is_empty() {
+                let (a, b) = (a % lines.len(), b % lines.len());
+                lines.swap(a, b);
+            }
+            text = lines.join("\n");
+        }
+    }
+    text
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        load_and_validate(text.clone(), Format::Toml);
+        load_and_validate(text, Format::Yaml);
+    }
+
+    #[test]
+    fn mutated_examples(
+        which in any::<usize>(),
+        mutations in proptest::collection::vec(mutation(), 1..6),
+    ) {
+        let examples = examples();
+        let (text, format) = &examples[which % examples.len()];
+        let mut text = text.clone();
+        for mutation in &mutations {
+            text = apply(&text, mutation);
+        }
+        load_and_validate(text, *format);
+    }
+}

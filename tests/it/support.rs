@@ -1,0 +1,97 @@
+//! Test helpers: files with position markers, and diagnostics as plain tuples.
+
+use std::path::{Path, PathBuf};
+
+use stowage::diagnostic::{Code, Severity};
+
+/// Marks where a diagnostic must point; removed before the file is written.
+pub const MARK: char = '⟨';
+
+/// A desired-state file in a temporary directory, with the positions of its markers.
+pub struct Fixture {
+    /// Kept so the directory lives as long as the fixture.
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    /// 1-based (line, column) of each marker, columns counted in characters.
+    pub marks: Vec<(usize, usize)>,
+}
+
+pub fn fixture(file_name: &str, marked: &str, extra_files: &[(&str, &str)]) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut marks = Vec::new();
+    let mut text = String::new();
+    for (line_index, line) in marked.split('\n').enumerate() {
+        if line_index > 0 {
+            text.push('\n');
+        }
+        let mut column = 1;
+        for c in line.chars() {
+            if c == MARK {
+                marks.push((line_index + 1, column));
+            } else {
+                text.push(c);
+                column += 1;
+            }
+        }
+    }
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, text).expect("write fixture");
+    for (name, contents) in extra_files {
+        let extra = dir.path().join(name);
+        if let Some(parent) = extra.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(extra, contents).expect("write extra file");
+    }
+    Fixture {
+        _dir: dir,
+        path,
+        marks,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub code: Code,
+    pub severity: Severity,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Loads and validates `path`, returning every diagnostic with its position.
+pub fn diagnose(path: &Path) -> Vec<Found> {
+    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("file loads");
+    stowage::report::diagnostics::locate(&diagnostics, &loaded.source)
+        .into_iter()
+        .map(|item| Found {
+            code: item.diagnostic.code,
+            severity: item.diagnostic.severity,
+            line: item.line.unwrap_or(0),
+            column: item.column.unwrap_or(0),
+            message: item.diagnostic.message.clone(),
+            help: item.diagnostic.help.clone(),
+        })
+        .collect()
+}
+
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// Every example desired-state file.
+pub fn example_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .expect("examples/")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("toml" | "yaml" | "yml")
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
