@@ -88,13 +88,12 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 pub fn parse_str(name: &str, text: String, format: Format) -> Loaded {
     let (root, mut diagnostics) = source::parse(&text, format);
     let mut config = None;
-    if let Some(root) = &root {
-        let schema = json_schema();
-        if let Some(value) = shape::check(root, &schema, &mut diagnostics) {
-            match serde_path_to_error::deserialize::<_, Config>(value) {
-                Ok(decoded) => config = Some(decoded),
-                Err(error) => diagnostics.push(decode_error(&error)),
-            }
+    if let Some(root) = &root
+        && let Some(value) = shape::check(root, json_schema(), &mut diagnostics)
+    {
+        match serde_path_to_error::deserialize::<_, Config>(value) {
+            Ok(decoded) => config = Some(decoded),
+            Err(error) => diagnostics.push(decode_error(&error)),
         }
     }
     let unusable = diagnostics

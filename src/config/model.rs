@@ -382,9 +382,10 @@ pub struct ResourcePolicyRef {
 }
 
 /// The JSON Schema of the file, as `stowage schema` prints it.
-pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(Config);
-    schema.to_value()
+pub fn json_schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| schemars::schema_for!(Config).to_value());
+    &SCHEMA
 }
 
 /// One Velero Schedule object that a `[schedules.*]` entry becomes.

@@ -57,7 +57,14 @@ struct Checker<'a> {
     unusable: &'a BTreeSet<Pointer>,
 }
 
-fn reference_error(kind: &str, name: &str, known: &[&str], at: Pointer, table: &str) -> Diagnostic {
+fn reference_error<'k>(
+    kind: &str,
+    name: &str,
+    known: impl IntoIterator<Item = &'k String>,
+    at: Pointer,
+    table: &str,
+) -> Diagnostic {
+    let known: Vec<&str> = known.into_iter().map(String::as_str).collect();
     let diagnostic = Diagnostic::error(Code::Reference, format!("no {kind} named `{name}`"))
         .at(at)
         .label(format!("not declared under [{table}]"));
@@ -127,10 +134,6 @@ impl Checker<'_> {
             .contains(&Pointer::value(path.iter().copied()))
     }
 
-    fn credential_names(&self) -> Vec<&str> {
-        self.config.credentials.keys().map(String::as_str).collect()
-    }
-
     fn version(&self, out: &mut Vec<Diagnostic>) {
         let version = self.config.version;
         if !SUPPORTED_VERSIONS.contains(&version) {
@@ -176,12 +179,6 @@ impl Checker<'_> {
                 out,
             );
         }
-        let snapshot_names: Vec<&str> = self
-            .config
-            .snapshot_locations
-            .keys()
-            .map(String::as_str)
-            .collect();
         for (provider, vsl_name) in &velero.default_volume_snapshot_locations {
             let entry_at = at
                 .child("default_volume_snapshot_locations")
@@ -190,7 +187,7 @@ impl Checker<'_> {
                 None => out.push(reference_error(
                     "snapshot location",
                     vsl_name,
-                    &snapshot_names,
+                    self.config.snapshot_locations.keys(),
                     entry_at,
                     "snapshot_locations",
                 )),
@@ -325,7 +322,6 @@ impl Checker<'_> {
     }
 
     fn backup_locations(&self, out: &mut Vec<Diagnostic>) {
-        let credential_names = self.credential_names();
         let mut defaults = Vec::new();
         for (name, location) in &self.config.backup_locations {
             let at = Pointer::value(["backup_locations", name.as_str()]);
@@ -346,7 +342,7 @@ impl Checker<'_> {
                 out.push(reference_error(
                     "credential",
                     credential,
-                    &credential_names,
+                    self.config.credentials.keys(),
                     at.child("credential"),
                     "credentials",
                 ));
@@ -608,7 +604,6 @@ impl Checker<'_> {
     }
 
     fn snapshot_locations(&self, out: &mut Vec<Diagnostic>) {
-        let credential_names = self.credential_names();
         for (name, location) in &self.config.snapshot_locations {
             let at = Pointer::value(["snapshot_locations", name.as_str()]);
             name_check(
@@ -624,7 +619,7 @@ impl Checker<'_> {
                 out.push(reference_error(
                     "credential",
                     credential,
-                    &credential_names,
+                    self.config.credentials.keys(),
                     at.child("credential"),
                     "credentials",
                 ));
@@ -733,12 +728,6 @@ impl Checker<'_> {
         object_names: &mut BTreeMap<String, Pointer>,
         out: &mut Vec<Diagnostic>,
     ) {
-        let location_names: Vec<&str> = self
-            .config
-            .backup_locations
-            .keys()
-            .map(String::as_str)
-            .collect();
         if schedule.storage_locations.is_some() && schedule.template.storage_location.is_some() {
             out.push(
                 Diagnostic::error(
@@ -821,7 +810,7 @@ impl Checker<'_> {
                 None => out.push(reference_error(
                     "backup location",
                     location,
-                    &location_names,
+                    self.config.backup_locations.keys(),
                     location_at,
                     "backup_locations",
                 )),
@@ -850,12 +839,6 @@ impl Checker<'_> {
         vsls_by_provider: &BTreeMap<&str, Vec<&str>>,
         out: &mut Vec<Diagnostic>,
     ) {
-        let snapshot_names: Vec<&str> = self
-            .config
-            .snapshot_locations
-            .keys()
-            .map(String::as_str)
-            .collect();
         let list_at = at.child("volume_snapshot_locations");
         let named = schedule
             .template
@@ -868,7 +851,7 @@ impl Checker<'_> {
                 out.push(reference_error(
                     "snapshot location",
                     vsl_name,
-                    &snapshot_names,
+                    self.config.snapshot_locations.keys(),
                     list_at.child(index),
                     "snapshot_locations",
                 ));
