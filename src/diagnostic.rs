@@ -33,10 +33,11 @@ pub enum Code {
     BucketUnreachable,
     BucketForeignData,
     OwnerConflict,
+    Protected,
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -60,6 +61,7 @@ impl Code {
         Code::BucketUnreachable,
         Code::BucketForeignData,
         Code::OwnerConflict,
+        Code::Protected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,10 +89,13 @@ impl Code {
             Code::BucketUnreachable => "stowage::bucket-unreachable",
             Code::BucketForeignData => "stowage::bucket-foreign-data",
             Code::OwnerConflict => "stowage::owner-conflict",
+            Code::Protected => "stowage::protected",
         }
     }
 
-    /// Codes that need a cluster or a bucket; `validate` never raises them.
+    /// Codes that need a cluster, a saved state or a bucket; `validate` never raises
+    /// them. `Protected` is stowage's own addition to the contract's table: a plan that
+    /// would repoint or delete a location declared with `protect = true`.
     pub fn is_live(self) -> bool {
         matches!(
             self,
@@ -99,6 +104,7 @@ impl Code {
                 | Code::BucketUnreachable
                 | Code::BucketForeignData
                 | Code::OwnerConflict
+                | Code::Protected
         )
     }
 }

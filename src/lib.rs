@@ -7,7 +7,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod crd;
 pub mod diagnostic;
+pub mod observe;
+pub mod plan;
+pub mod render;
 pub mod report;
 pub mod secret;
 pub mod validate;

@@ -34,6 +34,10 @@ pub struct Cli {
 pub enum Command {
     /// Check the file against every rule Velero enforces, offline.
     Validate(ValidateArgs),
+    /// Print the Kubernetes objects the file declares, as YAML.
+    Render(RenderArgs),
+    /// Show what applying the file would change.
+    Plan(PlanArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema,
     /// Print shell completions.
@@ -64,6 +68,43 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Write one file per object into this directory instead of printing them.
+    #[arg(short, long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Leave Secrets out (every other object is printed).
+    #[arg(long)]
+    pub no_secrets: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
+    /// velero -o yaml`) instead of a cluster.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub observed: PathBuf,
+    /// Also save the plan (no secret values) for a later `apply`.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when the plan has changes, 0 when it has none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -73,12 +114,19 @@ pub enum ColorChoice {
 
 impl ColorChoice {
     fn enabled_for_stderr(self) -> bool {
+        self.enabled(std::io::stderr().is_terminal())
+    }
+
+    fn enabled_for_stdout(self) -> bool {
+        self.enabled(std::io::stdout().is_terminal())
+    }
+
+    fn enabled(self, terminal: bool) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stderr().is_terminal()
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal
             }
         }
     }
@@ -107,6 +155,14 @@ impl From<ExitStatus> for ExitCode {
 pub enum CliError {
     #[error(transparent)]
     Load(#[from] load::LoadError),
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
@@ -121,7 +177,7 @@ impl CliError {
             CliError::Encode(error) => {
                 error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
             }
-            CliError::Load(_) => false,
+            CliError::Load(_) | CliError::Observe(_) | CliError::Write { .. } => false,
         }
     }
 }
@@ -149,6 +205,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
     let color = cli.color.enabled_for_stderr();
     match cli.command {
         Command::Validate(args) => validate_command(&args, color),
+        Command::Render(args) => render_command(&args, color),
+        Command::Plan(args) => plan_command(&args, color, cli.color.enabled_for_stdout()),
         Command::Schema => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(schema_text().as_bytes())?;
@@ -247,4 +305,142 @@ fn plural(count: usize, noun: &str) -> String {
     } else {
         format!("{count} {noun}s")
     }
+}
+
+/// Loads and validates, printing the diagnostics to stderr. The file's model and
+/// materials when it has no errors; `None` when it does (they were printed).
+fn valid_or_report(
+    path: &Path,
+    color: bool,
+) -> Result<Option<(Loaded, Vec<Diagnostic>)>, CliError> {
+    let (loaded, diagnostics) = load_and_validate(path)?;
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let mut stderr = std::io::stderr().lock();
+    let located = shown::locate(&diagnostics, &loaded.source);
+    shown::write_text(&located, &loaded.source, color, &mut stderr)?;
+    if errors > 0 || loaded.config.is_none() {
+        writeln!(
+            stderr,
+            "{}: {}; nothing rendered or planned",
+            loaded.source.name,
+            count_summary(errors, diagnostics.len() - errors)
+        )?;
+        return Ok(None);
+    }
+    Ok(Some((loaded, diagnostics)))
+}
+
+fn render_command(args: &RenderArgs, color: bool) -> Result<ExitStatus, CliError> {
+    let Some((loaded, _)) = valid_or_report(&args.file.file, color)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let Some(config) = &loaded.config else {
+        return Ok(ExitStatus::Failure);
+    };
+    let desired = crate::render::render(config, &loaded.materials);
+    let documents = crate::render::to_documents(&desired, !args.no_secrets);
+    match &args.output_dir {
+        Some(dir) => {
+            let write_error = |source| CliError::Write {
+                path: dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(dir).map_err(write_error)?;
+            for document in &documents {
+                let path = dir.join(&document.file_name);
+                std::fs::write(&path, &document.yaml)
+                    .map_err(|source| CliError::Write { path, source })?;
+            }
+            eprintln!("wrote {} files to {}", documents.len(), dir.display());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            for (index, document) in documents.iter().enumerate() {
+                if index > 0 {
+                    stdout.write_all(b"---\n")?;
+                }
+                stdout.write_all(document.yaml.as_bytes())?;
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn plan_command(args: &PlanArgs, color: bool, stdout_color: bool) -> Result<ExitStatus, CliError> {
+    let Some((loaded, mut diagnostics)) = valid_or_report(&args.file.file, color)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let Some(config) = &loaded.config else {
+        return Ok(ExitStatus::Failure);
+    };
+    let observed_path = args.observed.display().to_string();
+    let observed_text = std::fs::read_to_string(&args.observed).map_err(|source| {
+        crate::observe::ObserveError::Read {
+            path: observed_path.clone(),
+            source,
+        }
+    })?;
+    let observed = crate::observe::from_yaml(&observed_path, &observed_text)?;
+    let desired = crate::render::render(config, &loaded.materials);
+    let plan = crate::plan::plan(&desired, &observed, &crate::plan::Context::default());
+
+    // Validation warnings were shown already; the plan's own findings are new.
+    let mut stderr = std::io::stderr().lock();
+    let plan_located = shown::locate(&plan.diagnostics, &loaded.source);
+    shown::write_text(&plan_located, &loaded.source, color, &mut stderr)?;
+    drop(stderr);
+    diagnostics.extend(plan.diagnostics.iter().cloned());
+    let located = shown::locate(&diagnostics, &loaded.source);
+
+    let file_name = loaded.source.name.clone();
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        PlanFormat::Text => report::plan::write_text(
+            &plan,
+            &file_name,
+            report::plan::TextOptions {
+                color: stdout_color,
+            },
+            &mut stdout,
+        )?,
+        PlanFormat::Markdown => report::plan::write_markdown(&plan, &file_name, &mut stdout)?,
+        PlanFormat::Json => {
+            let wire = report::plan::wire(&plan, shown::wire(&located, &loaded.source));
+            serde_json::to_writer_pretty(&mut stdout, &wire)?;
+            stdout.write_all(b"\n")?;
+        }
+    }
+    drop(stdout);
+
+    if plan.has_errors() {
+        eprintln!("the plan has errors; it cannot be applied");
+        return Ok(ExitStatus::Failure);
+    }
+    if let Some(out) = &args.out {
+        let wire = report::plan::wire(&plan, shown::wire(&located, &loaded.source));
+        let saved = crate::plan::saved::SavedPlan {
+            format_version: report::FORMAT_VERSION,
+            kind: crate::plan::saved::KIND.to_string(),
+            stowage_version: env!("CARGO_PKG_VERSION").to_string(),
+            file: args.file.file.display().to_string(),
+            inputs_sha256: crate::plan::saved::inputs_digest(
+                &loaded.source.text,
+                &loaded.materials,
+            ),
+            observed_source: observed_path,
+            observed_sha256: crate::plan::saved::observed_digest(&observed),
+            plan: serde_json::to_value(&wire)?,
+        };
+        let text = serde_json::to_string_pretty(&saved)?;
+        std::fs::write(out, text + "\n").map_err(|source| CliError::Write {
+            path: out.clone(),
+            source,
+        })?;
+        eprintln!("saved the plan to {}", out.display());
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
 }

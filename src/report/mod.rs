@@ -5,6 +5,7 @@
 //! are a promise to pipelines (`FORMAT_VERSION`).
 
 pub mod diagnostics;
+pub mod plan;
 
 /// The version of every JSON document stowage prints; bumped only on breaking changes.
 pub const FORMAT_VERSION: u32 = 1;

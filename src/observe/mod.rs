@@ -1,0 +1,313 @@
+//! Observe: what the cluster holds, as plain data for `plan`.
+//!
+//! [`Observed`] is the same whether it came from a live cluster or from a saved
+//! `kubectl get -o yaml` (`--observed FILE`, read by [`from_yaml`]). Secret data is
+//! turned into `SecretValue`s the moment it is read, so no later stage can print it.
+//! This module only reads; it never writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::render::{Kind, ObjectRef};
+use crate::secret::SecretValue;
+
+/// A Velero object or Deployment as the cluster holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedObject {
+    pub object: ObjectRef,
+    /// The whole object without `managedFields`.
+    pub manifest: Value,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+}
+
+impl ObservedObject {
+    pub fn spec(&self) -> &Value {
+        self.manifest.get("spec").unwrap_or(&Value::Null)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedSecret {
+    pub object: ObjectRef,
+    pub labels: BTreeMap<String, String>,
+    pub data: BTreeMap<String, SecretValue>,
+    /// Data keys that managedFields say stowage applied, when the state carries them.
+    pub keys_applied_by_stowage: BTreeSet<String>,
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+}
+
+/// A Velero Backup, for the risks of deleting what it depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedBackup {
+    pub name: String,
+    pub namespace: String,
+    pub storage_location: Option<String>,
+    pub volume_snapshot_locations: Vec<String>,
+}
+
+/// The observed state of the Velero namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub objects: BTreeMap<ObjectRef, ObservedObject>,
+    pub secrets: BTreeMap<ObjectRef, ObservedSecret>,
+    pub backups: Vec<ObservedBackup>,
+    /// Which kinds the state covers at all: a saved state without Secrets says nothing
+    /// about them, which differs from saying there are none.
+    pub kinds_seen: BTreeSet<Kind>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("{path}: {what} has no {field}")]
+    Incomplete {
+        path: String,
+        what: String,
+        field: &'static str,
+    },
+    #[error("{path}: Secret {name}: key {key} is not valid base64")]
+    SecretEncoding {
+        path: String,
+        name: String,
+        key: String,
+    },
+}
+
+/// Reads a saved state: a `kind: List` or several YAML documents, as `kubectl get -o
+/// yaml` prints them. Kinds stowage does not manage are skipped.
+pub fn from_yaml(path: &str, text: &str) -> Result<Observed, ObserveError> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|error| ObserveError::Yaml {
+            path: path.to_string(),
+            message: error.without_snippet().to_string(),
+        })?;
+    let mut items = Vec::new();
+    for document in documents {
+        match document.get("items") {
+            Some(Value::Array(list)) if is_list(&document) => items.extend(list.iter().cloned()),
+            _ if document.is_null() => {}
+            _ => items.push(document),
+        }
+    }
+    let mut observed = Observed::default();
+    for item in items {
+        observed.add(path, item)?;
+    }
+    Ok(observed)
+}
+
+fn is_list(document: &Value) -> bool {
+    document
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind == "List" || kind.ends_with("List"))
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Observed {
+    /// Adds one object as the API server returns it.
+    pub fn add(&mut self, path: &str, mut item: Value) -> Result<(), ObserveError> {
+        let kind_name = item
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let metadata = item.get("metadata").cloned().unwrap_or(Value::Null);
+        let name = metadata.get("name").and_then(Value::as_str);
+        let namespace = metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if kind_name == "Backup" {
+            let Some(name) = name else {
+                return Err(incomplete(path, &kind_name, "metadata.name"));
+            };
+            let spec = item.get("spec").cloned().unwrap_or(Value::Null);
+            let labels = string_map(metadata.get("labels"));
+            self.backups.push(ObservedBackup {
+                name: name.to_string(),
+                namespace,
+                storage_location: spec
+                    .get("storageLocation")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| labels.get("velero.io/storage-location").cloned()),
+                volume_snapshot_locations: spec
+                    .get("volumeSnapshotLocations")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+            return Ok(());
+        }
+        let Some(kind) = Kind::from_kind(&kind_name) else {
+            return Ok(());
+        };
+        let Some(name) = name else {
+            return Err(incomplete(path, &kind_name, "metadata.name"));
+        };
+        let object = ObjectRef {
+            kind,
+            namespace,
+            name: name.to_string(),
+        };
+        self.kinds_seen.insert(kind);
+        let labels = string_map(metadata.get("labels"));
+        let resource_version = metadata
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let uid = metadata
+            .get("uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if kind == Kind::Secret {
+            let data = secret_data(path, &object.name, &item)?;
+            let keys_applied_by_stowage = applied_data_keys(metadata.get("managedFields"));
+            self.secrets.insert(
+                object.clone(),
+                ObservedSecret {
+                    object,
+                    labels,
+                    data,
+                    keys_applied_by_stowage,
+                    resource_version,
+                    uid,
+                },
+            );
+            return Ok(());
+        }
+        if let Some(metadata) = item.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+        }
+        let annotations = string_map(metadata.get("annotations"));
+        self.objects.insert(
+            object.clone(),
+            ObservedObject {
+                object,
+                manifest: item,
+                labels,
+                annotations,
+                resource_version,
+                uid,
+            },
+        );
+        Ok(())
+    }
+
+    /// Notes that the state covers `kind` even when it holds none (a live LIST).
+    pub fn saw_kind(&mut self, kind: Kind) {
+        self.kinds_seen.insert(kind);
+    }
+}
+
+fn incomplete(path: &str, kind: &str, field: &'static str) -> ObserveError {
+    ObserveError::Incomplete {
+        path: path.to_string(),
+        what: if kind.is_empty() {
+            "an object".to_string()
+        } else {
+            format!("a {kind}")
+        },
+        field,
+    }
+}
+
+fn secret_data(
+    path: &str,
+    name: &str,
+    item: &Value,
+) -> Result<BTreeMap<String, SecretValue>, ObserveError> {
+    let mut data = BTreeMap::new();
+    if let Some(map) = item.get("data").and_then(Value::as_object) {
+        for (key, value) in map {
+            let encoded = value.as_str().unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| ObserveError::SecretEncoding {
+                    path: path.to_string(),
+                    name: name.to_string(),
+                    key: key.clone(),
+                })?;
+            data.insert(key.clone(), SecretValue::new(bytes));
+        }
+    }
+    if let Some(map) = item.get("stringData").and_then(Value::as_object) {
+        for (key, value) in map {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key.clone(), SecretValue::new(text.as_bytes().to_vec()));
+        }
+    }
+    Ok(data)
+}
+
+/// The `data` keys a managedFields list records as applied by manager `stowage`.
+fn applied_data_keys(managed_fields: Option<&Value>) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for entry in managed_fields
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let by_stowage = entry.get("manager").and_then(Value::as_str) == Some("stowage")
+            && entry.get("operation").and_then(Value::as_str) == Some("Apply");
+        if !by_stowage {
+            continue;
+        }
+        let data = entry
+            .get("fieldsV1")
+            .and_then(|fields| fields.get("f:data"))
+            .and_then(Value::as_object);
+        for field in data.into_iter().flatten().map(|(field, _)| field) {
+            if let Some(key) = field.strip_prefix("f:") {
+                keys.insert(key.to_string());
+            }
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lists_and_documents_and_hides_secret_data() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: velero.io/v1\n  kind: BackupStorageLocation\n  metadata: {name: a, namespace: velero, resourceVersion: \"7\"}\n  spec: {provider: aws, objectStorage: {bucket: b}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: velero}\ndata: {cloud: Q0FOQVJZ}\n---\nkind: Namespace\nmetadata: {name: velero}\n";
+        let observed = from_yaml("state.yaml", text).expect("parses");
+        assert_eq!(observed.objects.len(), 1);
+        let secret = observed.secrets.values().next().expect("secret");
+        assert_eq!(secret.data["cloud"].expose(), b"CANARY");
+        assert!(!format!("{observed:?}").contains("CANARY"));
+        assert!(observed.kinds_seen.contains(&Kind::Secret));
+    }
+}

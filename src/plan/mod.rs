@@ -1,0 +1,790 @@
+//! Plan: desired vs observed → the changes that applying the file would make.
+//!
+//! Pure: `plan` takes the rendered and observed states as values and returns a
+//! [`Plan`], plain data that renderers show and `apply` carries out. It formats nothing
+//! and decides nothing about display. Secret values never enter a plan: a changed key
+//! is recorded as [`FieldValue::Sensitive`].
+//!
+//! What it manages (product.md §3): objects it declares; deletes only objects with
+//! stowage's labels and this file's owner; adopts unlabelled objects the file declares;
+//! lists the rest as unmanaged or owned elsewhere.
+
+pub mod normalize;
+pub mod saved;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::observe::{Observed, ObservedObject, ObservedSecret};
+use crate::render::{
+    DEFAULT_VSL_FLAG, Desired, DesiredObject, DesiredSecret, Kind, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION, ServerFlag, VELERO_CONTAINER,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Risky changes, with the stable names of product.md §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Risk {
+    /// A location's bucket or prefix changes: its backups vanish from the cluster's view.
+    Repoint,
+    /// Deleting a location that holds backups.
+    DeleteWithBackups,
+    /// The default backup location moves.
+    DefaultSwitch,
+    /// A schedule change that makes Velero fire a backup at once.
+    ImmediateRun,
+    /// Deleting a snapshot location that backups reference.
+    VslInUse,
+    /// Taking over an object stowage did not create.
+    Adopt,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Repoint => "repoint",
+            Risk::DeleteWithBackups => "delete-with-backups",
+            Risk::DefaultSwitch => "default-switch",
+            Risk::ImmediateRun => "immediate-run",
+            Risk::VslInUse => "vsl-in-use",
+            Risk::Adopt => "adopt",
+        }
+    }
+
+    /// One line on what the risk means for the user.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Risk::Repoint => {
+                "the location points at another bucket or prefix: backups in the old place disappear from the cluster's view"
+            }
+            Risk::DeleteWithBackups => {
+                "the location holds backups: they stay in the bucket but leave the cluster's view"
+            }
+            Risk::DefaultSwitch => "backups that name no location go elsewhere from now on",
+            Risk::ImmediateRun => "Velero may start a backup as soon as this is applied",
+            Risk::VslInUse => {
+                "backups reference this snapshot location: their restores and deletions need it"
+            }
+            Risk::Adopt => "the object exists without stowage's labels: stowage takes it over",
+        }
+    }
+}
+
+/// One side of a field change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Absent,
+    Value(Value),
+    /// A secret: present, value not shown.
+    Sensitive,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    /// The field, e.g. `spec.objectStorage.prefix` or `metadata.labels["app"]`.
+    pub path: String,
+    pub before: FieldValue,
+    pub after: FieldValue,
+}
+
+impl FieldChange {
+    pub fn is_sensitive(&self) -> bool {
+        matches!(self.before, FieldValue::Sensitive) || matches!(self.after, FieldValue::Sensitive)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub object: ObjectRef,
+    pub fields: Vec<FieldChange>,
+    pub risks: Vec<Risk>,
+    /// For deletions of locations: the backups known to be in it (cluster or bucket).
+    pub backups: Option<usize>,
+}
+
+/// An object in the namespace that someone else owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedElsewhere {
+    pub object: ObjectRef,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub namespace: String,
+    /// Sorted by kind (in apply order), then name.
+    pub changes: Vec<Change>,
+    /// Velero objects without stowage's labels that the file does not declare.
+    pub unmanaged: Vec<ObjectRef>,
+    pub owned_elsewhere: Vec<OwnedElsewhere>,
+    /// Problems that make the plan unsafe to apply (errors) or worth a look (warnings).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.changes {
+            match change.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Delete => summary.delete += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// What else the planner knows: backups per location from the buckets, when checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    pub bucket_backups: BTreeMap<String, usize>,
+}
+
+/// Compares what the file declares with what the cluster holds.
+pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
+    let mut planner = Planner {
+        desired,
+        observed,
+        context,
+        plan: Plan {
+            namespace: desired.namespace.clone(),
+            ..Plan::default()
+        },
+    };
+    planner.secrets();
+    planner.objects();
+    planner.external_keys();
+    planner.server_flag();
+    planner.leftovers();
+    let mut plan = planner.plan;
+    plan.changes.sort_by(|a, b| a.object.cmp(&b.object));
+    plan.unmanaged.sort();
+    plan.owned_elsewhere.sort_by(|a, b| a.object.cmp(&b.object));
+    plan
+}
+
+struct Planner<'a> {
+    desired: &'a Desired,
+    observed: &'a Observed,
+    context: &'a Context,
+    plan: Plan,
+}
+
+/// Whose an observed object is, by its labels.
+enum Ownership<'a> {
+    Ours,
+    Unlabelled,
+    Other(&'a str),
+}
+
+fn ownership<'a>(labels: &'a BTreeMap<String, String>, owner: &str) -> Ownership<'a> {
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+        return Ownership::Unlabelled;
+    }
+    match labels.get(OWNER_LABEL) {
+        Some(other) if other != owner => Ownership::Other(other),
+        // A stowage label without an owner is the default owner's.
+        None if owner != "default" => Ownership::Other("default"),
+        _ => Ownership::Ours,
+    }
+}
+
+impl Planner<'_> {
+    fn owner_conflict(
+        &mut self,
+        object: &ObjectRef,
+        other: &str,
+        origin: &crate::diagnostic::Pointer,
+    ) {
+        self.plan.diagnostics.push(
+            Diagnostic::error(
+                Code::OwnerConflict,
+                format!(
+                    "{object} belongs to stowage owner `{other}`, not `{}`",
+                    self.desired.owner
+                ),
+            )
+            .at(origin.clone())
+            .label("declared here too")
+            .help(format!(
+                "two stowage files declare it: remove it from one of them, or set [velero] owner = \"{other}\" if this file is meant to own it"
+            )),
+        );
+    }
+
+    fn secrets(&mut self) {
+        for secret in &self.desired.secrets {
+            match self.observed.secrets.get(&secret.object) {
+                None => self.plan.changes.push(Change {
+                    action: Action::Create,
+                    object: secret.object.clone(),
+                    fields: secret
+                        .data
+                        .keys()
+                        .map(|key| FieldChange {
+                            path: format!("data.{}", path_key(key)),
+                            before: FieldValue::Absent,
+                            after: FieldValue::Sensitive,
+                        })
+                        .collect(),
+                    risks: Vec::new(),
+                    backups: None,
+                }),
+                Some(observed) => self.update_secret(secret, observed),
+            }
+        }
+    }
+
+    fn update_secret(&mut self, secret: &DesiredSecret, observed: &ObservedSecret) {
+        let mut risks = Vec::new();
+        match ownership(&observed.labels, &self.desired.owner) {
+            Ownership::Other(other) => {
+                let other = other.to_string();
+                self.owner_conflict(&secret.object, &other, &secret.origin);
+                return;
+            }
+            Ownership::Unlabelled => risks.push(Risk::Adopt),
+            Ownership::Ours => {}
+        }
+        let mut fields = label_changes(&secret.labels, &observed.labels, "labels");
+        for (key, value) in &secret.data {
+            let before = match observed.data.get(key) {
+                None => FieldValue::Absent,
+                Some(current) if current == value => continue,
+                Some(_) => FieldValue::Sensitive,
+            };
+            fields.push(FieldChange {
+                path: format!("data.{}", path_key(key)),
+                before,
+                after: FieldValue::Sensitive,
+            });
+        }
+        for key in &observed.keys_applied_by_stowage {
+            if !secret.data.contains_key(key) && observed.data.contains_key(key) {
+                fields.push(FieldChange {
+                    path: format!("data.{}", path_key(key)),
+                    before: FieldValue::Sensitive,
+                    after: FieldValue::Absent,
+                });
+            }
+        }
+        if !fields.is_empty() || !risks.is_empty() {
+            self.plan.changes.push(Change {
+                action: Action::Update,
+                object: secret.object.clone(),
+                fields,
+                risks,
+                backups: None,
+            });
+        }
+    }
+
+    fn objects(&mut self) {
+        for desired in &self.desired.objects {
+            match self.observed.objects.get(&desired.object) {
+                None => self.create_object(desired),
+                Some(observed) => self.update_object(desired, observed),
+            }
+        }
+    }
+
+    fn create_object(&mut self, desired: &DesiredObject) {
+        let spec = normalize::spec(desired.object.kind, spec_of(&desired.manifest));
+        let mut fields = Vec::new();
+        leaf_changes("spec", &Value::Null, &spec, &mut fields);
+        let mut risks = Vec::new();
+        if desired.object.kind == Kind::BackupStorageLocation
+            && is_default(&desired.manifest)
+            && self
+                .current_default()
+                .is_some_and(|current| current != desired.object.name)
+        {
+            risks.push(Risk::DefaultSwitch);
+        }
+        self.plan.changes.push(Change {
+            action: Action::Create,
+            object: desired.object.clone(),
+            fields,
+            risks,
+            backups: None,
+        });
+    }
+
+    fn update_object(&mut self, desired: &DesiredObject, observed: &ObservedObject) {
+        let mut risks = Vec::new();
+        match ownership(&observed.labels, &self.desired.owner) {
+            Ownership::Other(other) => {
+                let other = other.to_string();
+                self.owner_conflict(&desired.object, &other, &desired.origin);
+                return;
+            }
+            Ownership::Unlabelled => risks.push(Risk::Adopt),
+            Ownership::Ours => {}
+        }
+        let kind = desired.object.kind;
+        let wanted = normalize::spec(kind, spec_of(&desired.manifest));
+        let current = normalize::spec(kind, observed.spec());
+        let mut fields = Vec::new();
+        leaf_changes("spec", &current, &wanted, &mut fields);
+        let metadata = desired.manifest.get("metadata");
+        let labels = string_map(metadata.and_then(|m| m.get("labels")));
+        fields.extend(label_changes(&labels, &observed.labels, "metadata.labels"));
+        let annotations = string_map(metadata.and_then(|m| m.get("annotations")));
+        fields.extend(label_changes(
+            &annotations,
+            &observed.annotations,
+            "metadata.annotations",
+        ));
+
+        match kind {
+            Kind::BackupStorageLocation => {
+                let storage = |spec: &Value| {
+                    let storage = spec.get("objectStorage");
+                    (
+                        storage.and_then(|s| s.get("bucket")).cloned(),
+                        storage.and_then(|s| s.get("prefix")).cloned(),
+                    )
+                };
+                if storage(&wanted) != storage(&current) {
+                    risks.push(Risk::Repoint);
+                    if is_protected(&observed.annotations)
+                        || is_protected(&string_map(metadata.and_then(|m| m.get("annotations"))))
+                    {
+                        self.plan.diagnostics.push(
+                            Diagnostic::error(
+                                Code::Protected,
+                                format!("{} is protected: its bucket or prefix cannot change", desired.object),
+                            )
+                            .at(desired.origin.clone())
+                            .help("to move it, remove `protect = true` first and apply, then change the bucket or prefix"),
+                        );
+                    }
+                }
+                if wanted.get("default") != current.get("default") {
+                    risks.push(Risk::DefaultSwitch);
+                }
+            }
+            Kind::Schedule => {
+                let unpaused = current.get("paused") == Some(&Value::Bool(true))
+                    && wanted.get("paused").is_none();
+                let new_cron = current.get("schedule") != wanted.get("schedule");
+                let skips =
+                    spec_of(&desired.manifest).get("skipImmediately") == Some(&Value::Bool(true));
+                if (unpaused || new_cron) && !skips {
+                    risks.push(Risk::ImmediateRun);
+                }
+            }
+            _ => {}
+        }
+        if !fields.is_empty() || !risks.is_empty() {
+            self.plan.changes.push(Change {
+                action: Action::Update,
+                object: desired.object.clone(),
+                fields,
+                risks,
+                backups: None,
+            });
+        }
+    }
+
+    /// The location Velero treats as default now, if the state shows one.
+    fn current_default(&self) -> Option<&str> {
+        self.observed
+            .objects
+            .values()
+            .filter(|o| {
+                o.object.kind == Kind::BackupStorageLocation
+                    && o.object.namespace == self.desired.namespace
+            })
+            .find(|o| o.spec().get("default") == Some(&Value::Bool(true)))
+            .map(|o| o.object.name.as_str())
+    }
+
+    fn external_keys(&mut self) {
+        if !self.observed.kinds_seen.contains(&Kind::Secret) {
+            return;
+        }
+        for external in &self.desired.external {
+            let object = ObjectRef {
+                kind: Kind::Secret,
+                namespace: self.desired.namespace.clone(),
+                name: external.secret.clone(),
+            };
+            let present = self
+                .observed
+                .secrets
+                .get(&object)
+                .is_some_and(|secret| secret.data.contains_key(&external.key));
+            if !present {
+                self.plan.diagnostics.push(
+                    Diagnostic::error(
+                        Code::CredentialSource,
+                        format!(
+                            "external credential `{}`: Secret {} has no key {}",
+                            external.credential, external.secret, external.key
+                        ),
+                    )
+                    .at(crate::diagnostic::Pointer::value(["credentials", external.credential.as_str(), "external"]))
+                    .help("create the Secret key first, or give the credential a `file` or `env` so stowage writes it"),
+                );
+            }
+        }
+    }
+
+    fn server_flag(&mut self) {
+        let Some(flag) = &self.desired.server_flag else {
+            return;
+        };
+        let Some(deployment) = self.observed.objects.get(&flag.deployment) else {
+            if self.observed.kinds_seen.contains(&Kind::Deployment) {
+                self.plan.diagnostics.push(
+                    Diagnostic::error(
+                        Code::Reference,
+                        format!("the Velero Deployment {} was not found", flag.deployment.name),
+                    )
+                    .at(flag.origin.clone())
+                    .help("set [velero] deployment to the name of the Deployment running `velero server`"),
+                );
+            }
+            return;
+        };
+        let Some(args) = server_args(deployment) else {
+            self.plan.diagnostics.push(
+                Diagnostic::error(
+                    Code::Reference,
+                    format!(
+                        "Deployment {} has no container named {VELERO_CONTAINER}",
+                        flag.deployment.name
+                    ),
+                )
+                .at(flag.origin.clone()),
+            );
+            return;
+        };
+        let wanted = with_flag(&args, flag);
+        if wanted != args {
+            self.plan.changes.push(Change {
+                action: Action::Update,
+                object: flag.deployment.clone(),
+                fields: vec![FieldChange {
+                    path: format!("spec.template.spec.containers[{VELERO_CONTAINER}].args"),
+                    before: FieldValue::Value(Value::from(args)),
+                    after: FieldValue::Value(Value::from(wanted)),
+                }],
+                risks: Vec::new(),
+                backups: None,
+            });
+        }
+    }
+
+    fn leftovers(&mut self) {
+        let declared: BTreeSet<&ObjectRef> = self
+            .desired
+            .objects
+            .iter()
+            .map(|o| &o.object)
+            .chain(self.desired.secrets.iter().map(|s| &s.object))
+            .collect();
+        let namespace = &self.desired.namespace;
+        for observed in self.observed.objects.values() {
+            let object = &observed.object;
+            if !object.kind.is_velero()
+                || &object.namespace != namespace
+                || declared.contains(object)
+            {
+                continue;
+            }
+            match ownership(&observed.labels, &self.desired.owner) {
+                Ownership::Unlabelled => self.plan.unmanaged.push(object.clone()),
+                Ownership::Other(owner) => self.plan.owned_elsewhere.push(OwnedElsewhere {
+                    object: object.clone(),
+                    owner: owner.to_string(),
+                }),
+                Ownership::Ours => self.delete(observed),
+            }
+        }
+        for secret in self.observed.secrets.values() {
+            let object = &secret.object;
+            if &object.namespace != namespace || declared.contains(object) {
+                continue;
+            }
+            match ownership(&secret.labels, &self.desired.owner) {
+                Ownership::Ours => self.plan.changes.push(Change {
+                    action: Action::Delete,
+                    object: object.clone(),
+                    fields: secret
+                        .data
+                        .keys()
+                        .map(|key| FieldChange {
+                            path: format!("data.{}", path_key(key)),
+                            before: FieldValue::Sensitive,
+                            after: FieldValue::Absent,
+                        })
+                        .collect(),
+                    risks: Vec::new(),
+                    backups: None,
+                }),
+                Ownership::Other(owner) => self.plan.owned_elsewhere.push(OwnedElsewhere {
+                    object: object.clone(),
+                    owner: owner.to_string(),
+                }),
+                // Unlabelled Secrets are the cluster's business, not listed.
+                Ownership::Unlabelled => {}
+            }
+        }
+    }
+
+    fn delete(&mut self, observed: &ObservedObject) {
+        let object = &observed.object;
+        let mut risks = Vec::new();
+        let mut backups = None;
+        match object.kind {
+            Kind::BackupStorageLocation => {
+                let in_cluster = self
+                    .observed
+                    .backups
+                    .iter()
+                    .filter(|b| {
+                        b.namespace == object.namespace
+                            && b.storage_location.as_deref() == Some(&object.name)
+                    })
+                    .count();
+                let in_bucket = self.context.bucket_backups.get(&object.name).copied();
+                let count = in_bucket.unwrap_or(0).max(in_cluster);
+                if in_bucket.is_some() || in_cluster > 0 {
+                    backups = Some(count);
+                }
+                if count > 0 {
+                    risks.push(Risk::DeleteWithBackups);
+                }
+                if is_protected(&observed.annotations) {
+                    self.plan.diagnostics.push(
+                        Diagnostic::error(
+                            Code::Protected,
+                            format!("{object} is protected and cannot be deleted"),
+                        )
+                        .help("it was declared with `protect = true`: declare it again, or remove the protect annotation stowage.io/protect from the object deliberately"),
+                    );
+                }
+            }
+            Kind::VolumeSnapshotLocation => {
+                let using = self
+                    .observed
+                    .backups
+                    .iter()
+                    .filter(|b| {
+                        b.namespace == object.namespace
+                            && b.volume_snapshot_locations.contains(&object.name)
+                    })
+                    .count();
+                if using > 0 {
+                    risks.push(Risk::VslInUse);
+                    backups = Some(using);
+                }
+            }
+            _ => {}
+        }
+        let before = normalize::spec(object.kind, observed.spec());
+        let mut fields = Vec::new();
+        leaf_changes("spec", &before, &Value::Null, &mut fields);
+        self.plan.changes.push(Change {
+            action: Action::Delete,
+            object: object.clone(),
+            fields,
+            risks,
+            backups,
+        });
+    }
+}
+
+fn spec_of(manifest: &Value) -> &Value {
+    manifest.get("spec").unwrap_or(&Value::Null)
+}
+
+fn is_default(manifest: &Value) -> bool {
+    spec_of(manifest).get("default") == Some(&Value::Bool(true))
+}
+
+fn is_protected(annotations: &BTreeMap<String, String>) -> bool {
+    annotations.get(PROTECT_ANNOTATION).map(String::as_str) == Some("true")
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `key` as a path step: bare when it reads unambiguously, quoted otherwise.
+fn path_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("[{key:?}]")
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    let step = path_key(key);
+    if step.starts_with('[') {
+        format!("{prefix}{step}")
+    } else {
+        format!("{prefix}.{step}")
+    }
+}
+
+/// Desired labels or annotations missing or different on the object; others are left
+/// alone, as server-side apply leaves them.
+fn label_changes(
+    wanted: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Vec<FieldChange> {
+    wanted
+        .iter()
+        .filter(|(key, value)| current.get(*key) != Some(value))
+        .map(|(key, value)| FieldChange {
+            path: join(prefix, key),
+            before: current
+                .get(key)
+                .map(|v| FieldValue::Value(Value::String(v.clone())))
+                .unwrap_or(FieldValue::Absent),
+            after: FieldValue::Value(Value::String(value.clone())),
+        })
+        .collect()
+}
+
+/// Leaf-level differences between two normalized values: maps are walked, everything
+/// else (lists included, which Velero's CRDs treat as atomic) compares whole.
+fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldChange>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for key in keys {
+                let child = join(path, key);
+                leaf_changes(
+                    &child,
+                    b.get(key).unwrap_or(&Value::Null),
+                    a.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Object(b), Value::Null) => {
+            for (key, value) in b {
+                leaf_changes(&join(path, key), value, &Value::Null, out);
+            }
+        }
+        (Value::Null, Value::Object(a)) => {
+            for (key, value) in a {
+                leaf_changes(&join(path, key), &Value::Null, value, out);
+            }
+        }
+        (b, a) if b == a => {}
+        (b, a) => out.push(FieldChange {
+            path: path.to_string(),
+            before: if b.is_null() {
+                FieldValue::Absent
+            } else {
+                FieldValue::Value(b.clone())
+            },
+            after: if a.is_null() {
+                FieldValue::Absent
+            } else {
+                FieldValue::Value(a.clone())
+            },
+        }),
+    }
+}
+
+/// The server container's args, when the Deployment has that container.
+pub fn server_args(deployment: &ObservedObject) -> Option<Vec<String>> {
+    let containers = deployment
+        .manifest
+        .pointer("/spec/template/spec/containers")?
+        .as_array()?;
+    let container = containers
+        .iter()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(VELERO_CONTAINER))?;
+    Some(
+        container
+            .get("args")
+            .and_then(Value::as_array)
+            .map(|args| {
+                args.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// `args` with the default-VSL flag set to the declared value (or removed when the
+/// file declares no defaults), in either `--flag=value` or `--flag value` form.
+pub fn with_flag(args: &[String], flag: &ServerFlag) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut skip_next = false;
+    for arg in args {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if arg == DEFAULT_VSL_FLAG {
+            skip_next = true;
+            continue;
+        }
+        if arg.starts_with(&format!("{DEFAULT_VSL_FLAG}=")) {
+            continue;
+        }
+        out.push(arg.clone());
+    }
+    if !flag.value.is_empty() {
+        out.push(flag.argument());
+    }
+    out
+}

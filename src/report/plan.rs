@@ -1,0 +1,465 @@
+//! Plans shown three ways: text for a terminal, markdown for a pull request, JSON for
+//! a pipeline. Each renderer only writes what the plan says; none decides anything.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use crate::plan::{Action, Change, FieldChange, FieldValue, Plan, Risk};
+
+pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";
+pub const SENSITIVE: &str = "(sensitive value)";
+
+/// Options for the text renderer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    pub color: bool,
+}
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn green(&self, text: &str) -> String {
+        self.wrap("32", text)
+    }
+    fn yellow(&self, text: &str) -> String {
+        self.wrap("33", text)
+    }
+    fn red(&self, text: &str) -> String {
+        self.wrap("31", text)
+    }
+    fn bold(&self, text: &str) -> String {
+        self.wrap("1", text)
+    }
+    fn dim(&self, text: &str) -> String {
+        self.wrap("2", text)
+    }
+    fn action(&self, action: Action, text: &str) -> String {
+        match action {
+            Action::Create => self.green(text),
+            Action::Update => self.yellow(text),
+            Action::Delete => self.red(text),
+        }
+    }
+}
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+    }
+}
+
+/// A value as the plan shows it: JSON for data, a marker for secrets.
+fn show(value: &FieldValue) -> String {
+    match value {
+        FieldValue::Absent => "(none)".to_string(),
+        FieldValue::Sensitive => SENSITIVE.to_string(),
+        FieldValue::Value(value) => compact(value),
+    }
+}
+
+fn compact(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Before and after both present and long enough that a line diff reads better.
+fn line_diff(field: &FieldChange) -> Option<(String, String)> {
+    let (FieldValue::Value(before), FieldValue::Value(after)) = (&field.before, &field.after)
+    else {
+        return None;
+    };
+    let lines = |value: &Value| match value {
+        Value::String(text) if text.contains('\n') => Some(text.clone()),
+        Value::Array(items) if items.len() > 1 => Some(
+            items
+                .iter()
+                .map(|item| format!("{}\n", compact(item)))
+                .collect::<String>(),
+        ),
+        _ => None,
+    };
+    Some((lines(before)?, lines(after)?))
+}
+
+/// The field lines of one change: `+ path = value`, `~ path = old → new`, …
+fn field_lines(change: &Change) -> Vec<(char, String)> {
+    let mut lines = Vec::new();
+    for field in &change.fields {
+        let marker = match (&field.before, &field.after) {
+            (FieldValue::Absent, _) => '+',
+            (_, FieldValue::Absent) => '-',
+            _ => '~',
+        };
+        let text = match marker {
+            '+' => format!("{} = {}", field.path, show(&field.after)),
+            '-' => format!("{} = {}", field.path, show(&field.before)),
+            _ if field.is_sensitive() => format!("{} = {SENSITIVE_CHANGED}", field.path),
+            _ => match line_diff(field) {
+                Some((before, after)) => {
+                    lines.push(('~', format!("{}:", field.path)));
+                    for change in TextDiff::from_lines(&before, &after).iter_all_changes() {
+                        let tag = match change.tag() {
+                            ChangeTag::Delete => '-',
+                            ChangeTag::Insert => '+',
+                            ChangeTag::Equal => ' ',
+                        };
+                        lines.push((tag, format!("    {}", change.value().trim_end())));
+                    }
+                    continue;
+                }
+                None => format!(
+                    "{} = {} → {}",
+                    field.path,
+                    show(&field.before),
+                    show(&field.after)
+                ),
+            },
+        };
+        lines.push((marker, text));
+    }
+    lines
+}
+
+fn risk_note(change: &Change, risk: Risk) -> String {
+    match (risk, change.backups) {
+        (Risk::DeleteWithBackups | Risk::VslInUse, Some(count)) => {
+            format!(
+                "{}: {count} backup{}",
+                risk.as_str(),
+                if count == 1 { "" } else { "s" }
+            )
+        }
+        _ => risk.as_str().to_string(),
+    }
+}
+
+/// Terraform-like text for a terminal.
+pub fn write_text(
+    plan: &Plan,
+    file_name: &str,
+    options: TextOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let paint = Paint {
+        color: options.color,
+    };
+    if !plan.has_changes() {
+        writeln!(
+            out,
+            "No changes. Namespace {} matches {file_name}.",
+            plan.namespace
+        )?;
+    } else {
+        writeln!(
+            out,
+            "stowage will make these changes in namespace {}:\n",
+            paint.bold(&plan.namespace)
+        )?;
+        for change in &plan.changes {
+            let verb = match change.action {
+                Action::Create => "create",
+                Action::Update => "update",
+                Action::Delete => "delete",
+            };
+            let risks = if change.risks.is_empty() {
+                String::new()
+            } else {
+                let notes: Vec<String> =
+                    change.risks.iter().map(|r| risk_note(change, *r)).collect();
+                format!("  {}", paint.red(&format!("[{}]", notes.join(", "))))
+            };
+            writeln!(
+                out,
+                "  {} {verb} {}{risks}",
+                paint.action(change.action, symbol(change.action)),
+                paint.bold(&change.object.to_string()),
+            )?;
+            for (marker, line) in field_lines(change) {
+                let text = format!("{marker} {line}");
+                let text = match marker {
+                    '+' => paint.green(&text),
+                    '-' => paint.red(&text),
+                    '~' => paint.yellow(&text),
+                    _ => text,
+                };
+                writeln!(out, "      {text}")?;
+            }
+            writeln!(out)?;
+        }
+        let risky: Vec<(&Change, Risk)> = plan
+            .changes
+            .iter()
+            .flat_map(|change| change.risks.iter().map(move |risk| (change, *risk)))
+            .collect();
+        if !risky.is_empty() {
+            writeln!(out, "{}", paint.bold("Risks:"))?;
+            for (change, risk) in risky {
+                writeln!(
+                    out,
+                    "  {} {}: {}",
+                    paint.red(risk.as_str()),
+                    change.object,
+                    risk.explain()
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
+    if !plan.unmanaged.is_empty() {
+        let names: Vec<String> = plan.unmanaged.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "{} {}",
+            paint.dim(
+                "Not managed by stowage, left alone (stowage import writes them into a file):"
+            ),
+            names.join(", ")
+        )?;
+    }
+    if !plan.owned_elsewhere.is_empty() {
+        let names: Vec<String> = plan
+            .owned_elsewhere
+            .iter()
+            .map(|o| format!("{} (owner {})", o.object, o.owner))
+            .collect();
+        writeln!(
+            out,
+            "{} {}",
+            paint.dim("Owned by another stowage file, left alone:"),
+            names.join(", ")
+        )?;
+    }
+    if plan.has_changes() {
+        let summary = plan.summary();
+        writeln!(
+            out,
+            "{} {} to create, {} to update, {} to delete.",
+            paint.bold("Plan:"),
+            summary.create,
+            summary.update,
+            summary.delete
+        )?;
+    }
+    Ok(())
+}
+
+/// A pull-request comment.
+pub fn write_markdown(plan: &Plan, file_name: &str, out: &mut dyn Write) -> io::Result<()> {
+    let summary = plan.summary();
+    if !plan.has_changes() {
+        writeln!(out, "### stowage plan: no changes\n")?;
+        writeln!(out, "Namespace `{}` matches `{file_name}`.", plan.namespace)?;
+    } else {
+        writeln!(
+            out,
+            "### stowage plan: {} to create, {} to update, {} to delete\n",
+            summary.create, summary.update, summary.delete
+        )?;
+        writeln!(out, "Namespace `{}`, from `{file_name}`.\n", plan.namespace)?;
+        writeln!(out, "| | action | object | risks |")?;
+        writeln!(out, "|---|---|---|---|")?;
+        for change in &plan.changes {
+            let risks: Vec<String> = change
+                .risks
+                .iter()
+                .map(|risk| format!("⚠️ `{}`", risk_note(change, *risk)))
+                .collect();
+            writeln!(
+                out,
+                "| {} | {} | `{}` | {} |",
+                symbol(change.action),
+                change.action.as_str(),
+                change.object,
+                risks.join(" ")
+            )?;
+        }
+        writeln!(out, "\n<details><summary>Field changes</summary>\n")?;
+        writeln!(out, "```diff")?;
+        for change in &plan.changes {
+            writeln!(out, "{} {}", symbol(change.action), change.object)?;
+            for (marker, line) in field_lines(change) {
+                writeln!(out, "{marker}   {line}")?;
+            }
+        }
+        writeln!(out, "```\n\n</details>")?;
+        let risky: Vec<(&Change, Risk)> = plan
+            .changes
+            .iter()
+            .flat_map(|change| change.risks.iter().map(move |risk| (change, *risk)))
+            .collect();
+        if !risky.is_empty() {
+            writeln!(out, "\n**Risks**\n")?;
+            for (change, risk) in risky {
+                writeln!(
+                    out,
+                    "- `{}` on `{}`: {}",
+                    risk.as_str(),
+                    change.object,
+                    risk.explain()
+                )?;
+            }
+        }
+    }
+    if !plan.unmanaged.is_empty() {
+        let names: Vec<String> = plan.unmanaged.iter().map(|o| format!("`{o}`")).collect();
+        writeln!(
+            out,
+            "\nNot managed by stowage, left alone: {}",
+            names.join(", ")
+        )?;
+    }
+    if !plan.owned_elsewhere.is_empty() {
+        let names: Vec<String> = plan
+            .owned_elsewhere
+            .iter()
+            .map(|o| format!("`{}` (owner `{}`)", o.object, o.owner))
+            .collect();
+        writeln!(out, "\nOwned by another stowage file: {}", names.join(", "))?;
+    }
+    let problems: Vec<_> = plan.diagnostics.iter().collect();
+    if !problems.is_empty() {
+        writeln!(out, "\n**Problems**\n")?;
+        for diagnostic in problems {
+            writeln!(
+                out,
+                "- {} `{}`: {}",
+                diagnostic.severity.as_str(),
+                diagnostic.code,
+                diagnostic.message
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The JSON wire form of a plan (product.md §2); more keys may be added.
+#[derive(Debug, Serialize)]
+pub struct WirePlan<'a> {
+    pub format_version: u32,
+    pub diagnostics: Vec<super::diagnostics::WireDiagnostic<'a>>,
+    pub changes: Vec<WireChange<'a>>,
+    pub unmanaged: Vec<WireObject<'a>>,
+    pub owned_elsewhere: Vec<WireOwned<'a>>,
+    pub summary: WireSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireChange<'a> {
+    pub action: &'static str,
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub risks: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<usize>,
+    pub fields: Vec<WireField<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireField<'a> {
+    pub path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<&'a Value>,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireObject<'a> {
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireOwned<'a> {
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub owner: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireSummary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+}
+
+fn wire_value(value: &FieldValue) -> Option<&Value> {
+    match value {
+        FieldValue::Value(value) => Some(value),
+        FieldValue::Absent | FieldValue::Sensitive => None,
+    }
+}
+
+pub fn wire<'a>(
+    plan: &'a Plan,
+    diagnostics: Vec<super::diagnostics::WireDiagnostic<'a>>,
+) -> WirePlan<'a> {
+    let summary = plan.summary();
+    WirePlan {
+        format_version: super::FORMAT_VERSION,
+        diagnostics,
+        changes: plan
+            .changes
+            .iter()
+            .map(|change| WireChange {
+                action: change.action.as_str(),
+                kind: change.object.kind.as_str(),
+                namespace: &change.object.namespace,
+                name: &change.object.name,
+                risks: change.risks.iter().map(|r| r.as_str()).collect(),
+                backups: change.backups,
+                fields: change
+                    .fields
+                    .iter()
+                    .map(|field| WireField {
+                        path: &field.path,
+                        before: wire_value(&field.before),
+                        after: wire_value(&field.after),
+                        sensitive: field.is_sensitive(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        unmanaged: plan
+            .unmanaged
+            .iter()
+            .map(|o| WireObject {
+                kind: o.kind.as_str(),
+                namespace: &o.namespace,
+                name: &o.name,
+            })
+            .collect(),
+        owned_elsewhere: plan
+            .owned_elsewhere
+            .iter()
+            .map(|o| WireOwned {
+                kind: o.object.kind.as_str(),
+                namespace: &o.object.namespace,
+                name: &o.object.name,
+                owner: &o.owner,
+            })
+            .collect(),
+        summary: WireSummary {
+            create: summary.create,
+            update: summary.update,
+            delete: summary.delete,
+        },
+    }
+}
