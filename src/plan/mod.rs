@@ -324,7 +324,8 @@ impl Planner<'_> {
     }
 
     fn create_object(&mut self, desired: &DesiredObject) {
-        let spec = normalize::spec(desired.object.kind, spec_of(&desired.manifest));
+        // A new object is shown as it will be sent, not in its comparable form.
+        let spec = normalize::drop_empty(spec_of(&desired.manifest).clone());
         let mut fields = Vec::new();
         leaf_changes("spec", &Value::Null, &spec, &mut fields);
         let mut risks = Vec::new();
@@ -705,11 +706,14 @@ fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
         (Value::Object(b), Value::Object(a)) => {
             let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
             for key in keys {
-                let child = join(path, key);
+                let (before, after) = (b.get(key), a.get(key));
+                if before == after {
+                    continue;
+                }
                 leaf_changes(
-                    &child,
-                    b.get(key).unwrap_or(&Value::Null),
-                    a.get(key).unwrap_or(&Value::Null),
+                    &join(path, key),
+                    before.unwrap_or(&Value::Null),
+                    after.unwrap_or(&Value::Null),
                     out,
                 );
             }

@@ -12,7 +12,8 @@ use crate::validate::duration::parse_go_duration;
 
 /// The comparable form of a `spec` of `kind`.
 pub fn spec(kind: Kind, spec: &Value) -> Value {
-    let mut spec = drop_empty(spec.clone());
+    let mut spec = spec.clone();
+    prune_empty(&mut spec);
     let Some(map) = spec.as_object_mut() else {
         return spec;
     };
@@ -45,7 +46,8 @@ pub fn spec(kind: Kind, spec: &Value) -> Value {
         }
         Kind::VolumeSnapshotLocation | Kind::Secret | Kind::Deployment => {}
     }
-    drop_empty(spec)
+    prune_empty(&mut spec);
+    spec
 }
 
 fn normalize_template(template: &mut Map<String, Value>) {
@@ -138,17 +140,23 @@ pub fn go_duration_string(nanos: i128) -> String {
     }
 }
 
-/// Removes nulls, empty maps and empty lists, as Go's `omitempty` would.
-pub fn drop_empty(value: Value) -> Value {
+/// `value` without nulls, empty maps and empty lists, as Go's `omitempty` leaves it.
+pub fn drop_empty(mut value: Value) -> Value {
+    prune_empty(&mut value);
+    value
+}
+
+/// Removes nulls, empty maps and empty lists in place.
+fn prune_empty(value: &mut Value) {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, drop_empty(v)))
-                .filter(|(_, v)| !is_empty(v))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(drop_empty).collect()),
-        other => other,
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                prune_empty(child);
+            }
+            map.retain(|_, child| !is_empty(child));
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
     }
 }
 

@@ -3,7 +3,10 @@
 mod support;
 
 mod cli;
+mod crd_schema;
 mod examples;
 mod loader_never_panics;
+mod plan;
+mod render;
 mod schema;
 mod validate_codes;

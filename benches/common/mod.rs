@@ -1,0 +1,40 @@
+//! A generated desired-state file shared by the benchmarks.
+
+use std::fmt::Write;
+
+/// A valid file: 1,000 locations over 10 buckets (100 prefixes each), 5,000 schedules
+/// each fanned out to two locations, with filters and snapshot locations.
+pub fn generated(locations: usize, schedules: usize) -> String {
+    let mut text = String::from("version = 1\n\n");
+    for provider in ["aws", "gcp"] {
+        let _ = writeln!(
+            text,
+            "[credentials.{provider}]\nexternal = true\nsecret = \"{provider}-credentials\"\n"
+        );
+    }
+    for i in 0..locations {
+        let _ = writeln!(
+            text,
+            "[backup_locations.location-{i}]\nprovider = \"aws\"\nbucket = \"bucket-{}\"\nprefix = \"cluster-{i}\"\ndefault = {}\ncredential = \"aws\"\nbackup_sync_period = \"1m\"\nconfig = {{ region = \"us-east-1\", s3ForcePathStyle = \"true\", s3Url = \"https://s3.example.com\" }}\n",
+            i % 10,
+            i == 0
+        );
+    }
+    for region in ["us-east-1", "us-west-2"] {
+        let _ = writeln!(
+            text,
+            "[snapshot_locations.ebs-{region}]\nprovider = \"aws\"\nconfig = {{ region = \"{region}\" }}\n"
+        );
+    }
+    for i in 0..schedules {
+        let _ = writeln!(
+            text,
+            "[schedules.schedule-{i}]\ncron = \"{} {} * * 1-5\"\nstorage_locations = [\"location-{}\", \"location-{}\"]\nvolume_snapshot_locations = [\"ebs-us-east-1\"]\nttl = \"720h\"\nincluded_namespaces = [\"team-{i}\", \"shared-*\"]\nexcluded_resources = [\"events\"]\nlabel_selector = {{ match_labels = {{ app = \"app-{i}\" }} }}\n",
+            i % 60,
+            i % 24,
+            i % locations,
+            (i + 1) % locations
+        );
+    }
+    text
+}

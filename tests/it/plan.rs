@@ -1,0 +1,669 @@
+//! Planning against a saved state: round trips, adoption of a real `velero install`,
+//! risks, golden output of the three renderers, and the canary secret in none of them.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use stowage::observe::{Observed, from_yaml};
+use stowage::plan::{Action, Context, Plan, Risk, plan};
+use stowage::render::{Desired, Kind, render, secret_manifest};
+
+use crate::crd_schema::shared_dir;
+use crate::support::{example_files, fixture};
+
+fn desired_of(path: &Path) -> Desired {
+    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("loads");
+    assert!(
+        diagnostics.iter().all(|d| !d.is_error()),
+        "{diagnostics:#?}"
+    );
+    render(loaded.config.as_ref().expect("model"), &loaded.materials)
+}
+
+/// The rendered objects as the API server would hand them back after Velero ran:
+/// server metadata, status written, skipImmediately reset, a losing default unset.
+fn as_cluster_after_velero(desired: &Desired) -> Vec<Value> {
+    let mut items = Vec::new();
+    for (index, object) in desired.objects.iter().enumerate() {
+        let mut manifest = object.manifest.clone();
+        let metadata = manifest["metadata"].as_object_mut().expect("metadata");
+        metadata.insert(
+            "uid".into(),
+            json!(format!("00000000-0000-0000-0000-{index:012}")),
+        );
+        metadata.insert("resourceVersion".into(), json!(format!("{}", 1000 + index)));
+        metadata.insert("generation".into(), json!(42));
+        metadata.insert("creationTimestamp".into(), json!("2025-06-02T14:03:12Z"));
+        metadata.insert(
+            "managedFields".into(),
+            json!([{"manager": "stowage", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]),
+        );
+        match object.object.kind {
+            Kind::BackupStorageLocation => {
+                let spec = manifest["spec"].as_object_mut().expect("spec");
+                if spec.get("default") != Some(&Value::Bool(true)) {
+                    spec.insert("default".into(), json!(false));
+                }
+                manifest["status"] =
+                    json!({"phase": "Available", "lastValidationTime": "2025-06-03T09:27:08Z"});
+            }
+            Kind::Schedule => {
+                manifest["spec"]["skipImmediately"] = json!(false);
+                manifest["status"] =
+                    json!({"phase": "Enabled", "lastBackup": "2025-06-03T01:00:36Z"});
+            }
+            _ => {}
+        }
+        items.push(manifest);
+    }
+    for secret in &desired.secrets {
+        let mut manifest = serde_json::to_value(secret_manifest(secret)).expect("secret");
+        manifest["kind"] = json!("Secret");
+        manifest["apiVersion"] = json!("v1");
+        items.push(manifest);
+    }
+    items.extend(external_secrets(desired));
+    items
+}
+
+/// The Secrets that `external` credentials expect, made by someone else.
+fn external_secrets(desired: &Desired) -> Vec<Value> {
+    desired
+        .external
+        .iter()
+        .map(|external| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": external.secret, "namespace": desired.namespace},
+                   "data": {external.key.clone(): "c2VjcmV0"}})
+        })
+        .collect()
+}
+
+fn observed_from(items: Vec<Value>) -> Observed {
+    let text =
+        serde_saphyr::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+            .expect("yaml");
+    from_yaml("state.yaml", &text).expect("observed parses")
+}
+
+fn assert_no_changes(plan: &Plan, what: &str) {
+    assert!(plan.changes.is_empty(), "{what}: {:#?}", plan.changes);
+    assert!(
+        plan.diagnostics.is_empty(),
+        "{what}: {:#?}",
+        plan.diagnostics
+    );
+    assert!(plan.unmanaged.is_empty(), "{what}: {:#?}", plan.unmanaged);
+}
+
+#[test]
+fn render_then_observe_plans_no_changes_even_after_velero_writes() {
+    for file in example_files() {
+        let desired = desired_of(&file);
+        // As applied, untouched.
+        let mut pristine = Observed::default();
+        for object in &desired.objects {
+            pristine
+                .add("rendered", object.manifest.clone())
+                .expect("add");
+        }
+        for secret in &desired.secrets {
+            let mut manifest = serde_json::to_value(secret_manifest(secret)).expect("secret");
+            manifest["kind"] = json!("Secret");
+            pristine.add("rendered", manifest).expect("add");
+        }
+        for manifest in external_secrets(&desired) {
+            pristine.add("rendered", manifest).expect("add");
+        }
+        assert_no_changes(
+            &plan(&desired, &pristine, &Context::default()),
+            &file.display().to_string(),
+        );
+        // Through YAML, after Velero's own mutations.
+        let observed = observed_from(as_cluster_after_velero(&desired));
+        assert_no_changes(
+            &plan(&desired, &observed, &Context::default()),
+            &file.display().to_string(),
+        );
+    }
+}
+
+const INSTALLED_AWS_FILE: &str = r#"version = 1
+[credentials.cloud-credentials]
+external = true
+[backup_locations.default]
+provider = "aws"
+bucket = "velero-backups"
+prefix = "cluster-a"
+default = true
+config = { region = "us-east-1" }
+[snapshot_locations.default]
+provider = "aws"
+config = { region = "us-east-1" }
+[schedules.daily]
+cron = "0 1 * * *"
+ttl = "720h"
+"#;
+
+fn fixture_state(name: &str) -> Observed {
+    let path = shared_dir().join("fixtures").join(name);
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    from_yaml(&path.display().to_string(), &text).expect("fixture parses")
+}
+
+#[test]
+fn a_file_declaring_a_fresh_install_plans_only_adoptions() {
+    let fixture = fixture("stowage.toml", INSTALLED_AWS_FILE, &[]);
+    let desired = desired_of(&fixture.path);
+    let observed = fixture_state("installed-aws.yaml");
+    let plan = plan(&desired, &observed, &Context::default());
+    assert!(plan.diagnostics.is_empty(), "{:#?}", plan.diagnostics);
+    assert!(plan.unmanaged.is_empty(), "{:#?}", plan.unmanaged);
+    let adopted: Vec<String> = plan.changes.iter().map(|c| c.object.to_string()).collect();
+    assert_eq!(
+        adopted,
+        [
+            "BackupStorageLocation/default",
+            "VolumeSnapshotLocation/default",
+            "Schedule/daily"
+        ]
+    );
+    for change in &plan.changes {
+        assert_eq!(change.action, Action::Update);
+        assert_eq!(change.risks, [Risk::Adopt], "{}", change.object);
+        // Adoption adds stowage's labels and nothing else: the CLI's explicit defaults
+        // (hooks: {}, 0s timeouts, accessMode unset, useOwnerReferencesInBackup: false)
+        // equal what the file leaves unset.
+        let paths: Vec<&str> = change.fields.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                r#"metadata.labels["app.kubernetes.io/managed-by"]"#,
+                r#"metadata.labels["stowage.io/owner"]"#
+            ],
+            "{}",
+            change.object
+        );
+    }
+}
+
+#[test]
+fn a_file_declaring_several_hand_made_locations_plans_only_adoptions() {
+    let text = r#"version = 1
+[credentials.cloud-credentials]
+external = true
+[credentials.credentials-bsl]
+secret = "credentials"
+key = "bsl"
+external = true
+[backup_locations.default]
+provider = "aws"
+bucket = "velero-backups"
+prefix = "cluster-a"
+default = true
+config = { region = "us-east-1" }
+[backup_locations.backups-secondary]
+provider = "aws"
+bucket = "velero-backups-west"
+config = { region = "us-west-1" }
+[backup_locations.other-account]
+provider = "aws"
+bucket = "velero-other"
+credential = "credentials-bsl"
+config = { region = "us-east-1" }
+[snapshot_locations.default]
+provider = "aws"
+config = { region = "us-east-1" }
+[snapshot_locations.portworx-cloud]
+provider = "portworx.io/portworx"
+config = { type = "cloud", credId = "c" }
+[schedules.daily]
+cron = "0 1 * * *"
+ttl = "720h"
+"#;
+    let fixture = fixture("stowage.toml", text, &[]);
+    let desired = desired_of(&fixture.path);
+    let observed = fixture_state("multi-location.yaml");
+    let plan = plan(&desired, &observed, &Context::default());
+    // The file moved backups-secondary to its own bucket and spells the Portworx
+    // provider the way its plugin registers: exactly those differ.
+    let mut spec_changes = Vec::new();
+    for change in &plan.changes {
+        assert_eq!(change.action, Action::Update);
+        assert!(change.risks.contains(&Risk::Adopt));
+        for field in change.fields.iter().filter(|f| f.path.starts_with("spec")) {
+            spec_changes.push(format!("{} {}", change.object, field.path));
+        }
+    }
+    assert_eq!(
+        spec_changes,
+        [
+            "BackupStorageLocation/backups-secondary spec.objectStorage.bucket",
+            "VolumeSnapshotLocation/portworx-cloud spec.config.credId",
+            "VolumeSnapshotLocation/portworx-cloud spec.provider",
+        ]
+    );
+    let repointed = plan
+        .changes
+        .iter()
+        .find(|c| c.object.name == "backups-secondary")
+        .expect("change");
+    assert!(repointed.risks.contains(&Risk::Repoint));
+}
+
+fn bsl(name: &str, labels: Value, spec: Value) -> Value {
+    json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+           "metadata": {"name": name, "namespace": "velero", "labels": labels}, "spec": spec})
+}
+
+fn ours() -> Value {
+    json!({"app.kubernetes.io/managed-by": "stowage", "stowage.io/owner": "default"})
+}
+
+#[test]
+fn risks_are_marked() {
+    let text = r#"version = 1
+[backup_locations.primary]
+provider = "aws"
+bucket = "velero-backups"
+prefix = "moved"
+config = { region = "us-east-1" }
+[backup_locations.secondary]
+provider = "aws"
+bucket = "velero-dr"
+default = true
+config = { region = "us-west-2" }
+[schedules.nightly]
+cron = "0 2 * * *"
+"#;
+    let fixture = fixture("stowage.toml", text, &[]);
+    let desired = desired_of(&fixture.path);
+    let items = vec![
+        bsl(
+            "primary",
+            ours(),
+            json!({"provider": "aws", "default": true, "objectStorage": {"bucket": "velero-backups", "prefix": "cluster-a"}, "config": {"region": "us-east-1"}}),
+        ),
+        bsl(
+            "secondary",
+            ours(),
+            json!({"provider": "aws", "objectStorage": {"bucket": "velero-dr"}, "config": {"region": "us-west-2"}}),
+        ),
+        bsl(
+            "retired",
+            ours(),
+            json!({"provider": "aws", "objectStorage": {"bucket": "old"}}),
+        ),
+        json!({"apiVersion": "velero.io/v1", "kind": "VolumeSnapshotLocation",
+               "metadata": {"name": "ebs-old", "namespace": "velero", "labels": ours()},
+               "spec": {"provider": "aws", "config": {"region": "us-east-1"}}}),
+        json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+               "metadata": {"name": "nightly", "namespace": "velero", "labels": ours()},
+               "spec": {"schedule": "0 2 * * *", "paused": true, "template": {}}}),
+        json!({"apiVersion": "velero.io/v1", "kind": "Backup",
+               "metadata": {"name": "nightly-20250601020000", "namespace": "velero", "labels": {"velero.io/storage-location": "retired"}},
+               "spec": {"storageLocation": "retired", "volumeSnapshotLocations": ["ebs-old"]}}),
+    ];
+    let observed = observed_from(items);
+    let plan = plan(&desired, &observed, &Context::default());
+    let risks = |name: &str| -> Vec<Risk> {
+        plan.changes
+            .iter()
+            .find(|c| c.object.name == name)
+            .map(|c| c.risks.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(risks("primary"), [Risk::Repoint, Risk::DefaultSwitch]);
+    assert_eq!(risks("secondary"), [Risk::DefaultSwitch]);
+    assert_eq!(risks("retired"), [Risk::DeleteWithBackups]);
+    assert_eq!(risks("ebs-old"), [Risk::VslInUse]);
+    assert_eq!(
+        risks("nightly"),
+        [Risk::ImmediateRun],
+        "unpausing an old schedule fires it"
+    );
+    let retired = plan
+        .changes
+        .iter()
+        .find(|c| c.object.name == "retired")
+        .expect("delete");
+    assert_eq!((retired.action, retired.backups), (Action::Delete, Some(1)));
+    // Bucket checks know more backups than the cluster does.
+    let context = Context {
+        bucket_backups: [("retired".to_string(), 12)].into(),
+    };
+    let with_buckets = stowage::plan::plan(&desired, &observed, &context);
+    let retired = with_buckets
+        .changes
+        .iter()
+        .find(|c| c.object.name == "retired")
+        .expect("delete");
+    assert_eq!(retired.backups, Some(12));
+}
+
+#[test]
+fn protected_locations_refuse_repoint_and_delete_and_owners_conflict() {
+    let text = r#"version = 1
+[backup_locations.primary]
+provider = "aws"
+bucket = "elsewhere"
+default = true
+protect = true
+config = { region = "us-east-1" }
+[schedules.shared]
+cron = "@daily"
+"#;
+    let fixture = fixture("stowage.toml", text, &[]);
+    let desired = desired_of(&fixture.path);
+    let protected = json!({"stowage.io/protect": "true"});
+    let mut primary = bsl(
+        "primary",
+        ours(),
+        json!({"provider": "aws", "default": true, "objectStorage": {"bucket": "velero-backups"}, "config": {"region": "us-east-1"}}),
+    );
+    primary["metadata"]["annotations"] = protected.clone();
+    let mut gone = bsl(
+        "gone",
+        ours(),
+        json!({"provider": "aws", "objectStorage": {"bucket": "gone"}}),
+    );
+    gone["metadata"]["annotations"] = protected;
+    let shared = json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+        "metadata": {"name": "shared", "namespace": "velero", "labels": {"app.kubernetes.io/managed-by": "stowage", "stowage.io/owner": "team-b"}},
+        "spec": {"schedule": "@daily", "template": {}}});
+    let plan = plan(
+        &desired,
+        &observed_from(vec![primary, gone, shared]),
+        &Context::default(),
+    );
+    let codes: Vec<&str> = plan.diagnostics.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "stowage::protected",
+            "stowage::owner-conflict",
+            "stowage::protected"
+        ]
+    );
+    assert!(plan.has_errors());
+}
+
+#[test]
+fn the_server_flag_is_planned_against_the_deployments_args() {
+    let text = format!(
+        "{INSTALLED_AWS_FILE}[velero]\nmanage_server_flags = true\ndefault_volume_snapshot_locations = {{ aws = \"default\" }}\n"
+    );
+    let fixture = fixture("stowage.toml", &text, &[]);
+    let desired = desired_of(&fixture.path);
+    let plan = plan(
+        &desired,
+        &fixture_state("installed-aws.yaml"),
+        &Context::default(),
+    );
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.object.kind == Kind::Deployment)
+        .expect("deployment change");
+    let field = &change.fields[0];
+    assert_eq!(field.path, "spec.template.spec.containers[velero].args");
+    let stowage::plan::FieldValue::Value(after) = &field.after else {
+        panic!("{field:?}")
+    };
+    assert_eq!(
+        after,
+        &json!([
+            "server",
+            "--features=",
+            "--uploader-type=kopia",
+            "--default-volume-snapshot-locations=aws:default"
+        ])
+    );
+}
+
+/// A file and a saved state whose plan has a create, updates (one of a secret), a
+/// delete, an unmanaged object and one owned elsewhere.
+fn golden_fixture(canary_new: &str, canary_old: &str) -> crate::support::Fixture {
+    use base64::Engine as _;
+    let ini = |secret: &str| {
+        format!("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {secret}\n")
+    };
+    let text = r#"version = 1
+[credentials.primary]
+secret = "credentials"
+key = "bsl"
+file = "aws.ini"
+[backup_locations.primary]
+provider = "aws"
+bucket = "velero-backups"
+prefix = "cluster-a"
+default = true
+credential = "primary"
+config = { region = "us-east-1" }
+[backup_locations.dr]
+provider = "aws"
+bucket = "velero-dr"
+credential = "primary"
+config = { region = "us-west-2" }
+[schedules.nightly]
+cron = "0 3 * * *"
+storage_locations = ["primary", "dr"]
+included_namespaces = ["shop", "payments"]
+ttl = "168h"
+"#;
+    let old = base64::engine::general_purpose::STANDARD.encode(ini(canary_old));
+    let state = format!(
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Secret
+  metadata:
+    name: credentials
+    namespace: velero
+    labels: {{app.kubernetes.io/managed-by: stowage, stowage.io/owner: default}}
+  data:
+    bsl: {old}
+- apiVersion: velero.io/v1
+  kind: BackupStorageLocation
+  metadata:
+    name: primary
+    namespace: velero
+    labels: {{app.kubernetes.io/managed-by: stowage, stowage.io/owner: default}}
+  spec:
+    provider: aws
+    default: true
+    credential: {{name: credentials, key: bsl}}
+    objectStorage: {{bucket: velero-backups, prefix: cluster-a}}
+    config: {{region: us-east-2}}
+  status: {{phase: Available}}
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata:
+    name: nightly-primary
+    namespace: velero
+    labels: {{app.kubernetes.io/managed-by: stowage, stowage.io/owner: default}}
+  spec:
+    schedule: 0 3 * * *
+    skipImmediately: false
+    template:
+      storageLocation: primary
+      includedNamespaces: [shop]
+      ttl: 168h0m0s
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata:
+    name: weekly
+    namespace: velero
+    labels: {{app.kubernetes.io/managed-by: stowage, stowage.io/owner: default}}
+  spec:
+    schedule: '@weekly'
+    template: {{ttl: 720h0m0s}}
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata: {{name: legacy, namespace: velero}}
+  spec: {{schedule: '@daily', template: {{}}}}
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata:
+    name: team-b-hourly
+    namespace: velero
+    labels: {{app.kubernetes.io/managed-by: stowage, stowage.io/owner: team-b}}
+  spec: {{schedule: '@hourly', template: {{}}}}
+"#
+    );
+    fixture(
+        "stowage.toml",
+        text,
+        &[("aws.ini", &ini(canary_new)), ("state.yaml", &state)],
+    )
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STOWAGE_FILE")
+        .output()
+        .expect("run stowage")
+}
+
+/// Compares with `tests/it/golden/NAME`; `STOWAGE_BLESS=1` rewrites the file.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/golden")
+        .join(name);
+    if std::env::var_os("STOWAGE_BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file (STOWAGE_BLESS=1 cargo test rewrites it after review):\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+#[test]
+fn golden_plans_in_three_formats_without_the_canary() {
+    let canary_new = "CANARY-new-3c9a1f";
+    let canary_old = "CANARY-old-77e0b2";
+    let fixture = golden_fixture(canary_new, canary_old);
+    let dir = fixture.path.parent().expect("dir");
+    for (format, golden_name) in [
+        ("text", "plan.txt"),
+        ("markdown", "plan.md"),
+        ("json", "plan.json"),
+    ] {
+        let out = run_in(
+            dir,
+            &[
+                "plan",
+                "--observed",
+                "state.yaml",
+                "--format",
+                format,
+                "--color",
+                "never",
+                "--detailed-exitcode",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        for canary in [canary_new, canary_old] {
+            assert!(
+                !stdout.contains(canary) && !stderr.contains(canary),
+                "{format} leaked a secret"
+            );
+        }
+        assert!(stdout.contains(stowage::report::plan::SENSITIVE_CHANGED) || format == "json");
+        golden(golden_name, &stdout);
+    }
+    let json: Value = serde_json::from_slice(
+        &run_in(
+            dir,
+            &["plan", "--observed", "state.yaml", "--format", "json"],
+        )
+        .stdout,
+    )
+    .expect("json");
+    assert_eq!(
+        json["summary"],
+        json!({"create": 2, "update": 3, "delete": 1})
+    );
+    assert_eq!(
+        json["unmanaged"],
+        json!([{"kind": "Schedule", "namespace": "velero", "name": "legacy"}])
+    );
+    let secret = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "Secret")
+        .expect("secret change");
+    assert_eq!(
+        secret["fields"][0],
+        json!({"path": "data.bsl", "sensitive": true})
+    );
+}
+
+#[test]
+fn saved_plans_hold_digests_and_no_secret() {
+    let canary_new = "CANARY-plan-file-new";
+    let canary_old = "CANARY-plan-file-old";
+    let fixture = golden_fixture(canary_new, canary_old);
+    let dir = fixture.path.parent().expect("dir");
+    let out = run_in(
+        dir,
+        &["plan", "--observed", "state.yaml", "--out", "plan.json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(dir.join("plan.json")).expect("plan file");
+    assert!(!saved.contains(canary_new) && !saved.contains(canary_old));
+    let saved: stowage::plan::saved::SavedPlan = serde_json::from_str(&saved).expect("saved plan");
+    assert_eq!(saved.kind, "StowagePlan");
+    assert_eq!(saved.inputs_sha256.len(), 64);
+    assert_eq!(saved.plan["summary"]["delete"], 1);
+    // The digest follows the credential's content, not only the file's text.
+    std::fs::write(
+        dir.join("aws.ini"),
+        "[default]\naws_access_key_id = A\naws_secret_access_key = B\n",
+    )
+    .unwrap();
+    run_in(
+        dir,
+        &["plan", "--observed", "state.yaml", "--out", "plan2.json"],
+    );
+    let second: stowage::plan::saved::SavedPlan =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan2.json")).unwrap()).unwrap();
+    assert_ne!(saved.inputs_sha256, second.inputs_sha256);
+    assert_eq!(saved.observed_sha256, second.observed_sha256);
+}
+
+#[test]
+fn detailed_exitcode_is_zero_without_changes() {
+    let fixture = fixture("stowage.toml", INSTALLED_AWS_FILE, &[]);
+    let desired = desired_of(&fixture.path);
+    let items = as_cluster_after_velero(&desired);
+    let state = serde_saphyr::to_string(&json!({"kind": "List", "items": items})).unwrap();
+    let dir = fixture.path.parent().unwrap();
+    std::fs::write(dir.join("state.yaml"), state).unwrap();
+    let out = run_in(
+        dir,
+        &["plan", "--observed", "state.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("No changes."));
+}
