@@ -96,6 +96,12 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Do not list the locations' buckets.
+    #[arg(long)]
+    pub no_bucket_checks: bool,
+    /// How long each bucket check may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub bucket_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +173,8 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl CliError {
@@ -177,7 +185,10 @@ impl CliError {
             CliError::Encode(error) => {
                 error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
             }
-            CliError::Load(_) | CliError::Observe(_) | CliError::Write { .. } => false,
+            CliError::Load(_)
+            | CliError::Observe(_)
+            | CliError::Write { .. }
+            | CliError::Runtime(_) => false,
         }
     }
 }
@@ -382,7 +393,17 @@ fn plan_command(args: &PlanArgs, color: bool, stdout_color: bool) -> Result<Exit
     })?;
     let observed = crate::observe::from_yaml(&observed_path, &observed_text)?;
     let desired = crate::render::render(config, &loaded.materials);
-    let plan = crate::plan::plan(&desired, &observed, &crate::plan::Context::default());
+    let plan = if args.no_bucket_checks {
+        crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
+    } else {
+        plan_with_buckets(
+            config,
+            &loaded.materials,
+            &desired,
+            &observed,
+            std::time::Duration::from_secs(args.bucket_timeout),
+        )?
+    };
 
     // Validation warnings were shown already; the plan's own findings are new.
     let mut stderr = std::io::stderr().lock();
@@ -443,4 +464,44 @@ fn plan_command(args: &PlanArgs, color: bool, stdout_color: bool) -> Result<Exit
     } else {
         ExitStatus::Success
     })
+}
+
+/// Plans, checking the declared locations' buckets and the current places of those the
+/// plan deletes or repoints, all concurrently, then plans again with what was found.
+fn plan_with_buckets(
+    config: &crate::config::Config,
+    materials: &crate::config::load::Materials,
+    desired: &crate::render::Desired,
+    observed: &crate::observe::Observed,
+    timeout: std::time::Duration,
+) -> Result<crate::plan::Plan, CliError> {
+    use crate::observe::bucket;
+    let first = crate::plan::plan(desired, observed, &crate::plan::Context::default());
+    let declared = bucket::desired_targets(config, materials, desired, observed);
+    let declared_count = declared.len();
+    let at_risk: Vec<bucket::BucketTarget> = crate::plan::places_at_risk(&first, observed)
+        .into_iter()
+        .filter_map(|location| bucket::current_target(location, desired, observed))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let mut reports = runtime.block_on(bucket::check_all(
+        declared.into_iter().chain(at_risk).collect(),
+        timeout,
+    ));
+    let current_places = reports.split_off(declared_count);
+    let context = crate::plan::Context {
+        bucket_backups: current_places
+            .into_iter()
+            .filter_map(|report| match report.status {
+                bucket::BucketStatus::Reachable { backups, .. } => Some((report.location, backups)),
+                _ => None,
+            })
+            .collect(),
+    };
+    let mut plan = crate::plan::plan(desired, observed, &context);
+    crate::plan::attach_bucket_reports(&mut plan, reports);
+    Ok(plan)
 }

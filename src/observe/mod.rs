@@ -5,6 +5,8 @@
 //! turned into `SecretValue`s the moment it is read, so no later stage can print it.
 //! This module only reads; it never writes.
 
+pub mod bucket;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::diagnostic::{Code, Diagnostic};
+use crate::diagnostic::{Code, Diagnostic, Pointer};
+use crate::observe::bucket::{BucketReport, BucketStatus};
 use crate::observe::{Observed, ObservedObject, ObservedSecret};
 use crate::render::{
     DEFAULT_VSL_FLAG, Desired, DesiredObject, DesiredSecret, Kind, MANAGED_BY_LABEL,
@@ -138,6 +139,8 @@ pub struct Plan {
     pub owned_elsewhere: Vec<OwnedElsewhere>,
     /// Problems that make the plan unsafe to apply (errors) or worth a look (warnings).
     pub diagnostics: Vec<Diagnostic>,
+    /// What the bucket checks found for each declared location, when they ran.
+    pub buckets: Vec<BucketReport>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,9 +172,11 @@ impl Plan {
     }
 }
 
-/// What else the planner knows: backups per location from the buckets, when checked.
+/// What else the planner knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
+    /// Backups found in the bucket place each location points at *now* (in the
+    /// cluster), for locations the plan deletes or repoints.
     pub bucket_backups: BTreeMap<String, usize>,
 }
 
@@ -348,6 +353,7 @@ impl Planner<'_> {
 
     fn update_object(&mut self, desired: &DesiredObject, observed: &ObservedObject) {
         let mut risks = Vec::new();
+        let mut backups = None;
         match ownership(&observed.labels, &self.desired.owner) {
             Ownership::Other(other) => {
                 let other = other.to_string();
@@ -383,6 +389,11 @@ impl Planner<'_> {
                 };
                 if storage(&wanted) != storage(&current) {
                     risks.push(Risk::Repoint);
+                    backups = self
+                        .context
+                        .bucket_backups
+                        .get(&desired.object.name)
+                        .copied();
                     if is_protected(&observed.annotations)
                         || is_protected(&string_map(metadata.and_then(|m| m.get("annotations"))))
                     {
@@ -418,7 +429,7 @@ impl Planner<'_> {
                 object: desired.object.clone(),
                 fields,
                 risks,
-                backups: None,
+                backups,
             });
         }
     }
@@ -791,4 +802,55 @@ pub fn with_flag(args: &[String], flag: &ServerFlag) -> Vec<String> {
         out.push(flag.argument());
     }
     out
+}
+
+/// The locations in the cluster whose current bucket place a plan puts at risk: those
+/// it deletes or repoints. Their backups feed [`Context::bucket_backups`].
+pub fn places_at_risk<'a>(plan: &Plan, observed: &'a Observed) -> Vec<&'a ObservedObject> {
+    plan.changes
+        .iter()
+        .filter(|change| change.object.kind == Kind::BackupStorageLocation)
+        .filter(|change| change.action == Action::Delete || change.risks.contains(&Risk::Repoint))
+        .filter_map(|change| observed.objects.get(&change.object))
+        .collect()
+}
+
+/// Adds the bucket checks of the declared locations: the reports themselves, and an
+/// error for each bucket Velero would mark `Unavailable`.
+pub fn attach_bucket_reports(plan: &mut Plan, reports: Vec<BucketReport>) {
+    for report in &reports {
+        let at = Pointer::key(["backup_locations", report.location.as_str()]);
+        let place = match &report.prefix {
+            Some(prefix) if !prefix.trim_matches('/').is_empty() => {
+                format!("{}/{}", report.bucket, prefix.trim_matches('/'))
+            }
+            _ => report.bucket.clone(),
+        };
+        match &report.status {
+            BucketStatus::Unreachable { reason } => plan.diagnostics.push(
+                Diagnostic::error(
+                    Code::BucketUnreachable,
+                    format!("`{}` cannot list {place} with its credential: {reason}", report.location),
+                )
+                .at(at)
+                .label("Velero would mark this location Unavailable")
+                .help("check the bucket name, region or endpoint, and the credential's key and permissions"),
+            ),
+            BucketStatus::Reachable { foreign, .. } if !foreign.is_empty() => plan.diagnostics.push(
+                Diagnostic::error(
+                    Code::BucketForeignData,
+                    format!(
+                        "Velero will refuse `{}`: {place} holds top-level folders it does not own: {}",
+                        report.location,
+                        foreign.join(", ")
+                    ),
+                )
+                .at(at)
+                .label("Velero would mark this location Unavailable")
+                .help("give the location a bucket or a prefix of its own; Velero only accepts backups, restores, kopia, restic, metadata and plugins there"),
+            ),
+            _ => {}
+        }
+    }
+    plan.buckets = reports;
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
+use crate::observe::bucket::{BucketReport, BucketStatus};
 use crate::plan::{Action, Change, FieldChange, FieldValue, Plan, Risk};
 
 pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";
@@ -218,6 +219,24 @@ pub fn write_text(
             writeln!(out)?;
         }
     }
+    if !plan.buckets.is_empty() {
+        writeln!(out, "{}", paint.bold("Buckets:"))?;
+        for report in &plan.buckets {
+            let (mark, text) = bucket_line(report);
+            let mark = match &report.status {
+                BucketStatus::Reachable { foreign, .. } if foreign.is_empty() => paint.green(mark),
+                BucketStatus::NotChecked { .. } => paint.dim(mark),
+                _ => paint.red(mark),
+            };
+            writeln!(
+                out,
+                "  {mark} {} ({}): {text}",
+                report.location,
+                place(report)
+            )?;
+        }
+        writeln!(out)?;
+    }
     if !plan.unmanaged.is_empty() {
         let names: Vec<String> = plan.unmanaged.iter().map(ToString::to_string).collect();
         writeln!(
@@ -254,6 +273,51 @@ pub fn write_text(
         )?;
     }
     Ok(())
+}
+
+fn place(report: &BucketReport) -> String {
+    match report.prefix.as_deref().map(|p| p.trim_matches('/')) {
+        Some(prefix) if !prefix.is_empty() => format!("{}/{prefix}", report.bucket),
+        _ => report.bucket.clone(),
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// A mark and a sentence for one bucket report.
+fn bucket_line(report: &BucketReport) -> (&'static str, String) {
+    match &report.status {
+        BucketStatus::Reachable {
+            backups,
+            backups_capped,
+            foreign,
+        } => {
+            let count = if *backups_capped {
+                format!("at least {}", plural(*backups, "backup"))
+            } else {
+                plural(*backups, "backup")
+            };
+            if foreign.is_empty() {
+                ("✓", format!("reachable, {count}"))
+            } else {
+                (
+                    "✗",
+                    format!(
+                        "reachable, {count}; folders Velero refuses: {}",
+                        foreign.join(", ")
+                    ),
+                )
+            }
+        }
+        BucketStatus::Unreachable { reason } => ("✗", format!("unreachable: {reason}")),
+        BucketStatus::NotChecked { reason } => ("·", format!("not checked: {reason}")),
+    }
 }
 
 /// A pull-request comment.
@@ -313,6 +377,21 @@ pub fn write_markdown(plan: &Plan, file_name: &str, out: &mut dyn Write) -> io::
             }
         }
     }
+    if !plan.buckets.is_empty() {
+        writeln!(out, "\n**Buckets**\n")?;
+        writeln!(out, "| | location | bucket | result |")?;
+        writeln!(out, "|---|---|---|---|")?;
+        for report in &plan.buckets {
+            let (mark, text) = bucket_line(report);
+            writeln!(
+                out,
+                "| {mark} | `{}` | `{}` | {} |",
+                report.location,
+                place(report),
+                text.replace('|', "\\|")
+            )?;
+        }
+    }
     if !plan.unmanaged.is_empty() {
         let names: Vec<String> = plan.unmanaged.iter().map(|o| format!("`{o}`")).collect();
         writeln!(
@@ -353,7 +432,27 @@ pub struct WirePlan<'a> {
     pub changes: Vec<WireChange<'a>>,
     pub unmanaged: Vec<WireObject<'a>>,
     pub owned_elsewhere: Vec<WireOwned<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<WireBucket<'a>>,
     pub summary: WireSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireBucket<'a> {
+    pub location: &'a str,
+    pub bucket: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<&'a str>,
+    /// `reachable`, `unreachable` or `not-checked`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub backups_capped: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -454,6 +553,42 @@ pub fn wire<'a>(
                 namespace: &o.object.namespace,
                 name: &o.object.name,
                 owner: &o.owner,
+            })
+            .collect(),
+        buckets: plan
+            .buckets
+            .iter()
+            .map(|report| {
+                let mut wire = WireBucket {
+                    location: &report.location,
+                    bucket: &report.bucket,
+                    prefix: report.prefix.as_deref(),
+                    status: "reachable",
+                    backups: None,
+                    backups_capped: false,
+                    foreign: Vec::new(),
+                    reason: None,
+                };
+                match &report.status {
+                    BucketStatus::Reachable {
+                        backups,
+                        backups_capped,
+                        foreign,
+                    } => {
+                        wire.backups = Some(*backups);
+                        wire.backups_capped = *backups_capped;
+                        wire.foreign = foreign.iter().map(String::as_str).collect();
+                    }
+                    BucketStatus::Unreachable { reason } => {
+                        wire.status = "unreachable";
+                        wire.reason = Some(reason);
+                    }
+                    BucketStatus::NotChecked { reason } => {
+                        wire.status = "not-checked";
+                        wire.reason = Some(reason);
+                    }
+                }
+                wire
             })
             .collect(),
         summary: WireSummary {

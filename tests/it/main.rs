@@ -2,6 +2,7 @@
 
 mod support;
 
+mod buckets;
 mod cli;
 mod crd_schema;
 mod examples;

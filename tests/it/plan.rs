@@ -560,6 +560,7 @@ fn golden_plans_in_three_formats_without_the_canary() {
             dir,
             &[
                 "plan",
+                "--no-bucket-checks",
                 "--observed",
                 "state.yaml",
                 "--format",
@@ -584,7 +585,14 @@ fn golden_plans_in_three_formats_without_the_canary() {
     let json: Value = serde_json::from_slice(
         &run_in(
             dir,
-            &["plan", "--observed", "state.yaml", "--format", "json"],
+            &[
+                "plan",
+                "--no-bucket-checks",
+                "--observed",
+                "state.yaml",
+                "--format",
+                "json",
+            ],
         )
         .stdout,
     )
@@ -617,7 +625,14 @@ fn saved_plans_hold_digests_and_no_secret() {
     let dir = fixture.path.parent().expect("dir");
     let out = run_in(
         dir,
-        &["plan", "--observed", "state.yaml", "--out", "plan.json"],
+        &[
+            "plan",
+            "--no-bucket-checks",
+            "--observed",
+            "state.yaml",
+            "--out",
+            "plan.json",
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -639,7 +654,14 @@ fn saved_plans_hold_digests_and_no_secret() {
     .unwrap();
     run_in(
         dir,
-        &["plan", "--observed", "state.yaml", "--out", "plan2.json"],
+        &[
+            "plan",
+            "--no-bucket-checks",
+            "--observed",
+            "state.yaml",
+            "--out",
+            "plan2.json",
+        ],
     );
     let second: stowage::plan::saved::SavedPlan =
         serde_json::from_str(&std::fs::read_to_string(dir.join("plan2.json")).unwrap()).unwrap();
@@ -657,7 +679,13 @@ fn detailed_exitcode_is_zero_without_changes() {
     std::fs::write(dir.join("state.yaml"), state).unwrap();
     let out = run_in(
         dir,
-        &["plan", "--observed", "state.yaml", "--detailed-exitcode"],
+        &[
+            "plan",
+            "--no-bucket-checks",
+            "--observed",
+            "state.yaml",
+            "--detailed-exitcode",
+        ],
     );
     assert_eq!(
         out.status.code(),

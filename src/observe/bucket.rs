@@ -1,0 +1,661 @@
+//! Bucket checks: each backup location's bucket, listed with the credential Velero will
+//! use, before Velero marks it `Unavailable`.
+//!
+//! For every location: reachable or the provider's error in plain words; how many
+//! backups it holds (folders under `backups/` with a `velero-backup.json`); the
+//! top-level folders Velero refuses. Locations are checked concurrently, each within a
+//! timeout. This module only reads buckets; it never writes to one. Errors are scrubbed
+//! of every secret value before they leave it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use object_store::path::Path as StorePath;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+
+use crate::secret::SecretValue;
+use crate::validate::providers::Plugin;
+
+/// The top-level folders Velero accepts under a location's prefix.
+pub const VELERO_FOLDERS: [&str; 6] = [
+    "backups", "restores", "kopia", "restic", "metadata", "plugins",
+];
+
+/// Objects listed under `backups/` before a count is reported as a lower bound.
+const MAX_LISTED_OBJECTS: usize = 200_000;
+
+/// Where a location's credential comes from, as far as stowage can see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialValue {
+    Value(SecretValue),
+    /// Not available to stowage (e.g. `external` without a saved Secret), with why.
+    Unavailable(String),
+}
+
+/// One bucket place to check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketTarget {
+    pub location: String,
+    pub provider: String,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub config: BTreeMap<String, String>,
+    pub credential: CredentialValue,
+    pub ca_cert: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketStatus {
+    Reachable {
+        backups: usize,
+        /// The count stopped at the listing bound: at least this many.
+        backups_capped: bool,
+        foreign: Vec<String>,
+    },
+    Unreachable {
+        reason: String,
+    },
+    NotChecked {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketReport {
+    pub location: String,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub status: BucketStatus,
+}
+
+/// Checks every target concurrently, each within `timeout`; reports come back in the
+/// order of `targets`.
+pub async fn check_all(targets: Vec<BucketTarget>, timeout: Duration) -> Vec<BucketReport> {
+    let checks = targets.into_iter().map(|target| async move {
+        let status = match tokio::time::timeout(timeout, check(&target)).await {
+            Ok(status) => status,
+            Err(_) => BucketStatus::Unreachable {
+                reason: format!("no answer within {}s", timeout.as_secs()),
+            },
+        };
+        BucketReport {
+            location: target.location,
+            bucket: target.bucket,
+            prefix: target.prefix,
+            status,
+        }
+    });
+    futures::future::join_all(checks).await
+}
+
+async fn check(target: &BucketTarget) -> BucketStatus {
+    let secrets = secret_words(&target.credential);
+    let store = match store_for(target) {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let root = target.prefix.as_deref().unwrap_or("").trim_matches('/');
+    let root_path = (!root.is_empty()).then(|| StorePath::from(root));
+    let listing = match store.list_with_delimiter(root_path.as_ref()).await {
+        Ok(listing) => listing,
+        Err(error) => {
+            return BucketStatus::Unreachable {
+                reason: plain_reason(&error, &secrets),
+            };
+        }
+    };
+    let mut foreign: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|path| path.filename().map(str::to_string))
+        .filter(|name| !VELERO_FOLDERS.contains(&name.as_str()))
+        .collect();
+    foreign.sort();
+    let backups_root = match &root_path {
+        Some(root) => root.clone().join("backups"),
+        None => StorePath::from("backups"),
+    };
+    let depth = backups_root.parts().count();
+    let mut stream = store.list(Some(&backups_root));
+    let (mut backups, mut listed) = (0, 0);
+    while let Some(item) = stream.next().await {
+        let meta = match item {
+            Ok(meta) => meta,
+            Err(error) => {
+                return BucketStatus::Unreachable {
+                    reason: plain_reason(&error, &secrets),
+                };
+            }
+        };
+        listed += 1;
+        let parts: Vec<_> = meta.location.parts().collect();
+        if parts.len() == depth + 2 && parts[depth + 1].as_ref() == "velero-backup.json" {
+            backups += 1;
+        }
+        if listed >= MAX_LISTED_OBJECTS {
+            return BucketStatus::Reachable {
+                backups,
+                backups_capped: true,
+                foreign,
+            };
+        }
+    }
+    BucketStatus::Reachable {
+        backups,
+        backups_capped: false,
+        foreign,
+    }
+}
+
+fn client_options(target: &BucketTarget, url: Option<&str>) -> Result<ClientOptions, BucketStatus> {
+    let mut options = ClientOptions::new()
+        .with_timeout(Duration::from_secs(10))
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_allow_http(url.is_some_and(|url| url.starts_with("http://")));
+    if target
+        .config
+        .get("insecureSkipTLSVerify")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+    {
+        options = options.with_allow_invalid_certificates(true);
+    }
+    if let Some(pem) = &target.ca_cert {
+        let certificates = object_store::Certificate::from_pem_bundle(pem).map_err(|_| {
+            BucketStatus::NotChecked {
+                reason: "the CA bundle is not valid PEM".to_string(),
+            }
+        })?;
+        for certificate in certificates {
+            options = options.with_root_certificate(certificate);
+        }
+    }
+    Ok(options)
+}
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
+
+fn not_checked(reason: impl Into<String>) -> BucketStatus {
+    BucketStatus::NotChecked {
+        reason: reason.into(),
+    }
+}
+
+fn credential_text(target: &BucketTarget) -> Result<String, BucketStatus> {
+    match &target.credential {
+        CredentialValue::Unavailable(reason) => Err(not_checked(reason.clone())),
+        CredentialValue::Value(value) => String::from_utf8(value.expose().to_vec())
+            .map_err(|_| not_checked("the credential is not UTF-8 text")),
+    }
+}
+
+/// An object_store client for the target, built only from explicit settings: never
+/// from the environment or a cloud metadata service.
+fn store_for(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+    let plugin = Plugin::of(&target.provider).ok_or_else(|| {
+        not_checked(format!(
+            "stowage cannot check buckets of provider {}",
+            target.provider
+        ))
+    })?;
+    let built = match plugin {
+        Plugin::Aws => aws_store(target)?,
+        Plugin::Azure => azure_store(target)?,
+        Plugin::Gcp => gcp_store(target)?,
+        Plugin::Portworx => return Err(not_checked("Portworx has no object store")),
+    };
+    Ok(built)
+}
+
+fn aws_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+    let text = credential_text(target)?;
+    let profile = target
+        .config
+        .get("profile")
+        .filter(|p| !p.is_empty())
+        .map(String::as_str)
+        .unwrap_or("default");
+    let keys = aws_profile(&text, profile).ok_or_else(|| {
+        not_checked(format!(
+            "profile [{profile}] has no static keys (roles and SSO cannot be checked from here)"
+        ))
+    })?;
+    let url = target.config.get("s3Url").map(String::as_str);
+    let path_style = target
+        .config
+        .get("s3ForcePathStyle")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"));
+    let mut builder = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&target.bucket)
+        .with_region(
+            target
+                .config
+                .get("region")
+                .map(String::as_str)
+                .unwrap_or("us-east-1"),
+        )
+        .with_access_key_id(keys.access_key_id)
+        .with_secret_access_key(keys.secret_access_key)
+        .with_virtual_hosted_style_request(!path_style)
+        .with_retry(retry())
+        .with_client_options(client_options(target, url)?);
+    if let Some(token) = keys.session_token {
+        builder = builder.with_token(token);
+    }
+    if let Some(url) = url {
+        builder = builder.with_endpoint(url);
+    }
+    builder
+        .build()
+        .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
+        .map_err(|error| {
+            not_checked(format!(
+                "cannot set up the S3 client: {}",
+                scrub(&error.to_string(), &secret_words(&target.credential))
+            ))
+        })
+}
+
+struct AwsKeys {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+}
+
+fn aws_profile(text: &str, profile: &str) -> Option<AwsKeys> {
+    let options = ini::ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        ..ini::ParseOption::default()
+    };
+    let parsed = ini::Ini::load_from_str_opt(text, options).ok()?;
+    let wanted = [profile.to_string(), format!("profile {profile}")];
+    let (_, properties) = parsed
+        .iter()
+        .find(|(name, _)| name.is_some_and(|name| wanted.iter().any(|w| w == name.trim())))?;
+    let get = |key: &str| {
+        properties
+            .iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    Some(AwsKeys {
+        access_key_id: get("aws_access_key_id")?,
+        secret_access_key: get("aws_secret_access_key")?,
+        session_token: get("aws_session_token"),
+    })
+}
+
+fn dotenv(text: &str) -> BTreeMap<String, String> {
+    dotenvy::from_read_iter(text.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
+}
+
+fn azure_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+    let text = credential_text(target)?;
+    let values = dotenv(&text);
+    let account = target
+        .config
+        .get("storageAccount")
+        .ok_or_else(|| not_checked("config.storageAccount is missing"))?;
+    let url = target.config.get("storageAccountURI").map(String::as_str);
+    let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(account)
+        .with_container_name(&target.bucket)
+        .with_retry(retry())
+        .with_client_options(client_options(target, url)?);
+    if let Some(url) = url {
+        builder = builder
+            .with_endpoint(url.to_string())
+            .with_allow_http(url.starts_with("http://"));
+    }
+    let key_name = target
+        .config
+        .get("storageAccountKeyEnvVar")
+        .filter(|k| !k.is_empty())
+        .map(String::as_str)
+        .unwrap_or("AZURE_STORAGE_ACCOUNT_ACCESS_KEY");
+    builder = match (
+        values.get(key_name),
+        values.get("AZURE_CLIENT_ID"),
+        values.get("AZURE_CLIENT_SECRET"),
+        values.get("AZURE_TENANT_ID"),
+    ) {
+        (Some(key), _, _, _) if !key.is_empty() => builder.with_access_key(key),
+        (_, Some(client), Some(secret), Some(tenant)) => {
+            builder.with_client_secret_authorization(client, secret, tenant)
+        }
+        _ => {
+            return Err(not_checked(
+                "the credential holds no account key or client secret (managed and workload identities cannot be used from here)",
+            ));
+        }
+    };
+    builder
+        .build()
+        .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
+        .map_err(|error| {
+            not_checked(format!(
+                "cannot set up the Azure client: {}",
+                scrub(&error.to_string(), &secret_words(&target.credential))
+            ))
+        })
+}
+
+fn gcp_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+    let text = credential_text(target)?;
+    let kind = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|json| {
+            json.get("type")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        });
+    if kind.as_deref() != Some("service_account") {
+        return Err(not_checked(
+            "only service-account keys can be checked from here",
+        ));
+    }
+    let url = target.config.get("storeEndpoint").map(String::as_str);
+    let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
+        .with_bucket_name(&target.bucket)
+        .with_service_account_key(text)
+        .with_retry(retry())
+        .with_client_options(client_options(target, url)?);
+    if let Some(url) = url {
+        builder = builder.with_base_url(url);
+    }
+    builder
+        .build()
+        .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
+        .map_err(|error| {
+            not_checked(format!(
+                "cannot set up the GCS client: {}",
+                scrub(&error.to_string(), &secret_words(&target.credential))
+            ))
+        })
+}
+
+/// Every value in a credential long enough to be secret: the words that must never
+/// appear in a message.
+fn secret_words(credential: &CredentialValue) -> Vec<String> {
+    let CredentialValue::Value(value) = credential else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(value.expose());
+    let mut words = vec![text.trim().to_string()];
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(json) => collect_strings(&json, &mut words),
+        Err(_) => {
+            for line in text.lines() {
+                if let Some((_, value)) = line.split_once(['=', ':']) {
+                    words.push(value.trim().trim_matches(['"', '\'']).to_string());
+                }
+            }
+        }
+    }
+    // Multi-line values (PEM keys) may surface a line at a time.
+    let lines: Vec<String> = words
+        .iter()
+        .flat_map(|w| w.lines().map(|l| l.trim().to_string()))
+        .collect();
+    words.extend(lines);
+    words.retain(|w| w.len() >= 8);
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    words.dedup();
+    words
+}
+
+fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) => out.push(text.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        text = text.replace(secret.as_str(), "<redacted>");
+    }
+    text
+}
+
+/// The provider's error in plain words, then its own text (scrubbed, shortened).
+fn plain_reason(error: &object_store::Error, secrets: &[String]) -> String {
+    let detail = error_chain(error);
+    let lower = detail.to_ascii_lowercase();
+    let summary = if matches!(error, object_store::Error::NotFound { .. })
+        || lower.contains("nosuchbucket")
+        || lower.contains("containernotfound")
+        || lower.contains("the specified container does not exist")
+        || lower.contains("no bucket named")
+        || lower.contains("bucket does not exist")
+        || (lower.contains("404") && lower.contains("bucket"))
+    {
+        "no such bucket"
+    } else if lower.contains("failed to authenticate")
+        || lower.contains("invalidaccesskeyid")
+        || lower.contains("signaturedoesnotmatch")
+        || lower.contains("authenticationfailed")
+        || lower.contains("401")
+        || lower.contains("invalid_grant")
+    {
+        "the credential was refused (wrong key?)"
+    } else if lower.contains("accessdenied")
+        || lower.contains("403")
+        || lower.contains("authorizationfailure")
+    {
+        "access denied"
+    } else if lower.contains("dns error")
+        || lower.contains("failed to lookup")
+        || lower.contains("name or service not known")
+    {
+        "DNS lookup failed"
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        "TLS failure"
+    } else if lower.contains("connection refused")
+        || lower.contains("error sending request")
+        || lower.contains("connect")
+    {
+        "cannot connect"
+    } else {
+        "the provider refused the listing"
+    };
+    let mut detail = scrub(&provider_message(&detail).unwrap_or(detail), secrets);
+    if detail.len() > 400 {
+        let mut cut = 400;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    format!("{summary}: {detail}")
+}
+
+/// The error code and message of an S3 or Azure XML error body, with the HTTP status:
+/// what a user needs, without the request plumbing around it.
+fn provider_message(detail: &str) -> Option<String> {
+    let between = |open: &str, close: &str| {
+        let start = detail.find(open)? + open.len();
+        let end = detail[start..].find(close)? + start;
+        Some(detail[start..end].trim().to_string())
+    };
+    let code = between("<Code>", "</Code>")?;
+    let message = between("<Message>", "</Message>").unwrap_or_default();
+    let message = message.lines().next().unwrap_or_default().to_string();
+    let status = detail
+        .find("status code: ")
+        .map(|i| &detail[i + "status code: ".len()..])
+        .and_then(|rest| rest.split(':').next())
+        .map(|status| format!(" (HTTP {})", status.trim()))
+        .unwrap_or_default();
+    Some(format!("{code}: {message}{status}"))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Finds a Secret key's value: what the file writes, else what the cluster holds.
+fn secret_value(
+    secret: &str,
+    key: &str,
+    desired: &crate::render::Desired,
+    observed: &super::Observed,
+) -> Option<SecretValue> {
+    let declared = desired
+        .secrets
+        .iter()
+        .find(|s| s.object.name == secret)
+        .and_then(|s| s.data.get(key));
+    let in_cluster = || {
+        observed
+            .secrets
+            .values()
+            .find(|s| s.object.name == secret && s.object.namespace == desired.namespace)
+            .and_then(|s| s.data.get(key))
+    };
+    declared.or_else(in_cluster).cloned()
+}
+
+fn credential_for(
+    selector: Option<(&str, &str)>,
+    desired: &crate::render::Desired,
+    observed: &super::Observed,
+) -> CredentialValue {
+    let (secret, key) = selector.unwrap_or(crate::validate::INSTALL_SECRET);
+    match secret_value(secret, key, desired, observed) {
+        Some(value) => CredentialValue::Value(value),
+        None if selector.is_none() => CredentialValue::Unavailable(format!(
+            "it uses Velero's install-time credential {secret}/{key}, which neither the file nor the observed state holds"
+        )),
+        None => CredentialValue::Unavailable(format!(
+            "Secret {secret} key {key} is in neither the file nor the observed state"
+        )),
+    }
+}
+
+/// The places the file's locations point at, each with the credential Velero will use.
+pub fn desired_targets(
+    config: &crate::config::Config,
+    materials: &crate::config::load::Materials,
+    desired: &crate::render::Desired,
+    observed: &super::Observed,
+) -> Vec<BucketTarget> {
+    config
+        .backup_locations
+        .iter()
+        .map(|(name, location)| {
+            let selector = location.credential.as_ref().and_then(|credential| {
+                config
+                    .credentials
+                    .get(credential)
+                    .map(|c| (c.secret_name(credential), c.secret_key()))
+            });
+            let ca_cert = match (&location.ca_cert_ref, materials.ca_certs.get(name)) {
+                (_, Some(Ok(bytes))) => Some(bytes.clone()),
+                (Some(reference), _) => {
+                    secret_value(&reference.secret, &reference.key, desired, observed)
+                        .map(|value| value.expose().to_vec())
+                }
+                _ => None,
+            };
+            BucketTarget {
+                location: name.clone(),
+                provider: location.provider.clone(),
+                bucket: location.bucket.trim_matches('/').to_string(),
+                prefix: location.prefix.clone(),
+                config: location.config.clone(),
+                credential: credential_for(selector, desired, observed),
+                ca_cert,
+            }
+        })
+        .collect()
+}
+
+/// The place a location in the cluster points at now, for one the plan deletes or
+/// repoints: its backup count is what the change puts at risk.
+pub fn current_target(
+    observed_location: &super::ObservedObject,
+    desired: &crate::render::Desired,
+    observed: &super::Observed,
+) -> Option<BucketTarget> {
+    use base64::Engine as _;
+    let spec = observed_location.spec();
+    let text =
+        |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_string);
+    let storage = spec.get("objectStorage")?;
+    let config = spec
+        .get("config")
+        .and_then(|c| c.as_object())
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let credential = spec.get("credential");
+    let selector =
+        credential.and_then(|c| Some((c.get("name")?.as_str()?, c.get("key")?.as_str()?)));
+    let ca_cert = text(storage.get("caCert")).and_then(|encoded| {
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+    });
+    Some(BucketTarget {
+        location: observed_location.object.name.clone(),
+        provider: text(spec.get("provider"))?,
+        bucket: text(storage.get("bucket"))?.trim_matches('/').to_string(),
+        prefix: text(storage.get("prefix")),
+        config,
+        credential: credential_for(selector, desired, observed),
+        ca_cert,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_words_cover_each_format() {
+        let ini = "[default]\naws_access_key_id = AKIAEXAMPLE1\naws_secret_access_key = CANARY-secret-key\n";
+        let words = secret_words(&CredentialValue::Value(SecretValue::new(
+            ini.as_bytes().to_vec(),
+        )));
+        assert!(words.contains(&"CANARY-secret-key".to_string()));
+        let scrubbed = scrub("error: CANARY-secret-key was refused", &words);
+        assert!(!scrubbed.contains("CANARY"), "{scrubbed}");
+        let json = r#"{"type": "service_account", "private_key": "CANARY-private-key-value"}"#;
+        let words = secret_words(&CredentialValue::Value(SecretValue::new(
+            json.as_bytes().to_vec(),
+        )));
+        assert!(
+            words.contains(&"CANARY-private-key-value".to_string()),
+            "{words:?}"
+        );
+    }
+}
