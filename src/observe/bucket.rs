@@ -73,8 +73,10 @@ pub struct BucketReport {
 /// Checks every target concurrently, each within `timeout`; reports come back in the
 /// order of `targets`.
 pub async fn check_all(targets: Vec<BucketTarget>, timeout: Duration) -> Vec<BucketReport> {
+    let clients = Clients::default();
+    let clients = &clients;
     let checks = targets.into_iter().map(|target| async move {
-        let status = match tokio::time::timeout(timeout, check(&target)).await {
+        let status = match tokio::time::timeout(timeout, check(&target, clients)).await {
             Ok(status) => status,
             Err(_) => BucketStatus::Unreachable {
                 reason: format!("no answer within {}s", timeout.as_secs()),
@@ -90,9 +92,72 @@ pub async fn check_all(targets: Vec<BucketTarget>, timeout: Duration) -> Vec<Buc
     futures::future::join_all(checks).await
 }
 
-async fn check(target: &BucketTarget) -> BucketStatus {
+/// HTTP clients shared by every store with the same connection settings. Building one
+/// loads the system's root certificates, which costs milliseconds of CPU; sharing
+/// them is what lets fifty checks take the time of one.
+#[derive(Default)]
+struct Clients {
+    built: std::sync::Mutex<Vec<(ClientKey, object_store::client::HttpClient)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientKey {
+    allow_http: bool,
+    insecure: bool,
+    ca_cert: Option<Vec<u8>>,
+}
+
+impl Clients {
+    fn connector(&self, target: &BucketTarget) -> Result<Shared, BucketStatus> {
+        let key = ClientKey {
+            allow_http: endpoint(target).is_some_and(|url| url.starts_with("http://")),
+            insecure: is_true(target.config.get("insecureSkipTLSVerify")),
+            ca_cert: target.ca_cert.clone(),
+        };
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
+            return Ok(Shared(client.clone()));
+        }
+        use object_store::client::HttpConnector as _;
+        let client = object_store::client::ReqwestConnector::default()
+            .connect(&client_options(target)?)
+            .map_err(|_| not_checked("cannot set up an HTTP client for this location"))?;
+        built.push((key, client.clone()));
+        Ok(Shared(client))
+    }
+}
+
+/// Hands every store the same prebuilt client.
+#[derive(Debug)]
+struct Shared(object_store::client::HttpClient);
+
+impl object_store::client::HttpConnector for Shared {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(self.0.clone())
+    }
+}
+
+fn is_true(value: Option<&String>) -> bool {
+    value.is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+}
+
+/// The endpoint a location's config overrides, if any.
+fn endpoint(target: &BucketTarget) -> Option<&str> {
+    let key = match Plugin::of(&target.provider)? {
+        Plugin::Aws => "s3Url",
+        Plugin::Azure => "storageAccountURI",
+        Plugin::Gcp => "storeEndpoint",
+        Plugin::Portworx => return None,
+    };
+    target.config.get(key).map(String::as_str)
+}
+
+async fn check(target: &BucketTarget, clients: &Clients) -> BucketStatus {
     let secrets = secret_words(&target.credential);
-    let store = match store_for(target) {
+    let store = match store_for(target, clients) {
         Ok(store) => store,
         Err(status) => return status,
     };
@@ -149,16 +214,12 @@ async fn check(target: &BucketTarget) -> BucketStatus {
     }
 }
 
-fn client_options(target: &BucketTarget, url: Option<&str>) -> Result<ClientOptions, BucketStatus> {
+fn client_options(target: &BucketTarget) -> Result<ClientOptions, BucketStatus> {
     let mut options = ClientOptions::new()
         .with_timeout(Duration::from_secs(10))
         .with_connect_timeout(Duration::from_secs(5))
-        .with_allow_http(url.is_some_and(|url| url.starts_with("http://")));
-    if target
-        .config
-        .get("insecureSkipTLSVerify")
-        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
-    {
+        .with_allow_http(endpoint(target).is_some_and(|url| url.starts_with("http://")));
+    if is_true(target.config.get("insecureSkipTLSVerify")) {
         options = options.with_allow_invalid_certificates(true);
     }
     if let Some(pem) = &target.ca_cert {
@@ -198,7 +259,10 @@ fn credential_text(target: &BucketTarget) -> Result<String, BucketStatus> {
 
 /// An object_store client for the target, built only from explicit settings: never
 /// from the environment or a cloud metadata service.
-fn store_for(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+fn store_for(
+    target: &BucketTarget,
+    clients: &Clients,
+) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
     let plugin = Plugin::of(&target.provider).ok_or_else(|| {
         not_checked(format!(
             "stowage cannot check buckets of provider {}",
@@ -206,15 +270,18 @@ fn store_for(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus
         ))
     })?;
     let built = match plugin {
-        Plugin::Aws => aws_store(target)?,
-        Plugin::Azure => azure_store(target)?,
-        Plugin::Gcp => gcp_store(target)?,
+        Plugin::Aws => aws_store(target, clients.connector(target)?)?,
+        Plugin::Azure => azure_store(target, clients.connector(target)?)?,
+        Plugin::Gcp => gcp_store(target, clients.connector(target)?)?,
         Plugin::Portworx => return Err(not_checked("Portworx has no object store")),
     };
     Ok(built)
 }
 
-fn aws_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+fn aws_store(
+    target: &BucketTarget,
+    connector: Shared,
+) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
     let text = credential_text(target)?;
     let profile = target
         .config
@@ -228,10 +295,7 @@ fn aws_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus
         ))
     })?;
     let url = target.config.get("s3Url").map(String::as_str);
-    let path_style = target
-        .config
-        .get("s3ForcePathStyle")
-        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"));
+    let path_style = is_true(target.config.get("s3ForcePathStyle"));
     let mut builder = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(&target.bucket)
         .with_region(
@@ -245,7 +309,8 @@ fn aws_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus
         .with_secret_access_key(keys.secret_access_key)
         .with_virtual_hosted_style_request(!path_style)
         .with_retry(retry())
-        .with_client_options(client_options(target, url)?);
+        .with_client_options(client_options(target)?)
+        .with_http_connector(connector);
     if let Some(token) = keys.session_token {
         builder = builder.with_token(token);
     }
@@ -300,7 +365,10 @@ fn dotenv(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn azure_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+fn azure_store(
+    target: &BucketTarget,
+    connector: Shared,
+) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
     let text = credential_text(target)?;
     let values = dotenv(&text);
     let account = target
@@ -312,7 +380,8 @@ fn azure_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStat
         .with_account(account)
         .with_container_name(&target.bucket)
         .with_retry(retry())
-        .with_client_options(client_options(target, url)?);
+        .with_client_options(client_options(target)?)
+        .with_http_connector(connector);
     if let Some(url) = url {
         builder = builder
             .with_endpoint(url.to_string())
@@ -351,7 +420,10 @@ fn azure_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStat
         })
 }
 
-fn gcp_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
+fn gcp_store(
+    target: &BucketTarget,
+    connector: Shared,
+) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
     let text = credential_text(target)?;
     let kind = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
@@ -370,7 +442,8 @@ fn gcp_store(target: &BucketTarget) -> Result<Arc<dyn ObjectStore>, BucketStatus
         .with_bucket_name(&target.bucket)
         .with_service_account_key(text)
         .with_retry(retry())
-        .with_client_options(client_options(target, url)?);
+        .with_client_options(client_options(target)?)
+        .with_http_connector(connector);
     if let Some(url) = url {
         builder = builder.with_base_url(url);
     }
