@@ -200,11 +200,7 @@ pub fn write_text(
             }
             writeln!(out)?;
         }
-        let risky: Vec<(&Change, Risk)> = plan
-            .changes
-            .iter()
-            .flat_map(|change| change.risks.iter().map(move |risk| (change, *risk)))
-            .collect();
+        let risky = risky(plan);
         if !risky.is_empty() {
             writeln!(out, "{}", paint.bold("Risks:"))?;
             for (change, risk) in risky {
@@ -320,6 +316,14 @@ fn bucket_line(report: &BucketReport) -> (&'static str, String) {
     }
 }
 
+/// Every risk of the plan with the change it belongs to.
+fn risky(plan: &Plan) -> Vec<(&Change, Risk)> {
+    plan.changes
+        .iter()
+        .flat_map(|change| change.risks.iter().map(move |risk| (change, *risk)))
+        .collect()
+}
+
 /// A pull-request comment.
 pub fn write_markdown(plan: &Plan, file_name: &str, out: &mut dyn Write) -> io::Result<()> {
     let summary = plan.summary();
@@ -359,11 +363,7 @@ pub fn write_markdown(plan: &Plan, file_name: &str, out: &mut dyn Write) -> io::
             }
         }
         writeln!(out, "```\n\n</details>")?;
-        let risky: Vec<(&Change, Risk)> = plan
-            .changes
-            .iter()
-            .flat_map(|change| change.risks.iter().map(move |risk| (change, *risk)))
-            .collect();
+        let risky = risky(plan);
         if !risky.is_empty() {
             writeln!(out, "\n**Risks**\n")?;
             for (change, risk) in risky {

@@ -239,16 +239,7 @@ fn check_includes_excludes(
     (included_key, excluded_key): (&str, &str),
     out: &mut Vec<Diagnostic>,
 ) {
-    if includes.len() > 1 && includes.iter().any(|item| item == "*") {
-        out.push(
-            Diagnostic::error(
-                Code::BackupFilter,
-                format!("`{included_key}` must either contain '*' only, or a list of items"),
-            )
-            .at(at.child(included_key))
-            .help("remove '*' to back up only the listed items, or list only '*'"),
-        );
-    }
+    star_alone(includes, at, included_key, out);
     if let Some(index) = excludes.iter().position(|item| item == "*") {
         out.push(
             Diagnostic::error(
@@ -258,6 +249,53 @@ fn check_includes_excludes(
             .at(at.child(excluded_key).child(index)),
         );
     }
+    both_included_and_excluded(includes, excludes, at, (included_key, excluded_key), out);
+}
+
+/// The scoped resource lists: like the others, except that excluding '*' is allowed
+/// when nothing is included.
+fn check_scoped(
+    includes: &[String],
+    excludes: &[String],
+    at: &Pointer,
+    (included_key, excluded_key): (&str, &str),
+    out: &mut Vec<Diagnostic>,
+) {
+    star_alone(includes, at, included_key, out);
+    if excludes.iter().any(|item| item == "*") && !includes.is_empty() {
+        out.push(
+            Diagnostic::error(
+                Code::BackupFilter,
+                format!("`{excluded_key}` may be '*' only when `{included_key}` is empty"),
+            )
+            .at(at.child(excluded_key)),
+        );
+    }
+    star_alone(excludes, at, excluded_key, out);
+    both_included_and_excluded(includes, excludes, at, (included_key, excluded_key), out);
+}
+
+/// '*' stands alone in a list or not at all.
+fn star_alone(list: &[String], at: &Pointer, key: &str, out: &mut Vec<Diagnostic>) {
+    if list.len() > 1 && list.iter().any(|item| item == "*") {
+        out.push(
+            Diagnostic::error(
+                Code::BackupFilter,
+                format!("`{key}` must either contain '*' only, or a list of items"),
+            )
+            .at(at.child(key))
+            .help("remove '*' to name only the listed items, or list only '*'"),
+        );
+    }
+}
+
+fn both_included_and_excluded(
+    includes: &[String],
+    excludes: &[String],
+    at: &Pointer,
+    (included_key, excluded_key): (&str, &str),
+    out: &mut Vec<Diagnostic>,
+) {
     for (index, item) in excludes.iter().enumerate() {
         if item != "*" && includes.contains(item) {
             out.push(
@@ -269,53 +307,6 @@ fn check_includes_excludes(
                 .help(format!(
                     "remove it from `{included_key}` or `{excluded_key}`"
                 )),
-            );
-        }
-    }
-}
-
-fn check_scoped(
-    includes: &[String],
-    excludes: &[String],
-    at: &Pointer,
-    (included_key, excluded_key): (&str, &str),
-    out: &mut Vec<Diagnostic>,
-) {
-    if includes.len() > 1 && includes.iter().any(|item| item == "*") {
-        out.push(
-            Diagnostic::error(
-                Code::BackupFilter,
-                format!("`{included_key}` must either contain '*' only, or a list of items"),
-            )
-            .at(at.child(included_key)),
-        );
-    }
-    if excludes.iter().any(|item| item == "*") && !includes.is_empty() {
-        out.push(
-            Diagnostic::error(
-                Code::BackupFilter,
-                format!("`{excluded_key}` may be '*' only when `{included_key}` is empty"),
-            )
-            .at(at.child(excluded_key)),
-        );
-    }
-    if excludes.len() > 1 && excludes.iter().any(|item| item == "*") {
-        out.push(
-            Diagnostic::error(
-                Code::BackupFilter,
-                format!("`{excluded_key}` must either contain '*' only, or a list of items"),
-            )
-            .at(at.child(excluded_key)),
-        );
-    }
-    for (index, item) in excludes.iter().enumerate() {
-        if item != "*" && includes.contains(item) {
-            out.push(
-                Diagnostic::error(
-                    Code::BackupFilter,
-                    format!("{item:?} is both included and excluded"),
-                )
-                .at(at.child(excluded_key).child(index)),
             );
         }
     }

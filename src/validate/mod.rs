@@ -134,6 +134,26 @@ impl Checker<'_> {
             .contains(&Pointer::value(path.iter().copied()))
     }
 
+    /// A location's `credential` must name a declared credential.
+    fn credential_reference(
+        &self,
+        credential: Option<&String>,
+        at: &Pointer,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        if let Some(credential) = credential
+            && !self.config.credentials.contains_key(credential)
+        {
+            out.push(reference_error(
+                "credential",
+                credential,
+                self.config.credentials.keys(),
+                at.child("credential"),
+                "credentials",
+            ));
+        }
+    }
+
     fn version(&self, out: &mut Vec<Diagnostic>) {
         let version = self.config.version;
         if !SUPPORTED_VERSIONS.contains(&version) {
@@ -336,17 +356,7 @@ impl Checker<'_> {
                 defaults.push(name.as_str());
             }
             self.bucket(location, &at, out);
-            if let Some(credential) = &location.credential
-                && !self.config.credentials.contains_key(credential)
-            {
-                out.push(reference_error(
-                    "credential",
-                    credential,
-                    self.config.credentials.keys(),
-                    at.child("credential"),
-                    "credentials",
-                ));
-            }
+            self.credential_reference(location.credential.as_ref(), &at, out);
             for field in ["backup_sync_period", "validation_frequency"] {
                 let value = match field {
                     "backup_sync_period" => location.backup_sync_period.as_ref(),
@@ -613,17 +623,7 @@ impl Checker<'_> {
                 names::check_subdomain,
                 out,
             );
-            if let Some(credential) = &location.credential
-                && !self.config.credentials.contains_key(credential)
-            {
-                out.push(reference_error(
-                    "credential",
-                    credential,
-                    self.config.credentials.keys(),
-                    at.child("credential"),
-                    "credentials",
-                ));
-            }
+            self.credential_reference(location.credential.as_ref(), &at, out);
             filters::check_labels(&location.labels, &at.child("labels"), out);
             providers::check_config(
                 &LocationConfig {
