@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use serde_json::Value;
+use stowage_test_apiserver::structural;
 
 /// The shared material beside the repository (`STOWAGE_SHARED` overrides).
 pub fn shared_dir() -> PathBuf {
@@ -42,101 +42,22 @@ pub fn velero_schemas() -> BTreeMap<String, Value> {
     schemas
 }
 
-/// Every way `value` breaks `schema`: wrong types, missing required fields, values
-/// outside an enum, and fields that would be pruned as unknown.
+/// Every way `value` breaks `schema`: what the API server would refuse (wrong types,
+/// missing required fields, values outside an enum) and what it would silently prune
+/// as unknown.
 pub fn problems(schema: &Value, value: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    check(schema, value, "", &mut out);
+    let mut pruned_copy = value.clone();
+    let pruned = structural::prune(schema, &mut pruned_copy);
+    let mut out: Vec<String> = pruned
+        .into_iter()
+        .map(|field| format!("{field}: unknown field, would be pruned"))
+        .collect();
+    out.extend(
+        structural::validate(schema, value)
+            .into_iter()
+            .map(|error| format!("{}: {}", error.field, error.message)),
+    );
     out
-}
-
-fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-    if value.is_null() {
-        if schema.get("nullable") != Some(&Value::Bool(true)) {
-            out.push(format!("{path}: null is not allowed"));
-        }
-        return;
-    }
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    let expected = schema.get("type").and_then(Value::as_str);
-    let fits = match (expected, value) {
-        (None, _) => true,
-        (Some("object"), Value::Object(_))
-        | (Some("array"), Value::Array(_))
-        | (Some("string"), Value::String(_))
-        | (Some("boolean"), Value::Bool(_)) => true,
-        (Some("integer"), Value::Number(n)) => n.is_i64() || n.is_u64(),
-        (Some("number"), Value::Number(_)) => true,
-        _ => false,
-    };
-    if !fits {
-        out.push(format!(
-            "{path}: expected {}, found {value}",
-            expected.unwrap_or("?")
-        ));
-        return;
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        out.push(format!("{path}: {value} is not one of {allowed:?}"));
-    }
-    if schema.get("format").and_then(Value::as_str) == Some("byte")
-        && let Some(text) = value.as_str()
-        && base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .is_err()
-    {
-        out.push(format!("{path}: not base64"));
-    }
-    match value {
-        Value::Object(map) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties");
-            if path == ".metadata" {
-                return;
-            }
-            for (key, child) in map {
-                let child_path = format!("{path}.{key}");
-                match (properties.and_then(|p| p.get(key)), additional) {
-                    (Some(child_schema), _) => check(child_schema, child, &child_path, out),
-                    (None, Some(additional)) if additional.is_object() => {
-                        check(additional, child, &child_path, out)
-                    }
-                    (None, _) if properties.is_some() => {
-                        out.push(format!("{child_path}: unknown field, would be pruned"))
-                    }
-                    (None, _) => {}
-                }
-            }
-            for required in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = required.as_str().unwrap_or_default();
-                if !map.contains_key(name) {
-                    out.push(format!("{path}: missing required field {name}"));
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && (items.len() as u64) < min
-            {
-                out.push(format!("{path}: fewer than {min} items"));
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (index, item) in items.iter().enumerate() {
-                    check(item_schema, item, &format!("{path}[{index}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 #[test]

@@ -394,3 +394,75 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
     );
     let _ = Set::new();
 }
+
+mod structural_schema {
+    use serde_json::json;
+    use stowage_test_apiserver::structural::{default, prune, unknown_field_errors, validate};
+
+    fn bsl_schema() -> serde_json::Value {
+        let dir = std::env::var_os("STOWAGE_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+            });
+        let text =
+            std::fs::read_to_string(dir.join("velero-crds/velero.io_backupstoragelocations.yaml"))
+                .expect("Velero's CRDs (set STOWAGE_SHARED)");
+        let crd: serde_json::Value = serde_saphyr::from_str(&text).expect("yaml");
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    #[test]
+    fn a_bad_velero_object_is_refused_as_the_real_server_refuses_it() {
+        let schema = bsl_schema();
+        let object = json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": {"name": "a"},
+            "spec": {"provider": "aws", "accessMode": "Bogus", "objectStorage": {"prefix": "p"}}});
+        let errors = validate(&schema, &object);
+        let shown: Vec<(&str, &str, &str)> = errors
+            .iter()
+            .map(|e| (e.reason, e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "FieldValueNotSupported",
+                    "spec.accessMode",
+                    r#"Unsupported value: "Bogus": supported values: "ReadOnly", "ReadWrite""#
+                ),
+                (
+                    "FieldValueRequired",
+                    "spec.objectStorage.bucket",
+                    "Required value"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn misspelt_fields_are_pruned_or_refused_under_strict() {
+        let schema = bsl_schema();
+        let mut object = json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": {"name": "a", "labels": {"x": "y"}},
+            "spec": {"provider": "aws", "objectStorage": {"bucket": "b", "bukcet": "c"}, "dataMover": "x", "config": {"anyKey": "kept"}}});
+        let pruned = prune(&schema, &mut object);
+        assert_eq!(pruned, ["spec.dataMover", "spec.objectStorage.bukcet"]);
+        assert_eq!(
+            object["spec"]["config"]["anyKey"], "kept",
+            "additionalProperties keys are data"
+        );
+        assert_eq!(object["metadata"]["labels"]["x"], "y");
+        let strict = unknown_field_errors(&pruned);
+        assert_eq!(strict[0].message, r#"unknown field "spec.dataMover""#);
+    }
+
+    #[test]
+    fn defaults_fill_present_objects() {
+        let schema = bsl_schema();
+        let mut object = json!({"spec": {"provider": "aws", "objectStorage": {"bucket": "b"}, "credential": {"key": "cloud"}}});
+        default(&schema, &mut object);
+        assert_eq!(
+            object["spec"]["credential"],
+            json!({"key": "cloud", "name": ""})
+        );
+    }
+}
