@@ -681,15 +681,7 @@ pub fn current_target(
     let text =
         |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_string);
     let storage = spec.get("objectStorage")?;
-    let config = spec
-        .get("config")
-        .and_then(|c| c.as_object())
-        .map(|map| {
-            map.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let config = super::string_map(spec.get("config"));
     let credential = spec.get("credential");
     let selector =
         credential.and_then(|c| Some((c.get("name")?.as_str()?, c.get("key")?.as_str()?)));

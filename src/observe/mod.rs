@@ -118,7 +118,8 @@ fn is_list(document: &Value) -> bool {
         .is_some_and(|kind| kind == "List" || kind.ends_with("List"))
 }
 
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+/// A JSON map of strings (labels, annotations, config), other values skipped.
+pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
         .and_then(Value::as_object)
         .map(|map| {

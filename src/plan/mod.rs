@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic, Pointer};
 use crate::observe::bucket::{BucketReport, BucketStatus};
-use crate::observe::{Observed, ObservedObject, ObservedSecret};
+use crate::observe::{Observed, ObservedObject, ObservedSecret, string_map};
 use crate::render::{
     DEFAULT_VSL_FLAG, Desired, DesiredObject, DesiredSecret, Kind, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION, ServerFlag, VELERO_CONTAINER,
@@ -654,17 +654,6 @@ fn is_default(manifest: &Value) -> bool {
 
 fn is_protected(annotations: &BTreeMap<String, String>) -> bool {
     annotations.get(PROTECT_ANNOTATION).map(String::as_str) == Some("true")
-}
-
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
-    value
-        .and_then(Value::as_object)
-        .map(|map| {
-            map.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `key` as a path step: bare when it reads unambiguously, quoted otherwise.

@@ -9,10 +9,13 @@ use crate::support::example_files;
 
 fn load_and_validate(text: String, format: Format) {
     let loaded = parse_str("fuzz", text, format);
-    let diagnostics = stowage::validate::validate(&loaded);
-    // Locating must not panic either, for whatever spans the parsers produced.
-    let _ = stowage::report::diagnostics::locate(&diagnostics, &loaded.source);
-    let _ = stowage::report::diagnostics::locate(&loaded.diagnostics, &loaded.source);
+    let mut diagnostics = loaded.diagnostics.clone();
+    diagnostics.extend(stowage::validate::validate(&loaded));
+    // Locating and showing must not panic either, whatever spans the parsers produced.
+    let located = stowage::report::diagnostics::locate(&diagnostics, &loaded.source);
+    let mut shown = Vec::new();
+    stowage::report::diagnostics::write_text(&located, &loaded.source, false, &mut shown)
+        .expect("writing to memory");
 }
 
 fn examples() -> Vec<(String, Format)> {
