@@ -258,6 +258,9 @@ fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliE
                 format_version: report::FORMAT_VERSION,
                 valid: errors == 0,
                 diagnostics: shown::wire(&located, &loaded.source),
+                changes: [],
+                unmanaged: [],
+                summary: shown::EmptySummary::default(),
             };
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &report)?;

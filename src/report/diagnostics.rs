@@ -184,10 +184,21 @@ pub fn wire<'a>(located: &'a [Located<'a>], source: &'a SourceMap) -> Vec<WireDi
         .collect()
 }
 
-/// `stowage validate --format json`.
+/// `stowage validate --format json`: the same document shape as a plan's (product.md
+/// §2), with no changes, since validation plans nothing.
 #[derive(Debug, Serialize)]
 pub struct ValidateReport<'a> {
     pub format_version: u32,
     pub valid: bool,
     pub diagnostics: Vec<WireDiagnostic<'a>>,
+    pub changes: [(); 0],
+    pub unmanaged: [(); 0],
+    pub summary: EmptySummary,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct EmptySummary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
 }

@@ -47,6 +47,11 @@ fn validate_exit_codes_and_json_shape() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["valid"], false);
+    assert_eq!(json["changes"], serde_json::json!([]));
+    assert_eq!(
+        json["summary"],
+        serde_json::json!({"create": 0, "update": 0, "delete": 0})
+    );
     let diagnostic = &json["diagnostics"][0];
     assert_eq!(diagnostic["code"], "stowage::cron");
     assert_eq!(diagnostic["severity"], "error");
