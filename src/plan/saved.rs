@@ -61,18 +61,22 @@ pub fn inputs_digest(text: &str, materials: &Materials) -> String {
     hex(&hasher.finalize())
 }
 
+fn hash_identity(hasher: &mut Sha256, object: &crate::render::ObjectRef) {
+    hasher.update(format!(
+        "\0{}/{}/{}\0",
+        object.kind.as_str(),
+        object.namespace,
+        object.name
+    ));
+}
+
 /// Digest of the observed state: any change to an object's identity, metadata or spec
 /// changes it; Velero's status writes (which also move `resourceVersion` and
 /// `generation`, there being no status subresource) do not.
 pub fn observed_digest(observed: &Observed) -> String {
     let mut hasher = Sha256::new();
     for (object, state) in &observed.objects {
-        hasher.update(format!(
-            "\0{}/{}/{}\0",
-            object.kind.as_str(),
-            object.namespace,
-            object.name
-        ));
+        hash_identity(&mut hasher, object);
         hasher.update(state.uid.as_deref().unwrap_or_default());
         let mut manifest = state.manifest.clone();
         if let Some(metadata) = manifest.get_mut("metadata").and_then(|m| m.as_object_mut()) {
@@ -86,12 +90,7 @@ pub fn observed_digest(observed: &Observed) -> String {
         hasher.update(serde_json::to_vec(&manifest).unwrap_or_default());
     }
     for (object, secret) in &observed.secrets {
-        hasher.update(format!(
-            "\0{}/{}/{}\0",
-            object.kind.as_str(),
-            object.namespace,
-            object.name
-        ));
+        hash_identity(&mut hasher, object);
         hasher.update(secret.uid.as_deref().unwrap_or_default());
         for (key, value) in &secret.data {
             hasher.update(key.as_bytes());

@@ -11,7 +11,7 @@ use stowage::observe::Observed;
 use stowage::observe::bucket::{BucketReport, BucketStatus, check_all, desired_targets};
 use stowage::render::render;
 
-use crate::support::fixture;
+use crate::support::{assert_exit, fixture};
 
 /// The running emulators' endpoints and keys.
 pub fn emulators() -> Value {
@@ -43,27 +43,10 @@ fn scenario_file(which: &str) -> crate::support::Fixture {
                 "[default]\naws_access_key_id = {}\naws_secret_access_key = {CANARY}\n",
                 e["s3"]["access_key_id"].as_str().unwrap()
             );
-            let location = |name: &str, bucket: &str, prefix: Option<&str>, credential: &str| {
-                let prefix = prefix
-                    .map(|p| format!("prefix = \"{p}\"\n"))
-                    .unwrap_or_default();
-                format!(
-                    "[backup_locations.{name}]\nprovider = \"aws\"\nbucket = \"{bucket}\"\n{prefix}credential = \"{credential}\"\nconfig = {{ region = \"us-east-1\", s3Url = \"{url}\", s3ForcePathStyle = \"true\" }}\n"
-                )
-            };
-            let text = format!(
-                "version = 1\n[credentials.good]\nsecret = \"good\"\nfile = \"good.ini\"\n[credentials.bad]\nsecret = \"bad\"\nfile = \"bad.ini\"\n{}{}{}{}{}",
-                location("clean", "velero-clean", None, "good"),
-                location("prefixed", "velero-prefixed", Some("cluster-a"), "good"),
-                location("foreign", "velero-foreign", None, "good"),
-                location("missing", "velero-missing", None, "good"),
-                location("wrong-key", "velero-prefixed", Some("cluster-b"), "bad"),
+            let config = format!(
+                "{{ region = \"us-east-1\", s3Url = \"{url}\", s3ForcePathStyle = \"true\" }}"
             );
-            fixture(
-                "stowage.toml",
-                &move_default_into_clean(&text),
-                &[("good.ini", &good), ("bad.ini", &bad)],
-            )
+            five_locations("aws", &config, "ini", &good, &bad)
         }
         "azure" => {
             let url = e["azure"]["url"].as_str().unwrap();
@@ -75,27 +58,10 @@ fn scenario_file(which: &str) -> crate::support::Fixture {
             // A well-formed account key that is not the account's.
             let wrong_key = base64_of(&format!("{CANARY}-{CANARY}-{CANARY}"));
             let bad = format!("AZURE_STORAGE_ACCOUNT_ACCESS_KEY={wrong_key}\n");
-            let location = |name: &str, bucket: &str, prefix: Option<&str>, credential: &str| {
-                let prefix = prefix
-                    .map(|p| format!("prefix = \"{p}\"\n"))
-                    .unwrap_or_default();
-                format!(
-                    "[backup_locations.{name}]\nprovider = \"azure\"\nbucket = \"{bucket}\"\n{prefix}credential = \"{credential}\"\nconfig = {{ storageAccount = \"{account}\", storageAccountURI = \"{url}\", storageAccountKeyEnvVar = \"AZURE_STORAGE_ACCOUNT_ACCESS_KEY\" }}\n"
-                )
-            };
-            let text = format!(
-                "version = 1\n[credentials.good]\nsecret = \"good\"\nfile = \"good.env\"\n[credentials.bad]\nsecret = \"bad\"\nfile = \"bad.env\"\n{}{}{}{}{}",
-                location("clean", "velero-clean", None, "good"),
-                location("prefixed", "velero-prefixed", Some("cluster-a"), "good"),
-                location("foreign", "velero-foreign", None, "good"),
-                location("missing", "velero-missing", None, "good"),
-                location("wrong-key", "velero-prefixed", Some("cluster-b"), "bad"),
+            let config = format!(
+                "{{ storageAccount = \"{account}\", storageAccountURI = \"{url}\", storageAccountKeyEnvVar = \"AZURE_STORAGE_ACCOUNT_ACCESS_KEY\" }}"
             );
-            fixture(
-                "stowage.toml",
-                &move_default_into_clean(&text),
-                &[("good.env", &good), ("bad.env", &bad)],
-            )
+            five_locations("azure", &config, "env", &good, &bad)
         }
         "gcs" => {
             let url = e["gcs"]["url"].as_str().unwrap();
@@ -129,6 +95,41 @@ fn scenario_file(which: &str) -> crate::support::Fixture {
         }
         other => panic!("no scenario {other}"),
     }
+}
+
+/// The seeded scenarios as locations of `provider`: a clean bucket (the default), one
+/// under a prefix, one with foreign folders, a missing one, and one reached with the
+/// wrong secret.
+fn five_locations(
+    provider: &str,
+    config: &str,
+    extension: &str,
+    good: &str,
+    bad: &str,
+) -> crate::support::Fixture {
+    let location = |name: &str, bucket: &str, prefix: Option<&str>, credential: &str| {
+        let prefix = prefix
+            .map(|p| format!("prefix = \"{p}\"\n"))
+            .unwrap_or_default();
+        format!(
+            "[backup_locations.{name}]\nprovider = \"{provider}\"\nbucket = \"{bucket}\"\n{prefix}credential = \"{credential}\"\nconfig = {config}\n"
+        )
+    };
+    let text = format!(
+        "version = 1\n[credentials.good]\nsecret = \"good\"\nfile = \"good.{extension}\"\n[credentials.bad]\nsecret = \"bad\"\nfile = \"bad.{extension}\"\n{}{}{}{}{}",
+        location("clean", "velero-clean", None, "good"),
+        location("prefixed", "velero-prefixed", Some("cluster-a"), "good"),
+        location("foreign", "velero-foreign", None, "good"),
+        location("missing", "velero-missing", None, "good"),
+        location("wrong-key", "velero-prefixed", Some("cluster-b"), "bad"),
+    );
+    let good_file = format!("good.{extension}");
+    let bad_file = format!("bad.{extension}");
+    fixture(
+        "stowage.toml",
+        &move_default_into_clean(&text),
+        &[(good_file.as_str(), good), (bad_file.as_str(), bad)],
+    )
 }
 
 fn move_default_into_clean(text: &str) -> String {
@@ -291,12 +292,7 @@ fn plans_show_bucket_results_and_never_the_secret() {
             .current_dir(dir)
             .output()
             .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0);
         assert!(!String::from_utf8_lossy(&out.stdout).contains("Buckets:"));
     }
 }

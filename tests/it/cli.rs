@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::support::fixture;
+use crate::support::{assert_exit, fixture};
 
 fn stowage(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_stowage"))
@@ -22,12 +22,7 @@ fn validate_exit_codes_and_json_shape() {
         &[],
     );
     let out = stowage(&["validate", "-f", good.path.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(out.stdout.is_empty(), "text mode writes nothing to stdout");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is valid"));
 
@@ -74,12 +69,7 @@ fn file_comes_from_the_environment_and_missing_files_fail_clearly() {
         .env("STOWAGE_FILE", &good.path)
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 
     let out = stowage(&["validate", "-f", "/nonexistent/stowage.toml"]);
     assert_eq!(out.status.code(), Some(1));

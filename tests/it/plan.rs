@@ -10,7 +10,7 @@ use stowage::plan::{Action, Context, Plan, Risk, plan};
 use stowage::render::{Desired, Kind, render, secret_manifest};
 
 use crate::crd_schema::shared_dir;
-use crate::support::{example_files, fixture};
+use crate::support::{assert_exit, example_files, fixture};
 
 fn desired_of(path: &Path) -> Desired {
     let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("loads");
@@ -634,12 +634,7 @@ fn saved_plans_hold_digests_and_no_secret() {
             "plan.json",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let saved = std::fs::read_to_string(dir.join("plan.json")).expect("plan file");
     assert!(!saved.contains(canary_new) && !saved.contains(canary_old));
     let saved: stowage::plan::saved::SavedPlan = serde_json::from_str(&saved).expect("saved plan");
@@ -687,11 +682,6 @@ fn detailed_exitcode_is_zero_without_changes() {
             "--detailed-exitcode",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("No changes."));
 }

@@ -95,3 +95,13 @@ pub fn example_files() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Asserts a process's exit code, showing its stderr when it differs.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -2,7 +2,6 @@
 //! the managedFields, conflicts and results it states.
 
 use serde_json::{Value, json};
-use stowage_test_apiserver::fieldpath::Set;
 use stowage_test_apiserver::ssa::{
     Applied, ObjectSchema, Owner, Writer, apply, conflict_message, update,
 };
@@ -392,7 +391,6 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
         conflicts[0].owner,
         r#""before-first-apply" using velero.io/v1"#
     );
-    let _ = Set::new();
 }
 
 mod structural_schema {
