@@ -102,8 +102,9 @@ impl TestServer {
             .enable_all()
             .build()
             .map_err(|e| StartError(format!("cannot start a runtime: {e}")))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", config.port)))
+        // Bound here, not in the runtime, so that async tests can start a server too.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| StartError(format!("cannot listen on 127.0.0.1:{}: {e}", config.port)))?;
         let addr = listener
             .local_addr()
@@ -122,13 +123,16 @@ impl TestServer {
                     if let Some(settings) = simulator {
                         tokio::spawn(crate::simulator::run(for_simulator, settings));
                     }
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    // Not a graceful shutdown: clients' pooled connections and open
+                    // watches would keep it waiting. Stopping drops them all.
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = stopped => {}
+                    }
                 });
-                // Open watches would keep a graceful shutdown waiting; drop them.
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(|e| StartError(format!("cannot start the server thread: {e}")))?;
@@ -168,7 +172,6 @@ impl TestServer {
     /// `kubectl create` or a controller would leave). Returns the stored object.
     pub fn seed(&self, object: Value, manager: &str) -> Result<Value, Failure> {
         let (index, namespace) = self.locate(&object)?;
-        let resource = &self.shared.registry.resources[index];
         let request = Incoming {
             resource: index,
             namespace,
@@ -178,7 +181,6 @@ impl TestServer {
             content_type: "application/json".to_string(),
             body: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
         };
-        let _ = resource;
         create(&self.shared, &request).map(|r| r.body)
     }
 

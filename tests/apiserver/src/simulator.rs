@@ -80,8 +80,15 @@ fn name_of(object: &Value) -> String {
 async fn reconcile(shared: &Shared, settings: &Settings, validated: &mut HashMap<String, i64>) {
     let ns = settings.namespace.as_str();
     if let Some(schedules) = index(shared, "Schedule") {
-        for schedule in shared.store().list(schedules, Some(ns)).iter() {
-            reset_skip_immediately(shared, &(schedules, ns.to_string(), name_of(schedule)));
+        // Listed first: the store's lock must be free again before each write.
+        let names: Vec<String> = shared
+            .store()
+            .list(schedules, Some(ns))
+            .iter()
+            .map(name_of)
+            .collect();
+        for name in names {
+            reset_skip_immediately(shared, &(schedules, ns.to_string(), name));
         }
     }
     let Some(locations) = index(shared, "BackupStorageLocation") else {
