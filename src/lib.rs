@@ -6,6 +6,7 @@
 //! command line; `main.rs` only calls it.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crd;
 pub mod diagnostic;

@@ -28,6 +28,12 @@ pub struct Cli {
     /// When to colour output.
     #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +44,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Show what applying the file would change.
     Plan(PlanArgs),
+    /// Write the plan to the cluster, then optionally wait for Velero's verdict.
+    Apply(ApplyArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema,
     /// Print shell completions.
@@ -85,9 +93,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub file: FileArg,
     /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
-    /// velero -o yaml`) instead of a cluster.
-    #[arg(long, value_name = "FILE", required = true)]
-    pub observed: PathBuf,
+    /// velero -o yaml`) instead of the cluster.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
     /// Also save the plan (no secret values) for a later `apply`.
     #[arg(long, value_name = "PLAN")]
     pub out: Option<PathBuf>,
@@ -96,6 +104,27 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Do not list the locations' buckets.
+    #[arg(long)]
+    pub no_bucket_checks: bool,
+    /// How long each bucket check may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub bucket_timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Wait until Velero has validated every written location (default 5m).
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
+    pub wait: Option<String>,
+    /// Take over fields that another field manager owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
     /// Do not list the locations' buckets.
     #[arg(long)]
     pub no_bucket_checks: bool,
@@ -175,6 +204,10 @@ pub enum CliError {
     Encode(#[from] serde_json::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CliError {
@@ -188,7 +221,9 @@ impl CliError {
             CliError::Load(_)
             | CliError::Observe(_)
             | CliError::Write { .. }
-            | CliError::Runtime(_) => false,
+            | CliError::Runtime(_)
+            | CliError::Cluster(_)
+            | CliError::Refused(_) => false,
         }
     }
 }
@@ -214,10 +249,17 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
     let color = cli.color.enabled_for_stderr();
+    let target = crate::cluster::Target {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+    };
     match cli.command {
         Command::Validate(args) => validate_command(&args, color),
         Command::Render(args) => render_command(&args, color),
-        Command::Plan(args) => plan_command(&args, color, cli.color.enabled_for_stdout()),
+        Command::Plan(args) => plan_command(&args, &target, color, cli.color.enabled_for_stdout()),
+        Command::Apply(args) => {
+            apply_command(&args, &target, color, cli.color.enabled_for_stdout())
+        }
         Command::Schema => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(schema_text().as_bytes())?;
@@ -380,22 +422,65 @@ fn render_command(args: &RenderArgs, color: bool) -> Result<ExitStatus, CliError
     Ok(ExitStatus::Success)
 }
 
-fn plan_command(args: &PlanArgs, color: bool, stdout_color: bool) -> Result<ExitStatus, CliError> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
+}
+
+/// The state to plan against: a saved file, or the cluster (one LIST per kind).
+fn observe(
+    observed: Option<&Path>,
+    target: &crate::cluster::Target,
+    config: &crate::config::Config,
+    desired: &crate::render::Desired,
+) -> Result<
+    (
+        crate::observe::Observed,
+        String,
+        Option<crate::cluster::Cluster>,
+    ),
+    CliError,
+> {
+    match observed {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                crate::observe::ObserveError::Read {
+                    path: name.clone(),
+                    source,
+                }
+            })?;
+            Ok((crate::observe::from_yaml(&name, &text)?, name, None))
+        }
+        None => {
+            let (observed, cluster) = runtime()?.block_on(async {
+                let cluster = crate::cluster::connect(target).await?;
+                let observed =
+                    crate::cluster::observe::observe(&cluster, desired, &config.velero.deployment)
+                        .await?;
+                Ok::<_, CliError>((observed, cluster))
+            })?;
+            Ok((observed, cluster.url.clone(), Some(cluster)))
+        }
+    }
+}
+
+fn plan_command(
+    args: &PlanArgs,
+    target: &crate::cluster::Target,
+    color: bool,
+    stdout_color: bool,
+) -> Result<ExitStatus, CliError> {
     let Some((loaded, mut diagnostics)) = valid_or_report(&args.file.file, color)? else {
         return Ok(ExitStatus::Failure);
     };
     let Some(config) = &loaded.config else {
         return Ok(ExitStatus::Failure);
     };
-    let observed_path = args.observed.display().to_string();
-    let observed_text = std::fs::read_to_string(&args.observed).map_err(|source| {
-        crate::observe::ObserveError::Read {
-            path: observed_path.clone(),
-            source,
-        }
-    })?;
-    let observed = crate::observe::from_yaml(&observed_path, &observed_text)?;
     let desired = crate::render::render(config, &loaded.materials);
+    let (observed, observed_path, _) = observe(args.observed.as_deref(), target, config, &desired)?;
     let plan = if args.no_bucket_checks {
         crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
     } else {
@@ -486,10 +571,7 @@ fn plan_with_buckets(
         .into_iter()
         .filter_map(|location| bucket::current_target(location, desired, observed))
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
+    let runtime = runtime()?;
     let mut reports = runtime.block_on(bucket::check_all(
         declared.into_iter().chain(at_risk).collect(),
         timeout,
@@ -507,4 +589,144 @@ fn plan_with_buckets(
     let mut plan = crate::plan::plan(desired, observed, &context);
     crate::plan::attach_bucket_reports(&mut plan, reports);
     Ok(plan)
+}
+
+/// `--wait`'s value: a Go duration (`90s`, `5m`).
+fn wait_timeout(text: &str) -> Result<std::time::Duration, CliError> {
+    let nanos = crate::validate::duration::parse_go_duration(text)
+        .map_err(|e| CliError::Refused(format!("--wait: {e}")))?;
+    Ok(std::time::Duration::from_nanos(
+        u64::try_from(nanos.max(0)).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Asks on the terminal; without one, refuses (a pipeline must say --auto-approve).
+fn confirmed(auto_approve: bool) -> Result<bool, CliError> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Refused(
+            "refusing to apply without confirmation: stdin is not a terminal (pass --auto-approve)"
+                .to_string(),
+        ));
+    }
+    eprint!("Apply these changes? Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn apply_command(
+    args: &ApplyArgs,
+    target: &crate::cluster::Target,
+    color: bool,
+    stdout_color: bool,
+) -> Result<ExitStatus, CliError> {
+    let wait = args.wait.as_deref().map(wait_timeout).transpose()?;
+    let Some((loaded, _)) = valid_or_report(&args.file.file, color)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let Some(config) = &loaded.config else {
+        return Ok(ExitStatus::Failure);
+    };
+    let desired = crate::render::render(config, &loaded.materials);
+    let (observed, _, cluster) = observe(None, target, config, &desired)?;
+    let Some(cluster) = cluster else {
+        return Ok(ExitStatus::Failure);
+    };
+    let plan = if args.no_bucket_checks {
+        crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
+    } else {
+        plan_with_buckets(
+            config,
+            &loaded.materials,
+            &desired,
+            &observed,
+            std::time::Duration::from_secs(args.bucket_timeout),
+        )?
+    };
+    let mut stderr = std::io::stderr().lock();
+    let located = shown::locate(&plan.diagnostics, &loaded.source);
+    shown::write_text(&located, &loaded.source, color, &mut stderr)?;
+    drop(stderr);
+    let mut stdout = std::io::stdout().lock();
+    report::plan::write_text(
+        &plan,
+        &loaded.source.name,
+        report::plan::TextOptions {
+            color: stdout_color,
+        },
+        &mut stdout,
+    )?;
+    drop(stdout);
+    if plan.has_errors() {
+        eprintln!("the plan has errors; nothing was applied");
+        return Ok(ExitStatus::Failure);
+    }
+    if plan.has_changes() {
+        if !confirmed(args.auto_approve)? {
+            eprintln!("apply cancelled; nothing was applied");
+            return Ok(ExitStatus::Failure);
+        }
+    }
+    let started = chrono_now();
+    let runtime = runtime()?;
+    let options = crate::cluster::apply::Options {
+        force_conflicts: args.force_conflicts,
+    };
+    let report = runtime.block_on(crate::cluster::apply::apply(
+        &cluster, &plan, &desired, &observed, options,
+    ));
+    let mut stdout = std::io::stdout().lock();
+    report::apply::write_text(&report, &mut stdout)?;
+    drop(stdout);
+    if !report.succeeded() {
+        eprintln!(
+            "the apply did not finish; run it again once the cause is fixed: what was written stays, and the next plan shows what is left"
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    let Some(timeout) = wait else {
+        return Ok(ExitStatus::Success);
+    };
+    let locations: Vec<String> = report
+        .applied()
+        .filter(|w| {
+            w.object.kind == crate::render::Kind::BackupStorageLocation
+                && w.action != crate::plan::Action::Delete
+        })
+        .map(|w| w.object.name.clone())
+        .collect();
+    if locations.is_empty() {
+        return Ok(ExitStatus::Success);
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let verdicts = runtime.block_on(crate::cluster::apply::wait_for_locations(
+        &cluster,
+        &desired.namespace,
+        &locations,
+        &started,
+        timeout,
+        |done, all| {
+            if terminal {
+                eprint!("\rwaiting for Velero to validate the locations: {done}/{all}");
+            }
+        },
+    ))?;
+    if terminal {
+        eprintln!();
+    }
+    let mut stdout = std::io::stdout().lock();
+    let all_available = report::apply::write_verdicts(&verdicts, &mut stdout)?;
+    Ok(if all_available {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Now, in the form Velero writes `lastValidationTime` (RFC 3339, seconds).
+fn chrono_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

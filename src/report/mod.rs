@@ -4,6 +4,7 @@
 //! The JSON shapes here are wire types, separate from the internal ones, because they
 //! are a promise to pipelines (`FORMAT_VERSION`).
 
+pub mod apply;
 pub mod diagnostics;
 pub mod plan;
 

@@ -1,0 +1,347 @@
+//! Writing a plan: server-side apply with field manager `stowage`, in a safe order —
+//! Secrets, then locations (a losing default first, so Velero never sees two), then
+//! schedules and the server flag; deletions last, in reverse. A failed stage stops the
+//! stages after it, and the report says exactly what was and was not written.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+
+use super::{Cluster, ClusterError, explain, resource_of};
+use crate::observe::Observed;
+use crate::plan::{Action, Change, Plan};
+use crate::render::{Desired, Kind, ObjectRef};
+
+pub const FIELD_MANAGER: &str = "stowage";
+
+/// Writes at once within a stage.
+const CONCURRENCY: usize = 8;
+/// Attempts per write for errors that may pass (5xx, timeouts, throttling).
+const ATTEMPTS: u32 = 4;
+/// How long one write may take before it counts as timed out and is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Take over fields another field manager owns instead of failing.
+    pub force_conflicts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Failed(String),
+    /// An earlier stage failed, so this write was not tried.
+    NotAttempted,
+}
+
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: ObjectRef,
+    pub action: Action,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub written: Vec<Written>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.written.iter().all(|w| w.outcome == Outcome::Applied)
+    }
+
+    pub fn applied(&self) -> impl Iterator<Item = &Written> {
+        self.written
+            .iter()
+            .filter(|w| w.outcome == Outcome::Applied)
+    }
+}
+
+/// The stages, in order; each a list of groups run one after another, the changes in a
+/// group at once.
+fn stages<'a>(plan: &'a Plan, observed: &Observed, desired: &Desired) -> Vec<Vec<Vec<&'a Change>>> {
+    let writes = |kinds: &[Kind]| -> Vec<&'a Change> {
+        plan.changes
+            .iter()
+            .filter(|c| c.action != Action::Delete && kinds.contains(&c.object.kind))
+            .collect()
+    };
+    let deletes = |kinds: &[Kind]| -> Vec<&'a Change> {
+        plan.changes
+            .iter()
+            .filter(|c| c.action == Action::Delete && kinds.contains(&c.object.kind))
+            .collect()
+    };
+    let loses_default = |change: &&Change| {
+        change.object.kind == Kind::BackupStorageLocation
+            && observed
+                .objects
+                .get(&change.object)
+                .is_some_and(|o| o.spec()["default"] == true)
+            && desired
+                .objects
+                .iter()
+                .find(|d| d.object == change.object)
+                .is_some_and(|d| d.manifest["spec"]["default"] != true)
+    };
+    let locations = writes(&[Kind::BackupStorageLocation, Kind::VolumeSnapshotLocation]);
+    let (losing, others): (Vec<&Change>, Vec<&Change>) =
+        locations.into_iter().partition(loses_default);
+    vec![
+        vec![writes(&[Kind::Secret])],
+        vec![losing, others],
+        vec![writes(&[Kind::Schedule, Kind::Deployment])],
+        vec![deletes(&[Kind::Schedule])],
+        vec![deletes(&[
+            Kind::BackupStorageLocation,
+            Kind::VolumeSnapshotLocation,
+        ])],
+        vec![deletes(&[Kind::Secret])],
+    ]
+}
+
+/// What stowage applies for one change: the rendered object, the Secret with only the
+/// declared keys, or the Velero container's arguments with the flag set.
+fn manifest(change: &Change, desired: &Desired, observed: &Observed) -> Option<Value> {
+    match change.object.kind {
+        Kind::Secret => desired
+            .secrets
+            .iter()
+            .find(|s| s.object == change.object)
+            .and_then(|s| serde_json::to_value(crate::render::secret_manifest(s)).ok()),
+        Kind::Deployment => {
+            let flag = desired.server_flag.as_ref()?;
+            let live = observed.objects.get(&change.object)?;
+            let args = crate::plan::server_args(live)?;
+            Some(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": change.object.name, "namespace": change.object.namespace},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": crate::render::VELERO_CONTAINER, "args": crate::plan::with_flag(&args, flag)}]}}}}))
+        }
+        _ => desired
+            .objects
+            .iter()
+            .find(|d| d.object == change.object)
+            .map(|d| d.manifest.clone()),
+    }
+}
+
+fn retriable(error: &ClusterError) -> bool {
+    match error {
+        ClusterError::Api { code, .. } => *code == 429 || *code >= 500,
+        ClusterError::Unreachable { .. } | ClusterError::Request { .. } => true,
+        _ => false,
+    }
+}
+
+async fn with_retries<F, Fut>(mut attempt: F) -> Result<(), ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClusterError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(error) if retriable(&error) && tries < ATTEMPTS => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn write(
+    cluster: &Cluster,
+    change: &Change,
+    desired: &Desired,
+    observed: &Observed,
+    options: Options,
+) -> Result<(), String> {
+    let resource = resource_of(change.object.kind);
+    let namespace = change.object.namespace.as_str();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    let name = change.object.name.as_str();
+    let result = match change.action {
+        Action::Delete => {
+            let uid = observed
+                .objects
+                .get(&change.object)
+                .and_then(|o| o.uid.clone())
+                .or_else(|| {
+                    observed
+                        .secrets
+                        .get(&change.object)
+                        .and_then(|s| s.uid.clone())
+                });
+            let params = DeleteParams {
+                preconditions: uid.map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            with_retries(|| async {
+                match tokio::time::timeout(REQUEST_TIMEOUT, api.delete(name, &params)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    // Already gone is what a delete wants.
+                    Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(()),
+                    Ok(Err(e)) => Err(explain(e, "delete", &resource, namespace, &cluster.url)),
+                    Err(_) => Err(timed_out("delete", &resource)),
+                }
+            })
+            .await
+        }
+        Action::Create | Action::Update => {
+            let Some(manifest) = manifest(change, desired, observed) else {
+                return Err("nothing to apply: the object is not in the rendered state".to_string());
+            };
+            let mut params = PatchParams::apply(FIELD_MANAGER);
+            params.force = options.force_conflicts;
+            with_retries(|| async {
+                match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    api.patch(name, &params, &Patch::Apply(&manifest)),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(kube::Error::Api(status))) if status.code == 409 => {
+                        Err(ClusterError::Api {
+                            verb: "apply",
+                            resource: resource.plural.clone(),
+                            code: 409,
+                            message: format!(
+                                "{} (--force-conflicts takes the fields over)",
+                                status.message
+                            ),
+                        })
+                    }
+                    Ok(Err(e)) => Err(explain(e, "patch", &resource, namespace, &cluster.url)),
+                    Err(_) => Err(timed_out("apply", &resource)),
+                }
+            })
+            .await
+        }
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn timed_out(verb: &'static str, resource: &kube::core::ApiResource) -> ClusterError {
+    ClusterError::Request {
+        verb,
+        resource: resource.plural.clone(),
+        reason: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+    }
+}
+
+/// Applies the plan's changes in order; stops after a stage with a failure.
+pub async fn apply(
+    cluster: &Cluster,
+    plan: &Plan,
+    desired: &Desired,
+    observed: &Observed,
+    options: Options,
+) -> Report {
+    let mut report = Report::default();
+    let mut failed = false;
+    for stage in stages(plan, observed, desired) {
+        for group in stage {
+            if failed {
+                report.written.extend(group.iter().map(|c| Written {
+                    object: c.object.clone(),
+                    action: c.action,
+                    outcome: Outcome::NotAttempted,
+                }));
+                continue;
+            }
+            let results: Vec<Written> = futures::stream::iter(group)
+                .map(|change| async move {
+                    let outcome = match write(cluster, change, desired, observed, options).await {
+                        Ok(()) => Outcome::Applied,
+                        Err(reason) => Outcome::Failed(reason),
+                    };
+                    Written {
+                        object: change.object.clone(),
+                        action: change.action,
+                        outcome,
+                    }
+                })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
+            failed |= results.iter().any(|w| w.outcome != Outcome::Applied);
+            report.written.extend(results);
+        }
+    }
+    report
+}
+
+/// A location's verdict after `--wait`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Available,
+    Unavailable(String),
+    /// Velero did not validate it in time.
+    Pending,
+}
+
+/// Waits until Velero has validated each named location since `since` (RFC 3339,
+/// seconds), polling with one LIST per round.
+pub async fn wait_for_locations(
+    cluster: &Cluster,
+    namespace: &str,
+    names: &[String],
+    since: &str,
+    timeout: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<(String, Verdict)>, ClusterError> {
+    let resource = resource_of(Kind::BackupStorageLocation);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| explain(e, "list", &resource, namespace, &cluster.url))?;
+        let verdicts: Vec<(String, Verdict)> = names
+            .iter()
+            .map(|name| {
+                let status = list
+                    .items
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
+                    .map(|o| o.data["status"].clone())
+                    .unwrap_or(Value::Null);
+                let fresh = status["lastValidationTime"]
+                    .as_str()
+                    .is_some_and(|t| t >= since);
+                let verdict = match (fresh, status["phase"].as_str()) {
+                    (true, Some("Available")) => Verdict::Available,
+                    (true, Some("Unavailable")) => Verdict::Unavailable(
+                        status["message"].as_str().unwrap_or_default().to_string(),
+                    ),
+                    _ => Verdict::Pending,
+                };
+                (name.clone(), verdict)
+            })
+            .collect();
+        let done = verdicts
+            .iter()
+            .filter(|(_, v)| *v != Verdict::Pending)
+            .count();
+        progress(done, names.len());
+        if done == names.len() || tokio::time::Instant::now() >= deadline {
+            return Ok(verdicts);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

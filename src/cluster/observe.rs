@@ -1,0 +1,127 @@
+//! Reading the cluster: one paginated LIST per kind, never a GET per object, so a plan
+//! costs the same number of requests for 10 objects as for 1,000.
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::ApiResource;
+use serde_json::Value;
+
+use super::{Cluster, ClusterError, explain, resource_of};
+use crate::observe::Observed;
+use crate::render::{Desired, Kind};
+
+/// Items per page: large enough that a typical namespace is one request.
+const PAGE: u32 = 500;
+
+/// Every object of one resource in `namespace`, page by page.
+async fn list_all(
+    cluster: &Cluster,
+    resource: ApiResource,
+    namespace: &str,
+    params: ListParams,
+) -> Result<Vec<Value>, ClusterError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    let mut items = Vec::new();
+    let mut params = params.limit(PAGE);
+    loop {
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| explain(e, "list", &resource, namespace, &cluster.url))?;
+        for object in page.items {
+            let mut value = serde_json::to_value(&object).unwrap_or(Value::Null);
+            // Lists of built-in kinds may leave out each item's type.
+            value["apiVersion"] = Value::String(resource.api_version.clone());
+            value["kind"] = Value::String(resource.kind.clone());
+            items.push(value);
+        }
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// The cluster as the plan needs it: Velero's objects, the Secrets the file names or
+/// stowage manages (others' data is dropped as soon as it is read), the Velero
+/// Deployment, and the Backups (which locations hold them).
+pub async fn observe(
+    cluster: &Cluster,
+    desired: &Desired,
+    deployment: &str,
+) -> Result<Observed, ClusterError> {
+    let namespace = desired.namespace.as_str();
+    let path = cluster.url.as_str();
+    let backups = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(crate::crd::GROUP, "v1", "Backup"),
+        "backups",
+    );
+    let deployment_params = ListParams::default().fields(&format!("metadata.name={deployment}"));
+    let (locations, snapshots, schedules, secrets, deployments, backup_items) = futures::try_join!(
+        list_all(
+            cluster,
+            resource_of(Kind::BackupStorageLocation),
+            namespace,
+            ListParams::default()
+        ),
+        list_all(
+            cluster,
+            resource_of(Kind::VolumeSnapshotLocation),
+            namespace,
+            ListParams::default()
+        ),
+        list_all(
+            cluster,
+            resource_of(Kind::Schedule),
+            namespace,
+            ListParams::default()
+        ),
+        list_all(
+            cluster,
+            resource_of(Kind::Secret),
+            namespace,
+            ListParams::default()
+        ),
+        list_all(
+            cluster,
+            resource_of(Kind::Deployment),
+            namespace,
+            deployment_params
+        ),
+        list_all(cluster, backups, namespace, ListParams::default()),
+    )?;
+    let wanted_secrets: Vec<&str> = desired
+        .secrets
+        .iter()
+        .map(|s| s.object.name.as_str())
+        .chain(desired.external.iter().map(|e| e.secret.as_str()))
+        .chain(std::iter::once(crate::validate::INSTALL_SECRET.0))
+        .collect();
+    let mut observed = Observed::default();
+    for kind in Kind::ALL {
+        observed.saw_kind(kind);
+    }
+    let to_cluster_error = |e: crate::observe::ObserveError| ClusterError::Request {
+        verb: "read",
+        resource: "objects".to_string(),
+        reason: e.to_string(),
+    };
+    for item in locations
+        .into_iter()
+        .chain(snapshots)
+        .chain(schedules)
+        .chain(deployments)
+        .chain(backup_items)
+    {
+        observed.add(path, item).map_err(to_cluster_error)?;
+    }
+    for secret in secrets {
+        let name = secret["metadata"]["name"].as_str().unwrap_or_default();
+        let managed = secret["metadata"]["labels"][crate::render::MANAGED_BY_LABEL]
+            == crate::render::MANAGED_BY_VALUE;
+        if managed || wanted_secrets.contains(&name) {
+            observed.add(path, secret).map_err(to_cluster_error)?;
+        }
+    }
+    Ok(observed)
+}
