@@ -431,6 +431,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 /// The state to plan against: a saved file, or the cluster (one LIST per kind).
 fn observe(
+    runtime: &tokio::runtime::Runtime,
     observed: Option<&Path>,
     target: &crate::cluster::Target,
     config: &crate::config::Config,
@@ -455,7 +456,7 @@ fn observe(
             Ok((crate::observe::from_yaml(&name, &text)?, name, None))
         }
         None => {
-            let (observed, cluster) = runtime()?.block_on(async {
+            let (observed, cluster) = runtime.block_on(async {
                 let cluster = crate::cluster::connect(target).await?;
                 let observed =
                     crate::cluster::observe::observe(&cluster, desired, &config.velero.deployment)
@@ -480,17 +481,21 @@ fn plan_command(
         return Ok(ExitStatus::Failure);
     };
     let desired = crate::render::render(config, &loaded.materials);
-    let (observed, observed_path, _) = observe(args.observed.as_deref(), target, config, &desired)?;
+    // One runtime for the whole command: a client belongs to the runtime it was made in.
+    let runtime = runtime()?;
+    let (observed, observed_path, _) =
+        observe(&runtime, args.observed.as_deref(), target, config, &desired)?;
     let plan = if args.no_bucket_checks {
         crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
     } else {
         plan_with_buckets(
+            &runtime,
             config,
             &loaded.materials,
             &desired,
             &observed,
             std::time::Duration::from_secs(args.bucket_timeout),
-        )?
+        )
     };
 
     // Validation warnings were shown already; the plan's own findings are new.
@@ -557,12 +562,13 @@ fn plan_command(
 /// Plans, checking the declared locations' buckets and the current places of those the
 /// plan deletes or repoints, all concurrently, then plans again with what was found.
 fn plan_with_buckets(
+    runtime: &tokio::runtime::Runtime,
     config: &crate::config::Config,
     materials: &crate::config::load::Materials,
     desired: &crate::render::Desired,
     observed: &crate::observe::Observed,
     timeout: std::time::Duration,
-) -> Result<crate::plan::Plan, CliError> {
+) -> crate::plan::Plan {
     use crate::observe::bucket;
     let first = crate::plan::plan(desired, observed, &crate::plan::Context::default());
     let declared = bucket::desired_targets(config, materials, desired, observed);
@@ -571,7 +577,6 @@ fn plan_with_buckets(
         .into_iter()
         .filter_map(|location| bucket::current_target(location, desired, observed))
         .collect();
-    let runtime = runtime()?;
     let mut reports = runtime.block_on(bucket::check_all(
         declared.into_iter().chain(at_risk).collect(),
         timeout,
@@ -588,7 +593,7 @@ fn plan_with_buckets(
     };
     let mut plan = crate::plan::plan(desired, observed, &context);
     crate::plan::attach_bucket_reports(&mut plan, reports);
-    Ok(plan)
+    plan
 }
 
 /// `--wait`'s value: a Go duration (`90s`, `5m`).
@@ -631,7 +636,8 @@ fn apply_command(
         return Ok(ExitStatus::Failure);
     };
     let desired = crate::render::render(config, &loaded.materials);
-    let (observed, _, cluster) = observe(None, target, config, &desired)?;
+    let runtime = runtime()?;
+    let (observed, _, cluster) = observe(&runtime, None, target, config, &desired)?;
     let Some(cluster) = cluster else {
         return Ok(ExitStatus::Failure);
     };
@@ -639,12 +645,13 @@ fn apply_command(
         crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
     } else {
         plan_with_buckets(
+            &runtime,
             config,
             &loaded.materials,
             &desired,
             &observed,
             std::time::Duration::from_secs(args.bucket_timeout),
-        )?
+        )
     };
     let mut stderr = std::io::stderr().lock();
     let located = shown::locate(&plan.diagnostics, &loaded.source);
@@ -664,14 +671,11 @@ fn apply_command(
         eprintln!("the plan has errors; nothing was applied");
         return Ok(ExitStatus::Failure);
     }
-    if plan.has_changes() {
-        if !confirmed(args.auto_approve)? {
-            eprintln!("apply cancelled; nothing was applied");
-            return Ok(ExitStatus::Failure);
-        }
+    if plan.has_changes() && !confirmed(args.auto_approve)? {
+        eprintln!("apply cancelled; nothing was applied");
+        return Ok(ExitStatus::Failure);
     }
     let started = chrono_now();
-    let runtime = runtime()?;
     let options = crate::cluster::apply::Options {
         force_conflicts: args.force_conflicts,
     };

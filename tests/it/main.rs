@@ -6,6 +6,7 @@ mod buckets;
 mod cli;
 mod crd_schema;
 mod examples;
+mod live;
 mod loader_never_panics;
 mod plan;
 mod render;

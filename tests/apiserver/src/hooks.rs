@@ -132,6 +132,11 @@ impl Hooks {
         lock(&self.faults).push(fault);
     }
 
+    /// Drops every fault not used up yet.
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
     /// Takes one use of the first fault that matches `request`.
     pub fn take_fault(&self, request: &Request) -> Option<Effect> {
         let mut faults = lock(&self.faults);
