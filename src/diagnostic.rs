@@ -34,10 +34,11 @@ pub enum Code {
     BucketForeignData,
     OwnerConflict,
     Protected,
+    VolumesWithoutVsl,
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -62,6 +63,7 @@ impl Code {
         Code::BucketForeignData,
         Code::OwnerConflict,
         Code::Protected,
+        Code::VolumesWithoutVsl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,12 +92,14 @@ impl Code {
             Code::BucketForeignData => "stowage::bucket-foreign-data",
             Code::OwnerConflict => "stowage::owner-conflict",
             Code::Protected => "stowage::protected",
+            Code::VolumesWithoutVsl => "stowage::volumes-without-vsl",
         }
     }
 
     /// Codes that need a cluster, a saved state or a bucket; `validate` never raises
-    /// them. `Protected` is stowage's own addition to the contract's table: a plan that
-    /// would repoint or delete a location declared with `protect = true`.
+    /// them. Two are stowage's own additions to the contract's table: `Protected`, a
+    /// plan that would repoint or delete a location declared with `protect = true`, and
+    /// `VolumesWithoutVsl`, volumes whose provider has no snapshot location.
     pub fn is_live(self) -> bool {
         matches!(
             self,
@@ -105,6 +109,7 @@ impl Code {
                 | Code::BucketForeignData
                 | Code::OwnerConflict
                 | Code::Protected
+                | Code::VolumesWithoutVsl
         )
     }
 }

@@ -13,15 +13,18 @@ use crate::render::{Desired, Kind};
 /// request; larger ones are paged rather than read in one response.
 const PAGE: u32 = 2000;
 
-/// Every object of one resource in `namespace`, page by page.
+/// Every object of one resource in `namespace` (or cluster-wide for ""), page by page.
 async fn list_all(
     cluster: &Cluster,
     resource: ApiResource,
     namespace: &str,
     params: ListParams,
 ) -> Result<Vec<Value>, ClusterError> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(cluster.client.clone(), &resource)
+    } else {
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource)
+    };
     let mut items = Vec::new();
     let mut params = params.limit(PAGE);
     loop {
@@ -58,7 +61,15 @@ pub async fn observe(
         "backups",
     );
     let deployment_params = ListParams::default().fields(&format!("metadata.name={deployment}"));
-    let (locations, snapshots, schedules, secrets, deployments, backup_items) = futures::try_join!(
+    let nodes = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("", "v1", "Node"),
+        "nodes",
+    );
+    let volumes = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("", "v1", "PersistentVolume"),
+        "persistentvolumes",
+    );
+    let (locations, snapshots, schedules, secrets, deployments, backup_items, cluster_items) = futures::try_join!(
         list_all(
             cluster,
             resource_of(Kind::BackupStorageLocation),
@@ -90,7 +101,9 @@ pub async fn observe(
             deployment_params
         ),
         list_all(cluster, backups, namespace, ListParams::default()),
+        cluster_wide(cluster, nodes, volumes),
     )?;
+    let cluster_items_seen = cluster_items.is_some();
     let wanted_secrets: Vec<&str> = desired
         .secrets
         .iter()
@@ -116,6 +129,12 @@ pub async fn observe(
     {
         observed.add(path, item).map_err(to_cluster_error)?;
     }
+    for item in cluster_items.into_iter().flatten() {
+        observed.add(path, item).map_err(to_cluster_error)?;
+    }
+    if observed.cluster.is_none() && cluster_items_seen {
+        observed.cluster = Some(Default::default());
+    }
     for secret in secrets {
         let name = secret["metadata"]["name"].as_str().unwrap_or_default();
         let managed = secret["metadata"]["labels"][crate::render::MANAGED_BY_LABEL]
@@ -125,4 +144,26 @@ pub async fn observe(
         }
     }
     Ok(observed)
+}
+
+/// Nodes and PersistentVolumes, for the live checks. A service account that may not
+/// read them (a namespaced Role, as in `examples/deploy/`) skips those checks rather
+/// than failing the plan.
+async fn cluster_wide(
+    cluster: &Cluster,
+    nodes: ApiResource,
+    volumes: ApiResource,
+) -> Result<Option<Vec<Value>>, ClusterError> {
+    let listed = futures::try_join!(
+        list_all(cluster, nodes, "", ListParams::default()),
+        list_all(cluster, volumes, "", ListParams::default()),
+    );
+    match listed {
+        Ok((mut nodes, volumes)) => {
+            nodes.extend(volumes);
+            Ok(Some(nodes))
+        }
+        Err(ClusterError::Forbidden { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
 }

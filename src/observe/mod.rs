@@ -62,6 +62,46 @@ pub struct Observed {
     /// Which kinds the state covers at all: a saved state without Secrets says nothing
     /// about them, which differs from saying there are none.
     pub kinds_seen: BTreeSet<Kind>,
+    /// Nodes and volumes, when the state includes them (live, or a saved state with
+    /// `kubectl get nodes,pv`).
+    pub cluster: Option<ClusterFacts>,
+}
+
+/// What the live checks need to know about the cluster beyond Velero's namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFacts {
+    /// `topology.kubernetes.io/region` of the nodes (the legacy label as a fallback).
+    pub node_regions: BTreeSet<String>,
+    pub volumes: Vec<ObservedVolume>,
+}
+
+/// A PersistentVolume: its name and how it is provisioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVolume {
+    pub name: String,
+    /// The CSI driver, or the in-tree plugin's name (`kubernetes.io/aws-ebs`).
+    pub driver: String,
+}
+
+/// The in-tree volume sources Velero's snapshotters know, by the name Kubernetes gives
+/// their provisioners.
+const IN_TREE: [(&str, &str); 5] = [
+    ("awsElasticBlockStore", "kubernetes.io/aws-ebs"),
+    ("azureDisk", "kubernetes.io/azure-disk"),
+    ("gcePersistentDisk", "kubernetes.io/gce-pd"),
+    ("portworxVolume", "kubernetes.io/portworx-volume"),
+    ("cinder", "kubernetes.io/cinder"),
+];
+
+fn volume_driver(spec: &Value) -> String {
+    if let Some(driver) = spec.pointer("/csi/driver").and_then(Value::as_str) {
+        return driver.to_string();
+    }
+    IN_TREE
+        .iter()
+        .find(|(field, _)| spec.get(*field).is_some())
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_else(|| "other".to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +210,24 @@ impl Observed {
                     })
                     .unwrap_or_default(),
             });
+            return Ok(());
+        }
+        if kind_name == "Node" || kind_name == "PersistentVolume" {
+            let facts = self.cluster.get_or_insert_with(ClusterFacts::default);
+            let labels = string_map(metadata.get("labels"));
+            if kind_name == "Node" {
+                if let Some(region) = labels
+                    .get("topology.kubernetes.io/region")
+                    .or_else(|| labels.get("failure-domain.beta.kubernetes.io/region"))
+                {
+                    facts.node_regions.insert(region.clone());
+                }
+            } else {
+                facts.volumes.push(ObservedVolume {
+                    name: name.unwrap_or_default().to_string(),
+                    driver: volume_driver(item.get("spec").unwrap_or(&Value::Null)),
+                });
+            }
             return Ok(());
         }
         let Some(kind) = Kind::from_kind(&kind_name) else {

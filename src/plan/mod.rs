@@ -9,6 +9,7 @@
 //! stowage's labels and this file's owner; adopts unlabelled objects the file declares;
 //! lists the rest as unmanaged or owned elsewhere.
 
+pub mod live;
 pub mod normalize;
 pub mod saved;
 
@@ -197,6 +198,7 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     planner.server_flag();
     planner.leftovers();
     let mut plan = planner.plan;
+    plan.diagnostics.extend(live::checks(desired, observed));
     plan.changes.sort_by(|a, b| a.object.cmp(&b.object));
     plan.unmanaged.sort();
     plan.owned_elsewhere.sort_by(|a, b| a.object.cmp(&b.object));
@@ -747,8 +749,12 @@ fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
 
 /// The server container's args, when the Deployment has that container.
 pub fn server_args(deployment: &ObservedObject) -> Option<Vec<String>> {
-    let containers = deployment
-        .manifest
+    server_args_of(&deployment.manifest)
+}
+
+/// The same, from the Deployment's manifest.
+pub fn server_args_of(manifest: &Value) -> Option<Vec<String>> {
+    let containers = manifest
         .pointer("/spec/template/spec/containers")?
         .as_array()?;
     let container = containers

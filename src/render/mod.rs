@@ -146,6 +146,8 @@ pub struct Desired {
     pub objects: Vec<DesiredObject>,
     pub external: Vec<ExternalKey>,
     pub server_flag: Option<ServerFlag>,
+    /// The Velero server's Deployment (read for its flags and plugins).
+    pub velero_deployment: ObjectRef,
 }
 
 /// Renders a validated `config`; `materials` supplies the credential values.
@@ -305,6 +307,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
     });
 
     Desired {
+        velero_deployment: object_ref(Kind::Deployment, &config.velero.deployment),
         namespace: namespace.clone(),
         owner: owner.clone(),
         secrets: secrets.into_values().collect(),

@@ -519,3 +519,156 @@ fn cluster_errors_say_what_is_wrong() {
         "{stderr}"
     );
 }
+
+/// The objects of a shared fixture, as `kubectl get -o yaml` printed them.
+fn fixture_objects(name: &str) -> Vec<Value> {
+    let path = crate::crd_schema::shared_dir().join("fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    documents
+        .into_iter()
+        .flat_map(|d| d["items"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+const LIVE_CHECKS_FILE: &str = r#"version = 1
+
+[credentials.install]
+secret = "cloud-credentials"
+external = true
+
+[backup_locations.default]
+provider = "aws"
+bucket = "velero-backups"
+prefix = "cluster-a"
+config = { region = "us-east-1" }
+
+[backup_locations.primary]
+provider = "aws"
+bucket = "velero-primary"
+default = true
+config = { region = "us-east-1" }
+
+[backup_locations.blob]
+provider = "azure"
+bucket = "velero"
+config = { resourceGroup = "rg", storageAccount = "acct" }
+
+[snapshot_locations.ebs-west]
+provider = "aws"
+config = { region = "us-west-2" }
+"#;
+
+fn live_codes(diagnostics: &[Value]) -> Vec<String> {
+    let mut codes: Vec<String> = diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["severity"].as_str().unwrap(),
+                d["code"].as_str().unwrap()
+            )
+        })
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[test]
+fn live_checks_fire_on_the_fixture_cluster() {
+    let expected = [
+        "error stowage::plugin",
+        "error stowage::region",
+        "warning stowage::default-location",
+        "warning stowage::volumes-without-vsl",
+    ];
+    // Offline, from a saved state of the fixture cluster...
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stowage.toml"), LIVE_CHECKS_FILE).unwrap();
+    let shared = crate::crd_schema::shared_dir().join("fixtures");
+    let state = [
+        std::fs::read_to_string(shared.join("multi-location.yaml")).unwrap(),
+        std::fs::read_to_string(shared.join("nodes-and-volumes.yaml")).unwrap(),
+    ]
+    .join("\n---\n");
+    std::fs::write(dir.path().join("state.yaml"), state).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .current_dir(dir.path())
+        .args([
+            "plan",
+            "--observed",
+            "state.yaml",
+            "--no-bucket-checks",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diagnostics = plan["diagnostics"].as_array().unwrap();
+    assert_eq!(live_codes(diagnostics), expected);
+    let messages: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("\"us-west-2\" differs from the nodes' region (us-east-1)")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("1 volume with driver pxd.portworx.com (pvc-9e5a")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("no plugin for provider \"azure\"")),
+        "{messages:?}"
+    );
+    let region = diagnostics
+        .iter()
+        .find(|d| d["code"] == "stowage::region")
+        .unwrap();
+    assert_eq!(
+        (region["line"].as_u64(), region["column"].as_u64()),
+        (Some(26), Some(21))
+    );
+
+    // ...and live, from the same objects in the test API server.
+    let live = live();
+    for object in fixture_objects("multi-location.yaml")
+        .into_iter()
+        .chain(fixture_objects("nodes-and-volumes.yaml"))
+    {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if [
+            "Secret",
+            "Deployment",
+            "Node",
+            "PersistentVolume",
+            "BackupStorageLocation",
+        ]
+        .contains(&kind)
+        {
+            let mut object = object;
+            object["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields");
+            live.server.seed(object, "fixture").unwrap();
+        }
+    }
+    std::fs::write(live.dir.path().join("stowage.toml"), LIVE_CHECKS_FILE).unwrap();
+    let out = live.stowage(&["plan", "--no-bucket-checks", "--format", "json"]);
+    assert_exit(&out, 1);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        live_codes(plan["diagnostics"].as_array().unwrap()),
+        expected
+    );
+}
