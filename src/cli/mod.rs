@@ -116,6 +116,10 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub file: FileArg,
+    /// A plan saved with `plan --out`: apply exactly it, or refuse if the file or the
+    /// cluster changed since.
+    #[arg(value_name = "PLAN", conflicts_with = "file")]
+    pub plan: Option<PathBuf>,
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
@@ -629,7 +633,12 @@ fn apply_command(
     stdout_color: bool,
 ) -> Result<ExitStatus, CliError> {
     let wait = args.wait.as_deref().map(wait_timeout).transpose()?;
-    let Some((loaded, _)) = valid_or_report(&args.file.file, color)? else {
+    let saved = args.plan.as_deref().map(read_saved_plan).transpose()?;
+    let file = saved
+        .as_ref()
+        .map(|s| PathBuf::from(&s.file))
+        .unwrap_or_else(|| args.file.file.clone());
+    let Some((loaded, _)) = valid_or_report(&file, color)? else {
         return Ok(ExitStatus::Failure);
     };
     let Some(config) = &loaded.config else {
@@ -641,7 +650,11 @@ fn apply_command(
     let Some(cluster) = cluster else {
         return Ok(ExitStatus::Failure);
     };
-    let plan = if args.no_bucket_checks {
+    if let Some(saved) = &saved {
+        let plan = crate::plan::plan(&desired, &observed, &crate::plan::Context::default());
+        check_saved_plan(saved, &loaded, &observed, &plan)?;
+    }
+    let plan = if args.no_bucket_checks || saved.is_some() {
         crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
     } else {
         plan_with_buckets(
@@ -728,6 +741,67 @@ fn apply_command(
     } else {
         ExitStatus::Failure
     })
+}
+
+fn read_saved_plan(path: &Path) -> Result<crate::plan::saved::SavedPlan, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Refused(format!("cannot read the plan {}: {e}", path.display())))?;
+    let saved: crate::plan::saved::SavedPlan = serde_json::from_str(&text).map_err(|e| {
+        CliError::Refused(format!(
+            "{} is not a plan saved by `stowage plan --out`: {e}",
+            path.display()
+        ))
+    })?;
+    if saved.kind != crate::plan::saved::KIND || saved.format_version != report::FORMAT_VERSION {
+        return Err(CliError::Refused(format!(
+            "{} is not a plan this stowage can apply (kind {:?}, format {})",
+            path.display(),
+            saved.kind,
+            saved.format_version
+        )));
+    }
+    Ok(saved)
+}
+
+/// A saved plan applies only to the file and cluster it was made from.
+fn check_saved_plan(
+    saved: &crate::plan::saved::SavedPlan,
+    loaded: &Loaded,
+    observed: &crate::observe::Observed,
+    plan: &crate::plan::Plan,
+) -> Result<(), CliError> {
+    use crate::plan::saved::{inputs_digest, observed_digest};
+    if inputs_digest(&loaded.source.text, &loaded.materials) != saved.inputs_sha256 {
+        return Err(CliError::Refused(format!(
+            "refusing to apply the saved plan: {} or the credentials it reads changed since the plan was made; run `stowage plan` again",
+            saved.file
+        )));
+    }
+    if observed_digest(observed) != saved.observed_sha256 {
+        return Err(CliError::Refused(
+            "refusing to apply the saved plan: the cluster's objects changed since the plan was made; run `stowage plan` again".to_string(),
+        ));
+    }
+    let same_change = |saved: &serde_json::Value, now: &crate::plan::Change| {
+        saved["action"] == now.action.as_str()
+            && saved["kind"] == now.object.kind.as_str()
+            && saved["name"] == now.object.name.as_str()
+    };
+    let saved_changes = saved.plan["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let same = saved_changes.len() == plan.changes.len()
+        && saved_changes
+            .iter()
+            .zip(&plan.changes)
+            .all(|(s, n)| same_change(s, n));
+    if !same {
+        return Err(CliError::Refused(
+            "refusing to apply the saved plan: planning again gives different changes; run `stowage plan` again".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Now, in the form Velero writes `lastValidationTime` (RFC 3339, seconds).

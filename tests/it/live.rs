@@ -672,3 +672,69 @@ fn live_checks_fire_on_the_fixture_cluster() {
         expected
     );
 }
+
+#[test]
+fn a_saved_plan_applies_exactly_or_is_refused_when_anything_changed() {
+    let live = live();
+    live.write_credentials(&s3_credentials(&good_secret()));
+    live.write_file(&location("primary", "velero-clean", "default = true\n"));
+    let out = live.stowage(&["plan", "--no-bucket-checks", "--out", "plan.json"]);
+    assert_exit(&out, 0);
+    let saved = std::fs::read_to_string(live.dir.path().join("plan.json")).unwrap();
+    assert!(!saved.contains(CANARY));
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+    assert_exit(&out, 0);
+    assert!(live.bsl("primary").is_some());
+
+    // The file changed since the plan: refused, nothing written.
+    live.write_file(&location(
+        "primary",
+        "velero-clean",
+        "default = true\naccess_mode = \"ReadOnly\"\n",
+    ));
+    assert_exit(
+        &live.stowage(&["plan", "--no-bucket-checks", "--out", "plan.json"]),
+        0,
+    );
+    live.write_file(&location("primary", "velero-clean", "default = true\n"));
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+    assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the plan was made"));
+    assert_eq!(
+        live.bsl("primary").unwrap()["spec"]["accessMode"],
+        "ReadWrite"
+    );
+
+    // The cluster changed since the plan: refused too.
+    live.write_file(&location(
+        "primary",
+        "velero-clean",
+        "default = true\naccess_mode = \"ReadOnly\"\n",
+    ));
+    assert_exit(
+        &live.stowage(&["plan", "--no-bucket-checks", "--out", "plan.json"]),
+        0,
+    );
+    live.server
+        .merge_patch(
+            "velero.io/v1",
+            "BackupStorageLocation",
+            Some("velero"),
+            "primary",
+            json!({"spec": {"validationFrequency": "5m"}}),
+            "kubectl-edit",
+        )
+        .unwrap();
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the cluster's objects changed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        live.bsl("primary").unwrap()["spec"]["accessMode"],
+        "ReadWrite"
+    );
+    live.assert_no_canary();
+}
