@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod crd;
 pub mod diagnostic;
+pub mod import;
 pub mod observe;
 pub mod plan;
 pub mod render;

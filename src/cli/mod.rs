@@ -46,6 +46,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write the plan to the cluster, then optionally wait for Velero's verdict.
     Apply(ApplyArgs),
+    /// Write a desired-state file from the cluster's Velero objects.
+    Import(ImportArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema,
     /// Print shell completions.
@@ -135,6 +137,19 @@ pub struct ApplyArgs {
     /// How long each bucket check may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub bucket_timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Write the file here instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Velero's namespace.
+    #[arg(short, long, default_value = "velero")]
+    pub namespace: String,
+    /// The Velero server's Deployment (read for its default-VSL flag).
+    #[arg(long, default_value = "velero")]
+    pub deployment: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -264,6 +279,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Apply(args) => {
             apply_command(&args, &target, color, cli.color.enabled_for_stdout())
         }
+        Command::Import(args) => import_command(&args, &target, color),
         Command::Schema => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(schema_text().as_bytes())?;
@@ -807,4 +823,53 @@ fn check_saved_plan(
 /// Now, in the form Velero writes `lastValidationTime` (RFC 3339, seconds).
 fn chrono_now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn import_command(
+    args: &ImportArgs,
+    target: &crate::cluster::Target,
+    color: bool,
+) -> Result<ExitStatus, CliError> {
+    let observed = runtime()?.block_on(async {
+        let cluster = crate::cluster::connect(target).await?;
+        crate::cluster::observe::observe_namespace(&cluster, &args.namespace, &args.deployment, &[])
+            .await
+    })?;
+    let text = crate::import::import(&observed, &args.namespace, &args.deployment);
+    // What the cluster holds may break rules Velero enforces late: say so now.
+    let name = args
+        .output
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "imported.toml".to_string());
+    let loaded = load::parse_str(&name, text.clone(), crate::config::source::Format::Toml);
+    let mut diagnostics = loaded.diagnostics.clone();
+    diagnostics.extend(validate::validate(&loaded));
+    if !diagnostics.is_empty() {
+        let located = shown::locate(&diagnostics, &loaded.source);
+        shown::write_text(
+            &located,
+            &loaded.source,
+            color,
+            &mut std::io::stderr().lock(),
+        )?;
+        eprintln!(
+            "the cluster's Velero objects have the problems above; the file keeps them as they are"
+        );
+    }
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            eprintln!(
+                "wrote {}; `stowage plan -f {}` shows what adopting it changes",
+                path.display(),
+                path.display()
+            );
+        }
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(ExitStatus::Success)
 }

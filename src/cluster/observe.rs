@@ -54,7 +54,24 @@ pub async fn observe(
     desired: &Desired,
     deployment: &str,
 ) -> Result<Observed, ClusterError> {
-    let namespace = desired.namespace.as_str();
+    let wanted_secrets: Vec<&str> = desired
+        .secrets
+        .iter()
+        .map(|s| s.object.name.as_str())
+        .chain(desired.external.iter().map(|e| e.secret.as_str()))
+        .chain(std::iter::once(crate::validate::INSTALL_SECRET.0))
+        .collect();
+    observe_namespace(cluster, &desired.namespace, deployment, &wanted_secrets).await
+}
+
+/// The same for a namespace, keeping the data of the named Secrets and of those
+/// stowage manages.
+pub async fn observe_namespace(
+    cluster: &Cluster,
+    namespace: &str,
+    deployment: &str,
+    wanted_secrets: &[&str],
+) -> Result<Observed, ClusterError> {
     let path = cluster.url.as_str();
     let backups = ApiResource::from_gvk_with_plural(
         &kube::core::GroupVersionKind::gvk(crate::crd::GROUP, "v1", "Backup"),
@@ -104,13 +121,6 @@ pub async fn observe(
         cluster_wide(cluster, nodes, volumes),
     )?;
     let cluster_items_seen = cluster_items.is_some();
-    let wanted_secrets: Vec<&str> = desired
-        .secrets
-        .iter()
-        .map(|s| s.object.name.as_str())
-        .chain(desired.external.iter().map(|e| e.secret.as_str()))
-        .chain(std::iter::once(crate::validate::INSTALL_SECRET.0))
-        .collect();
     let mut observed = Observed::default();
     for kind in Kind::ALL {
         observed.saw_kind(kind);

@@ -1,0 +1,345 @@
+//! `stowage import`: a desired-state file from the Velero objects a cluster already
+//! has, that plans to no changes but adoption. Credentials are imported as `external`
+//! (the Secrets stay where they are; their values are never read into the file).
+//! Pure: an `Observed` in, TOML text out.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::observe::{Observed, ObservedObject};
+use crate::render::Kind;
+
+/// Maps whose keys are user data, kept as written rather than turned into snake_case.
+const USER_KEYED: [&str; 5] = [
+    "labels",
+    "annotations",
+    "matchLabels",
+    "config",
+    "orderedResources",
+];
+
+/// Labels Velero's tools and stowage put on objects themselves; not the user's.
+fn is_own_label(key: &str) -> bool {
+    key == crate::render::MANAGED_BY_LABEL || key == crate::render::OWNER_LABEL
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Velero's camelCase template as the file writes it: snake_case keys, user-keyed
+/// maps untouched, nulls and empty maps dropped.
+fn to_file_keys(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Object(map) if map.is_empty() => None,
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, child) in map {
+                let converted = if USER_KEYED.contains(&key.as_str()) {
+                    Some(child.clone()).filter(|c| c.as_object().is_none_or(|m| !m.is_empty()))
+                } else {
+                    to_file_keys(child)
+                };
+                if let Some(converted) = converted {
+                    out.insert(snake_case(key), converted);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(items) => Some(Value::Array(
+            items.iter().filter_map(to_file_keys).collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+fn toml_value(value: &Value) -> Option<toml::Value> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(items) => toml::Value::Array(items.iter().filter_map(toml_value).collect()),
+        Value::Object(map) => toml::Value::Table(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), toml_value(v)?)))
+                .collect(),
+        ),
+    })
+}
+
+fn string_table(map: &BTreeMap<String, String>) -> toml::Value {
+    toml::Value::Table(
+        map.iter()
+            .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn text(value: &Value) -> Option<String> {
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// Credentials named by locations, one `external` entry per Secret key.
+struct Credentials {
+    by_ref: BTreeMap<(String, String), String>,
+}
+
+impl Credentials {
+    fn collect(objects: &[&ObservedObject]) -> Credentials {
+        let refs: Vec<(String, String)> = objects
+            .iter()
+            .filter_map(|o| {
+                let credential = &o.spec()["credential"];
+                Some((text(&credential["name"])?, text(&credential["key"])?))
+            })
+            .collect();
+        let mut by_ref = BTreeMap::new();
+        for (secret, key) in refs {
+            let keys_of_secret = objects
+                .iter()
+                .filter(|o| o.spec()["credential"]["name"] == secret.as_str())
+                .filter_map(|o| text(&o.spec()["credential"]["key"]))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let name = if keys_of_secret > 1 {
+                format!("{secret}-{key}")
+            } else {
+                secret.clone()
+            };
+            by_ref.insert((secret, key), name);
+        }
+        Credentials { by_ref }
+    }
+
+    fn name_for(&self, spec: &Value) -> Option<String> {
+        let credential = &spec["credential"];
+        let key = (text(&credential["name"])?, text(&credential["key"])?);
+        self.by_ref.get(&key).cloned()
+    }
+}
+
+/// The desired-state file, as TOML, for the Velero objects in `observed`.
+pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String {
+    let of_kind = |kind: Kind| -> Vec<&ObservedObject> {
+        observed
+            .objects
+            .values()
+            .filter(|o| o.object.kind == kind && o.object.namespace == namespace)
+            .collect()
+    };
+    let locations = of_kind(Kind::BackupStorageLocation);
+    let snapshots = of_kind(Kind::VolumeSnapshotLocation);
+    let schedules = of_kind(Kind::Schedule);
+    let with_credentials: Vec<&ObservedObject> =
+        locations.iter().chain(&snapshots).copied().collect();
+    let credentials = Credentials::collect(&with_credentials);
+
+    let mut file = toml::Table::new();
+    file.insert("version".into(), toml::Value::Integer(1));
+    let mut velero = toml::Table::new();
+    velero.insert("namespace".into(), namespace.into());
+    velero.insert("deployment".into(), deployment.into());
+    let deployment_ref = crate::render::ObjectRef {
+        kind: Kind::Deployment,
+        namespace: namespace.to_string(),
+        name: deployment.to_string(),
+    };
+    if let Some(args) = observed
+        .objects
+        .get(&deployment_ref)
+        .and_then(crate::plan::server_args)
+    {
+        let defaults: BTreeMap<String, String> = args
+            .iter()
+            .filter_map(|a| a.strip_prefix(&format!("{}=", crate::render::DEFAULT_VSL_FLAG)))
+            .flat_map(|value| value.split(','))
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(provider, vsl)| (provider.to_string(), vsl.to_string()))
+            .collect();
+        if !defaults.is_empty() {
+            velero.insert(
+                "default_volume_snapshot_locations".into(),
+                string_table(&defaults),
+            );
+        }
+    }
+    file.insert("velero".into(), toml::Value::Table(velero));
+
+    if !credentials.by_ref.is_empty() {
+        let mut table = toml::Table::new();
+        for ((secret, key), name) in &credentials.by_ref {
+            let mut entry = toml::Table::new();
+            entry.insert("secret".into(), secret.as_str().into());
+            entry.insert("key".into(), key.as_str().into());
+            entry.insert("external".into(), true.into());
+            table.insert(name.clone(), toml::Value::Table(entry));
+        }
+        file.insert("credentials".into(), toml::Value::Table(table));
+    }
+
+    let user_labels = |object: &ObservedObject| -> BTreeMap<String, String> {
+        object
+            .labels
+            .iter()
+            .filter(|(k, _)| !is_own_label(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+
+    let mut table = toml::Table::new();
+    for bsl in &locations {
+        let spec = bsl.spec();
+        let mut entry = toml::Table::new();
+        let mut put = |key: &str, value: Option<toml::Value>| {
+            if let Some(value) = value {
+                entry.insert(key.to_string(), value);
+            }
+        };
+        put("provider", text(&spec["provider"]).map(Into::into));
+        put(
+            "bucket",
+            text(&spec["objectStorage"]["bucket"]).map(Into::into),
+        );
+        put(
+            "prefix",
+            text(&spec["objectStorage"]["prefix"]).map(Into::into),
+        );
+        put("default", (spec["default"] == true).then_some(true.into()));
+        put("credential", credentials.name_for(spec).map(Into::into));
+        put("access_mode", text(&spec["accessMode"]).map(Into::into));
+        put(
+            "backup_sync_period",
+            text(&spec["backupSyncPeriod"]).map(Into::into),
+        );
+        put(
+            "validation_frequency",
+            text(&spec["validationFrequency"]).map(Into::into),
+        );
+        if let (Some(secret), Some(key)) = (
+            text(&spec["objectStorage"]["caCertRef"]["name"]),
+            text(&spec["objectStorage"]["caCertRef"]["key"]),
+        ) {
+            let mut reference = toml::Table::new();
+            reference.insert("secret".into(), secret.into());
+            reference.insert("key".into(), key.into());
+            put("ca_cert_ref", Some(toml::Value::Table(reference)));
+        }
+        let labels = user_labels(bsl);
+        put(
+            "labels",
+            (!labels.is_empty()).then(|| string_table(&labels)),
+        );
+        put(
+            "config",
+            spec.get("config")
+                .filter(|c| c.as_object().is_some_and(|m| !m.is_empty()))
+                .and_then(toml_value),
+        );
+        table.insert(bsl.object.name.clone(), toml::Value::Table(entry));
+    }
+    if !table.is_empty() {
+        file.insert("backup_locations".into(), toml::Value::Table(table));
+    }
+
+    let mut table = toml::Table::new();
+    for vsl in &snapshots {
+        let spec = vsl.spec();
+        let mut entry = toml::Table::new();
+        if let Some(provider) = text(&spec["provider"]) {
+            entry.insert("provider".into(), provider.into());
+        }
+        if let Some(credential) = credentials.name_for(spec) {
+            entry.insert("credential".into(), credential.into());
+        }
+        let labels = user_labels(vsl);
+        if !labels.is_empty() {
+            entry.insert("labels".into(), string_table(&labels));
+        }
+        if let Some(config) = spec
+            .get("config")
+            .filter(|c| c.as_object().is_some_and(|m| !m.is_empty()))
+            .and_then(toml_value)
+        {
+            entry.insert("config".into(), config);
+        }
+        table.insert(vsl.object.name.clone(), toml::Value::Table(entry));
+    }
+    if !table.is_empty() {
+        file.insert("snapshot_locations".into(), toml::Value::Table(table));
+    }
+
+    let mut table = toml::Table::new();
+    for schedule in &schedules {
+        let spec = schedule.spec();
+        let mut entry = toml::Table::new();
+        if let Some(cron) = text(&spec["schedule"]) {
+            entry.insert("cron".into(), cron.into());
+        }
+        if spec["paused"] == true {
+            entry.insert("paused".into(), true.into());
+        }
+        if let Some(owned) = spec["useOwnerReferencesInBackup"].as_bool().filter(|b| *b) {
+            entry.insert("use_owner_references_in_backup".into(), owned.into());
+        }
+        let labels = user_labels(schedule);
+        if !labels.is_empty() {
+            entry.insert("labels".into(), string_table(&labels));
+        }
+        if !schedule.annotations.is_empty() {
+            entry.insert("annotations".into(), string_table(&schedule.annotations));
+        }
+        if let Some(Value::Object(template)) = spec.get("template").and_then(to_file_keys) {
+            for (key, value) in template {
+                if let Some(value) = toml_value(&value) {
+                    entry.insert(key, value);
+                }
+            }
+        }
+        table.insert(schedule.object.name.clone(), toml::Value::Table(entry));
+    }
+    if !table.is_empty() {
+        file.insert("schedules".into(), toml::Value::Table(table));
+    }
+
+    let body = toml::to_string(&file).unwrap_or_default();
+    format!(
+        "# Imported by `stowage import` from namespace {namespace}. Credentials are `external`:\n# stowage checks that their Secrets exist and leaves the values where they are.\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_keys_become_snake_case_but_user_keys_stay() {
+        let template = serde_json::json!({
+            "includedNamespaces": ["*"], "ttl": "720h0m0s", "hooks": {},
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}},
+            "metadata": {"labels": {"teamName": "a"}}, "csiSnapshotTimeout": "0s"});
+        assert_eq!(
+            to_file_keys(&template).unwrap(),
+            serde_json::json!({
+                "included_namespaces": ["*"], "ttl": "720h0m0s",
+                "label_selector": {"match_labels": {"app.kubernetes.io/name": "web"}},
+                "metadata": {"labels": {"teamName": "a"}}, "csi_snapshot_timeout": "0s"})
+        );
+    }
+}
