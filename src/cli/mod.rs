@@ -48,6 +48,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Write a desired-state file from the cluster's Velero objects.
     Import(ImportArgs),
+    /// Velero's locations (phase, last validation, default) and schedules (last and next run).
+    Status(StatusArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema,
     /// Print shell completions.
@@ -150,6 +152,13 @@ pub struct ImportArgs {
     /// The Velero server's Deployment (read for its default-VSL flag).
     #[arg(long, default_value = "velero")]
     pub deployment: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Velero's namespace.
+    #[arg(short, long, default_value = "velero")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -280,6 +289,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
             apply_command(&args, &target, color, cli.color.enabled_for_stdout())
         }
         Command::Import(args) => import_command(&args, &target, color),
+        Command::Status(args) => status_command(&args, &target),
         Command::Schema => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(schema_text().as_bytes())?;
@@ -871,5 +881,17 @@ fn import_command(
         }
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
+    Ok(ExitStatus::Success)
+}
+
+fn status_command(
+    args: &StatusArgs,
+    target: &crate::cluster::Target,
+) -> Result<ExitStatus, CliError> {
+    let observed = runtime()?.block_on(async {
+        let cluster = crate::cluster::connect(target).await?;
+        crate::cluster::observe::observe_namespace(&cluster, &args.namespace, "velero", &[]).await
+    })?;
+    report::status::write_text(&observed, chrono::Utc::now(), &mut std::io::stdout().lock())?;
     Ok(ExitStatus::Success)
 }

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod diagnostics;
 pub mod plan;
+pub mod status;
 
 /// The version of every JSON document stowage prints; bumped only on breaking changes.
 pub const FORMAT_VERSION: u32 = 1;

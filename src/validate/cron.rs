@@ -151,6 +151,116 @@ fn check_range(range: &str, field: &Field) -> Result<(), String> {
     Ok(())
 }
 
+/// The values a valid field matches, as a bit set, and whether it was `*`/`?`.
+fn field_bits(text: &str, field: &Field) -> Option<(u64, bool)> {
+    let mut bits = 0u64;
+    let mut star = false;
+    for range in text.split(',') {
+        let (bounds, step) = match range.split_once('/') {
+            Some((bounds, step)) => (bounds, parse_int(step).ok()?),
+            None => (range, 1),
+        };
+        let (start, end) = if bounds == "*" || bounds == "?" {
+            star |= step == 1;
+            (field.min, field.max)
+        } else {
+            match bounds.split_once('-') {
+                Some((low, high)) => (
+                    parse_value(low, field).ok()?,
+                    parse_value(high, field).ok()?,
+                ),
+                None => {
+                    let value = parse_value(bounds, field).ok()?;
+                    (
+                        value,
+                        if range.contains('/') {
+                            field.max
+                        } else {
+                            value
+                        },
+                    )
+                }
+            }
+        };
+        let mut value = start;
+        while value <= end {
+            bits |= 1 << value;
+            value += step.max(1);
+        }
+    }
+    Some((bits, star))
+}
+
+/// When a valid schedule next fires after `after` (robfig's rules: day of month and
+/// day of week both restricted means either matches). `@every` counts from `after`.
+pub fn next_run(
+    spec: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{Datelike, TimeZone, Timelike};
+    check_cron(spec).ok()?;
+    let mut spec = spec.trim();
+    let mut zone = chrono_tz::UTC;
+    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
+        let (prefix, rest) = spec.split_once(' ')?;
+        let name = prefix.split_once('=')?.1;
+        zone = chrono_tz::Tz::from_str(name).unwrap_or(chrono_tz::UTC);
+        spec = rest.trim();
+    }
+    let expanded = match spec {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        other => match other.strip_prefix("@every ") {
+            Some(duration) => {
+                let nanos = parse_go_duration(duration).ok()?;
+                let step = chrono::Duration::nanoseconds(i64::try_from(nanos).ok()?);
+                return after.checked_add_signed(step);
+            }
+            None => other,
+        },
+    };
+    let fields: Vec<&str> = expanded.split_whitespace().collect();
+    let parsed: Vec<(u64, bool)> = fields
+        .iter()
+        .zip(FIELDS.iter())
+        .map(|(text, field)| field_bits(text, field))
+        .collect::<Option<_>>()?;
+    let [minute, hour, dom, month, dow] = parsed.as_slice() else {
+        return None;
+    };
+    let local = after.with_timezone(&zone);
+    let mut candidate = local.with_second(0)?.with_nanosecond(0)? + chrono::Duration::minutes(1);
+    // Five years of minutes bounds the search (a Feb 29 schedule fires within four).
+    for _ in 0..(5 * 366 * 24 * 60) {
+        let day_matches = {
+            let dom_hit = dom.0 & (1 << candidate.day()) != 0;
+            let dow_hit = dow.0 & (1 << candidate.weekday().num_days_from_sunday()) != 0;
+            if dom.1 || dow.1 {
+                dom_hit && dow_hit
+            } else {
+                dom_hit || dow_hit
+            }
+        };
+        if month.0 & (1 << candidate.month()) == 0 || !day_matches {
+            let next_day = candidate.date_naive().succ_opt()?.and_hms_opt(0, 0, 0)?;
+            candidate = zone.from_local_datetime(&next_day).earliest()?;
+            continue;
+        }
+        if hour.0 & (1 << candidate.hour()) == 0 {
+            candidate = candidate.with_minute(0)? + chrono::Duration::hours(1);
+            continue;
+        }
+        if minute.0 & (1 << candidate.minute()) != 0 {
+            return Some(candidate.with_timezone(&chrono::Utc));
+        }
+        candidate += chrono::Duration::minutes(1);
+    }
+    None
+}
+
 fn parse_value(text: &str, field: &Field) -> Result<u32, String> {
     let lower = text.to_ascii_lowercase();
     if let Some(index) = field.names.iter().position(|name| *name == lower) {
@@ -172,7 +282,31 @@ fn parse_int(text: &str) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_cron;
+    use super::{check_cron, next_run};
+
+    #[test]
+    fn next_runs() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let after = at("2026-11-29T01:30:00Z"); // a Sunday
+        for (spec, expected) in [
+            ("0 1 * * *", "2026-11-30T01:00:00Z"),
+            ("*/15 * * * *", "2026-11-29T01:45:00Z"),
+            ("0 3 * * SUN", "2026-11-29T03:00:00Z"),
+            ("0 0 1 * *", "2026-12-01T00:00:00Z"),
+            ("@daily", "2026-11-30T00:00:00Z"),
+            ("@every 6h", "2026-11-29T07:30:00Z"),
+            ("CRON_TZ=Europe/Amsterdam 0 2 * * *", "2026-11-30T01:00:00Z"),
+            // Day of month and day of week both restricted: either one.
+            ("0 0 13 * 5", "2026-12-04T00:00:00Z"),
+        ] {
+            assert_eq!(next_run(spec, after), Some(at(expected)), "{spec}");
+        }
+        assert_eq!(next_run("not cron", after), None);
+    }
 
     #[test]
     fn accepts_velero_schedules() {

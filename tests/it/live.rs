@@ -847,3 +847,52 @@ fn import_keeps_what_velero_would_refuse_and_validate_says_so() {
         ["stowage::prefix-overlap", "stowage::provider-config"]
     );
 }
+
+#[test]
+fn status_shows_velero_verdicts_and_schedule_runs() {
+    let live = live();
+    live.write_credentials(&s3_credentials("not-the-secret"));
+    live.write_file(&format!(
+        "{}[schedules.nightly]\ncron = \"0 1 * * *\"\nstorage_location = \"primary\"\n",
+        location("primary", "velero-clean", "default = true\n")
+    ));
+    let out = live.stowage(&[
+        "apply",
+        "--auto-approve",
+        "--no-bucket-checks",
+        "--wait=20s",
+    ]);
+    // The wrong secret: Velero says Unavailable, and apply --wait fails with its words.
+    assert_exit(&out, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "primary: Unavailable — BackupStorageLocation \"primary\" is unavailable: rpc error"
+        ),
+        "{stdout}"
+    );
+
+    let out = live.stowage(&["status"]);
+    assert_exit(&out, 0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("primary ")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..4],
+        ["primary", "aws", "velero-clean", "Unavailable"],
+        "{table}"
+    );
+    assert_eq!(cells.last(), Some(&"yes"));
+    assert!(
+        table.contains("  primary: BackupStorageLocation \"primary\" is unavailable"),
+        "{table}"
+    );
+    let schedule = table.lines().find(|l| l.starts_with("nightly ")).unwrap();
+    assert!(
+        schedule.contains("0 1 * * *")
+            && schedule.contains("never")
+            && schedule.contains(":00 UTC"),
+        "{table}"
+    );
+    live.assert_no_canary();
+}
