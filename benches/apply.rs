@@ -25,9 +25,9 @@ struct Prepared {
 }
 
 fn kubectl() -> PathBuf {
-    let path = std::env::var_os("STOWAGE_KUBECTL").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/kubectl")
-    });
+    let path = std::env::var_os("STOWAGE_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/kubectl"));
     assert!(
         path.exists(),
         "kubectl is not installed at {}: run `bash tests/run bench`, which installs it",
@@ -58,8 +58,17 @@ fn prepare() -> Prepared {
         .args(["render", "-o", "rendered"])
         .output()
         .unwrap();
-    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
-    Prepared { server, _dir: dir, dir: path, kubeconfig }
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    Prepared {
+        server,
+        _dir: dir,
+        dir: path,
+        kubeconfig,
+    }
 }
 
 fn check(output: std::process::Output, what: &str) {
@@ -82,7 +91,13 @@ fn stowage_apply(bencher: divan::Bencher) {
             .output()
             .unwrap();
         check(output, "stowage apply");
-        assert_eq!(prepared.server.list("velero.io/v1", "BackupStorageLocation", Some("velero")).len(), LOCATIONS);
+        assert_eq!(
+            prepared
+                .server
+                .list("velero.io/v1", "BackupStorageLocation", Some("velero"))
+                .len(),
+            LOCATIONS
+        );
         prepared
     });
 }
@@ -101,7 +116,13 @@ fn kubectl_apply_server_side(bencher: divan::Bencher) {
             .output()
             .unwrap();
         check(output, "kubectl apply --server-side");
-        assert_eq!(prepared.server.list("velero.io/v1", "BackupStorageLocation", Some("velero")).len(), LOCATIONS);
+        assert_eq!(
+            prepared
+                .server
+                .list("velero.io/v1", "BackupStorageLocation", Some("velero"))
+                .len(),
+            LOCATIONS
+        );
         prepared
     });
 }

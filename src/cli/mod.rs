@@ -50,6 +50,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Velero's locations (phase, last validation, default) and schedules (last and next run).
     Status(StatusArgs),
+    /// Keep the cluster equal to the file: re-apply on edits, drift and every resync.
+    Watch(WatchArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema,
     /// Print shell completions.
@@ -155,6 +157,38 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Re-plan this often even without events (a Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub resync: String,
+    /// Serve /healthz, /readyz and /metrics here (`127.0.0.1:0` picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Hold a Lease so that only one replica writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Plan and log, never write.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not list the locations' buckets before applying.
+    #[arg(long)]
+    pub no_bucket_checks: bool,
+    /// How long each bucket check may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub bucket_timeout: u64,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Velero's namespace.
     #[arg(short, long, default_value = "velero")]
@@ -236,6 +270,8 @@ pub enum CliError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
 }
 
 impl CliError {
@@ -251,7 +287,8 @@ impl CliError {
             | CliError::Write { .. }
             | CliError::Runtime(_)
             | CliError::Cluster(_)
-            | CliError::Refused(_) => false,
+            | CliError::Refused(_)
+            | CliError::Watch(_) => false,
         }
     }
 }
@@ -290,6 +327,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         }
         Command::Import(args) => import_command(&args, &target, color),
         Command::Status(args) => status_command(&args, &target),
+        Command::Watch(args) => watch_command(&args, &target, color),
         Command::Schema => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(schema_text().as_bytes())?;
@@ -589,8 +627,6 @@ fn plan_command(
     })
 }
 
-/// Plans, checking the declared locations' buckets and the current places of those the
-/// plan deletes or repoints, all concurrently, then plans again with what was found.
 fn plan_with_buckets(
     runtime: &tokio::runtime::Runtime,
     config: &crate::config::Config,
@@ -599,31 +635,9 @@ fn plan_with_buckets(
     observed: &crate::observe::Observed,
     timeout: std::time::Duration,
 ) -> crate::plan::Plan {
-    use crate::observe::bucket;
-    let first = crate::plan::plan(desired, observed, &crate::plan::Context::default());
-    let declared = bucket::desired_targets(config, materials, desired, observed);
-    let declared_count = declared.len();
-    let at_risk: Vec<bucket::BucketTarget> = crate::plan::places_at_risk(&first, observed)
-        .into_iter()
-        .filter_map(|location| bucket::current_target(location, desired, observed))
-        .collect();
-    let mut reports = runtime.block_on(bucket::check_all(
-        declared.into_iter().chain(at_risk).collect(),
-        timeout,
-    ));
-    let current_places = reports.split_off(declared_count);
-    let context = crate::plan::Context {
-        bucket_backups: current_places
-            .into_iter()
-            .filter_map(|report| match report.status {
-                bucket::BucketStatus::Reachable { backups, .. } => Some((report.location, backups)),
-                _ => None,
-            })
-            .collect(),
-    };
-    let mut plan = crate::plan::plan(desired, observed, &context);
-    crate::plan::attach_bucket_reports(&mut plan, reports);
-    plan
+    runtime.block_on(crate::observe::bucket::plan_with_buckets(
+        config, materials, desired, observed, timeout,
+    ))
 }
 
 /// `--wait`'s value: a Go duration (`90s`, `5m`).
@@ -894,4 +908,54 @@ fn status_command(
     })?;
     report::status::write_text(&observed, chrono::Utc::now(), &mut std::io::stdout().lock())?;
     Ok(ExitStatus::Success)
+}
+
+fn watch_command(
+    args: &WatchArgs,
+    target: &crate::cluster::Target,
+    color: bool,
+) -> Result<ExitStatus, CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(color).init(),
+    }
+    let options = crate::watch::Options {
+        file: args.file.file.clone(),
+        target: target.clone(),
+        resync: wait_timeout(&args.resync)?,
+        listen: args.listen,
+        leader_elect: args.leader_elect,
+        dry_run: args.dry_run,
+        bucket_checks: !args.no_bucket_checks,
+        bucket_timeout: std::time::Duration::from_secs(args.bucket_timeout),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(crate::watch::run(options, shutdown_signal()))?;
+    Ok(ExitStatus::Success)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

@@ -701,6 +701,38 @@ pub fn current_target(
     })
 }
 
+/// Plans, checking the declared locations' buckets and the current places of those the
+/// plan deletes or repoints, all concurrently, then plans again with what was found.
+pub async fn plan_with_buckets(
+    config: &crate::config::Config,
+    materials: &crate::config::load::Materials,
+    desired: &crate::render::Desired,
+    observed: &crate::observe::Observed,
+    timeout: Duration,
+) -> crate::plan::Plan {
+    let first = crate::plan::plan(desired, observed, &crate::plan::Context::default());
+    let declared = desired_targets(config, materials, desired, observed);
+    let declared_count = declared.len();
+    let at_risk: Vec<BucketTarget> = crate::plan::places_at_risk(&first, observed)
+        .into_iter()
+        .filter_map(|location| current_target(location, desired, observed))
+        .collect();
+    let mut reports = check_all(declared.into_iter().chain(at_risk).collect(), timeout).await;
+    let current_places = reports.split_off(declared_count);
+    let context = crate::plan::Context {
+        bucket_backups: current_places
+            .into_iter()
+            .filter_map(|report| match report.status {
+                BucketStatus::Reachable { backups, .. } => Some((report.location, backups)),
+                _ => None,
+            })
+            .collect(),
+    };
+    let mut plan = crate::plan::plan(desired, observed, &context);
+    crate::plan::attach_bucket_reports(&mut plan, reports);
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,3 +12,4 @@ mod plan;
 mod render;
 mod schema;
 mod validate_codes;
+mod watch;

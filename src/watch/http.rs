@@ -1,0 +1,138 @@
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus text format) for the daemon.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+/// What the daemon knows about itself, shared with the HTTP endpoints.
+#[derive(Debug, Default, Clone)]
+pub struct Health {
+    pub applies: u64,
+    pub apply_failures: u64,
+    pub drift_corrections: u64,
+    pub plans: u64,
+    pub last_success_unix: Option<i64>,
+    pub last_plan_seconds: f64,
+    pub plan_seconds_sum: f64,
+    /// The file's first error, located, while it does not validate.
+    pub invalid_file: Option<String>,
+    /// Why the last reconcile failed, if it did.
+    pub last_error: Option<String>,
+    pub cluster_reachable: bool,
+    pub reconciled_once: bool,
+    pub leader: bool,
+    pub leader_election: bool,
+}
+
+pub type Shared = Arc<Mutex<Health>>;
+
+pub fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Health> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
+    let health = lock(&shared).clone();
+    let mut problems = Vec::new();
+    if !health.reconciled_once {
+        problems.push("not reconciled yet".to_string());
+    }
+    if !health.cluster_reachable {
+        problems.push("the cluster is not reachable".to_string());
+    }
+    if let Some(error) = &health.last_error {
+        problems.push(format!("last apply failed: {error}"));
+    }
+    if let Some(invalid) = &health.invalid_file {
+        problems.push(format!(
+            "the file does not validate (the last valid state is kept): {invalid}"
+        ));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
+    }
+}
+
+async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    let h = lock(&shared).clone();
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "stowage_applies_total",
+        "counter",
+        "Applies that wrote changes.",
+        h.applies.to_string(),
+    );
+    metric(
+        "stowage_apply_failures_total",
+        "counter",
+        "Reconciles that failed to plan or apply.",
+        h.apply_failures.to_string(),
+    );
+    metric(
+        "stowage_drift_corrections_total",
+        "counter",
+        "Applies that reverted changes made in the cluster.",
+        h.drift_corrections.to_string(),
+    );
+    metric(
+        "stowage_last_success_timestamp_seconds",
+        "gauge",
+        "When the cluster last matched the file (Unix time).",
+        h.last_success_unix.unwrap_or(0).to_string(),
+    );
+    metric(
+        "stowage_plan_duration_seconds",
+        "gauge",
+        "How long the last plan took.",
+        format!("{:.6}", h.last_plan_seconds),
+    );
+    metric(
+        "stowage_plan_duration_seconds_sum",
+        "counter",
+        "Time spent planning.",
+        format!("{:.6}", h.plan_seconds_sum),
+    );
+    metric(
+        "stowage_plans_total",
+        "counter",
+        "Plans made.",
+        h.plans.to_string(),
+    );
+    metric(
+        "stowage_file_invalid",
+        "gauge",
+        "1 while the file does not validate.",
+        u8::from(h.invalid_file.is_some()).to_string(),
+    );
+    metric(
+        "stowage_cluster_reachable",
+        "gauge",
+        "1 when the last read of the cluster succeeded.",
+        u8::from(h.cluster_reachable).to_string(),
+    );
+    metric(
+        "stowage_leader",
+        "gauge",
+        "1 when this replica may write.",
+        u8::from(h.leader || !h.leader_election).to_string(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
