@@ -640,8 +640,50 @@ pub fn update(
         }
     }
     owners.retain(|o| !o.fields.is_empty());
+    cap_update_owners(&mut owners);
     sort(&mut owners);
     owners
+}
+
+/// At most this many Update owners are kept (§1, `fm` DefaultMaxUpdateManagers).
+const MAX_UPDATE_OWNERS: usize = 10;
+const ANCIENT: &str = "ancient-changes";
+
+/// Folds the oldest Update owners, per apiVersion, into `ancient-changes` until at most
+/// ten remain (`cap`).
+fn cap_update_owners(owners: &mut Vec<Owner>) {
+    let updates = |owners: &Vec<Owner>| {
+        owners
+            .iter()
+            .filter(|o| o.operation == Operation::Update)
+            .count()
+    };
+    while updates(owners) > MAX_UPDATE_OWNERS {
+        let Some(oldest) = owners
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.operation == Operation::Update && o.manager != ANCIENT)
+            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        let old = owners.remove(oldest);
+        match owners.iter_mut().find(|o| {
+            o.operation == Operation::Update
+                && o.manager == ANCIENT
+                && o.api_version == old.api_version
+        }) {
+            Some(ancient) => {
+                ancient.fields = ancient.fields.union(&old.fields);
+                ancient.time = ancient.time.clone().max(old.time);
+            }
+            None => owners.push(Owner {
+                manager: ANCIENT.to_string(),
+                ..old
+            }),
+        }
+    }
 }
 
 fn sort(owners: &mut [Owner]) {

@@ -464,3 +464,43 @@ mod structural_schema {
         );
     }
 }
+
+#[test]
+fn at_most_ten_update_owners_the_oldest_fold_into_ancient_changes() {
+    let schema = crd_schema("velero.io_backupstoragelocations.yaml");
+    let mut object = bsl(json!({"provider": "aws", "objectStorage": {"bucket": "b"}}));
+    let mut owners: Vec<Owner> = Vec::new();
+    for i in 0..12 {
+        let mut next = object.clone();
+        next["metadata"]["labels"] = json!({format!("writer-{i:02}"): "x"});
+        next["metadata"]["labels"].as_object_mut().unwrap().extend(
+            object["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let manager = format!("writer-{i:02}");
+        let time = format!("2026-01-02T03:04:{i:02}Z");
+        owners = update(
+            &object,
+            &next,
+            &owners,
+            Writer {
+                manager: &manager,
+                api_version: V1,
+                now: &time,
+            },
+            &schema,
+        );
+        object = next;
+    }
+    let managers: Vec<&str> = owners.iter().map(|o| o.manager.as_str()).collect();
+    assert_eq!(managers.len(), 10);
+    assert_eq!(managers[0], "ancient-changes", "{managers:?}");
+    let ancient = &owners[0];
+    assert_eq!(
+        ancient.fields.to_fields_v1_text(),
+        r#"{"f:metadata":{"f:labels":{".":{},"f:writer-00":{},"f:writer-01":{},"f:writer-02":{}}}}"#
+    );
+    assert!(!managers.contains(&"writer-02") && managers.contains(&"writer-03"));
+}
