@@ -141,6 +141,9 @@ pub struct ApplyArgs {
     /// How long each bucket check may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub bucket_timeout: u64,
+    /// How long one write may take before it is retried.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub request_timeout: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -731,6 +734,7 @@ fn apply_command(
     let started = chrono_now();
     let options = crate::cluster::apply::Options {
         force_conflicts: args.force_conflicts,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
     };
     let report = runtime.block_on(crate::cluster::apply::apply(
         &cluster, &plan, &desired, &observed, options,

@@ -20,13 +20,24 @@ pub const FIELD_MANAGER: &str = "stowage";
 const CONCURRENCY: usize = 8;
 /// Attempts per write for errors that may pass (5xx, timeouts, throttling).
 const ATTEMPTS: u32 = 4;
-/// How long one write may take before it counts as timed out and is retried.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one write may take, by default, before it counts as timed out and is
+/// retried (server-side apply is idempotent, so a retry is safe).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Take over fields another field manager owns instead of failing.
     pub force_conflicts: bool,
+    pub request_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            force_conflicts: false,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,12 +200,13 @@ async fn write(
                 ..DeleteParams::default()
             };
             with_retries(|| async {
-                match tokio::time::timeout(REQUEST_TIMEOUT, api.delete(name, &params)).await {
+                match tokio::time::timeout(options.request_timeout, api.delete(name, &params)).await
+                {
                     Ok(Ok(_)) => Ok(()),
                     // Already gone is what a delete wants.
                     Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(()),
                     Ok(Err(e)) => Err(explain(e, "delete", &resource, namespace, &cluster.url)),
-                    Err(_) => Err(timed_out("delete", &resource)),
+                    Err(_) => Err(timed_out("delete", &resource, options.request_timeout)),
                 }
             })
             .await
@@ -207,7 +219,7 @@ async fn write(
             params.force = options.force_conflicts;
             with_retries(|| async {
                 match tokio::time::timeout(
-                    REQUEST_TIMEOUT,
+                    options.request_timeout,
                     api.patch(name, &params, &Patch::Apply(&manifest)),
                 )
                 .await
@@ -225,7 +237,7 @@ async fn write(
                         })
                     }
                     Ok(Err(e)) => Err(explain(e, "patch", &resource, namespace, &cluster.url)),
-                    Err(_) => Err(timed_out("apply", &resource)),
+                    Err(_) => Err(timed_out("apply", &resource, options.request_timeout)),
                 }
             })
             .await
@@ -234,11 +246,15 @@ async fn write(
     result.map_err(|e| e.to_string())
 }
 
-fn timed_out(verb: &'static str, resource: &kube::core::ApiResource) -> ClusterError {
+fn timed_out(
+    verb: &'static str,
+    resource: &kube::core::ApiResource,
+    timeout: Duration,
+) -> ClusterError {
     ClusterError::Request {
         verb,
         resource: resource.plural.clone(),
-        reason: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+        reason: format!("no answer within {} s", timeout.as_secs_f64()),
     }
 }
 

@@ -390,6 +390,7 @@ impl Daemon {
         // count them as changes).
         let options = cluster::apply::Options {
             force_conflicts: true,
+            ..cluster::apply::Options::default()
         };
         let report =
             cluster::apply::apply(&self.cluster, &plan, &desired, &observed, options).await;

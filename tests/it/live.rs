@@ -896,3 +896,71 @@ fn status_shows_velero_verdicts_and_schedule_runs() {
     );
     live.assert_no_canary();
 }
+
+#[test]
+fn a_write_that_times_out_is_retried_and_reported_once_done() {
+    let live = live();
+    live.write_credentials(&s3_credentials(&good_secret()));
+    live.write_file(&format!(
+        "{}[schedules.daily]\ncron = \"0 3 * * *\"\nstorage_location = \"primary\"\n",
+        location("primary", "velero-clean", "default = true\n")
+    ));
+    live.server.inject(Fault {
+        route: Route::verb(Verb::Apply).on("schedules"),
+        times: 1,
+        effect: Effect::Latency(std::time::Duration::from_secs(3)),
+    });
+    let out = live.stowage(&[
+        "apply",
+        "--auto-approve",
+        "--no-bucket-checks",
+        "--request-timeout",
+        "0.5",
+    ]);
+    assert_exit(&out, 0);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("created  Schedule velero/daily"),
+        "{report}"
+    );
+    assert!(report.contains("Applied 3 of 3 changes."), "{report}");
+    let applies = live.server.hooks().count(Verb::Apply, "schedules");
+    assert_eq!(applies, 2, "the slow write (which landed) and its retry");
+}
+
+#[test]
+fn expired_credentials_and_a_cluster_without_velero_are_named_plainly() {
+    let live = live();
+    live.write_credentials(&s3_credentials(&good_secret()));
+    live.write_file(&location("primary", "velero-clean", "default = true\n"));
+    live.server.inject(Fault {
+        route: Route::verb(Verb::List),
+        times: 20,
+        effect: Effect::Status(401),
+    });
+    let out = live.stowage(&["plan", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "refused the credentials in the kubeconfig (401 Unauthorized): they may have expired"
+        ),
+        "{stderr}"
+    );
+
+    // A cluster without Velero's CRDs.
+    let empty = tempfile::tempdir().unwrap();
+    let mut config = Config::new(empty.path());
+    config.namespaces = vec!["velero".into()];
+    let bare = TestServer::start(config).unwrap();
+    std::fs::write(&live.kubeconfig, bare.kubeconfig("velero")).unwrap();
+    let out = live.stowage(&["plan", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("Velero is not installed in this cluster: the API server does not serve backupstoragelocations.velero.io"), "{stderr}");
+}

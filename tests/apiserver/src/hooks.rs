@@ -80,7 +80,8 @@ pub enum Effect {
     Status(u16),
     /// 429 with `Retry-After`; not served.
     TooManyRequests { retry_after_seconds: u64 },
-    /// Served after this delay (a timeout, for a client that waits less).
+    /// Served at once but answered after this delay: a timeout, for a client that waits
+    /// less, whose write nevertheless happened.
     Latency(Duration),
     /// A watch that ends after this many events, as a dropped connection would.
     DropWatch { after_events: usize },

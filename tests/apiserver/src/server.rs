@@ -606,6 +606,7 @@ async fn handle(
         status: 0,
     };
     let mut drop_watch_after = None;
+    let mut delay_answer = None;
     match shared.hooks.take_fault(&record) {
         Some(Effect::Status(code)) => {
             let resource = match &target {
@@ -625,7 +626,7 @@ async fn handle(
             shared.hooks.record(record);
             return respond_failure(&failure);
         }
-        Some(Effect::Latency(delay)) => tokio::time::sleep(delay).await,
+        Some(Effect::Latency(delay)) => delay_answer = Some(delay),
         Some(Effect::DropWatch { after_events }) => drop_watch_after = Some(after_events),
         None => {}
     }
@@ -653,6 +654,11 @@ async fn handle(
     };
     record.status = response.status().as_u16();
     shared.hooks.record(record);
+    // The work is done and logged; only the answer is late, so a client that gives up
+    // has to cope with a write that happened anyway.
+    if let Some(delay) = delay_answer {
+        tokio::time::sleep(delay).await;
+    }
     response
 }
 
