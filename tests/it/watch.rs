@@ -583,3 +583,60 @@ fn the_deploy_example_validates_and_its_rbac_covers_every_request() {
         );
     }
 }
+
+#[test]
+fn dry_run_writes_nothing_and_logs_json() {
+    let cluster = cluster();
+    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
+    let daemon = cluster.spawn(&["--dry-run", "--log-format", "json"]);
+    let line = daemon.wait_for_log("--dry-run: nothing applied");
+    let entry: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(entry["level"], "INFO");
+    let planned: Vec<String> = daemon
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|entry| entry["fields"]["message"] == "planned")
+        .map(|entry| entry["fields"]["object"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        planned.contains(&"BackupStorageLocation velero/primary".to_string()),
+        "{planned:?}"
+    );
+    assert!(
+        planned.contains(&"Secret velero/s3-credentials".to_string()),
+        "{planned:?}"
+    );
+    assert!(cluster.bsl("primary").is_none(), "a dry run never writes");
+    assert!(!daemon.log().contains(CANARY));
+}
+
+#[test]
+fn a_file_briefly_missing_keeps_the_last_state_until_it_returns() {
+    let cluster = cluster();
+    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
+    let daemon = cluster.spawn(&[]);
+    eventually("primary to be created", Duration::from_secs(20), || {
+        cluster.bsl("primary")
+    });
+    std::fs::remove_file(cluster.dir.path().join("stowage.toml")).unwrap();
+    eventually(
+        "/readyz to report the missing file",
+        Duration::from_secs(20),
+        || {
+            let (status, body) = daemon.get("/readyz");
+            (status == 503 && body.contains("stowage.toml")).then_some(())
+        },
+    );
+    assert!(cluster.bsl("primary").is_some());
+    cluster.write(&file_text(&[
+        ("primary", "velero-clean", ""),
+        ("secondary", "velero-prefixed", "cluster-a"),
+    ]));
+    eventually("secondary to be created", Duration::from_secs(20), || {
+        cluster.bsl("secondary")
+    });
+    eventually("/readyz to pass", Duration::from_secs(20), || {
+        (daemon.get("/readyz").0 == 200).then_some(())
+    });
+}
