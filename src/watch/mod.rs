@@ -31,6 +31,8 @@ use crate::report::diagnostics as shown;
 
 /// How long a burst of file events must be quiet before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A burst that never goes quiet is read after this long anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -197,10 +199,21 @@ pub async fn run(
                 _ = tokio::time::sleep(lease::LEASE_DURATION / 3), if daemon.waiting_for_leadership() => Reason::Resync,
             },
         };
-        // Let a burst of edits settle, and fold what else arrived into this round.
+        // Let a burst of edits settle (quiet for DEBOUNCE, at most MAX_SETTLE), and
+        // fold what else arrived into this round.
         let mut reason = reason;
         if reason == Reason::File {
-            tokio::time::sleep(DEBOUNCE).await;
+            let settle_by = Instant::now() + MAX_SETTLE;
+            loop {
+                tokio::time::sleep(DEBOUNCE).await;
+                let mut more = false;
+                while file_rx.try_recv().is_ok() {
+                    more = true;
+                }
+                if !more || Instant::now() >= settle_by {
+                    break;
+                }
+            }
         }
         while file_rx.try_recv().is_ok() {
             reason = reason.min(Reason::File);
