@@ -310,36 +310,91 @@ pub fn merge(live: &Value, config: &Value, schema: &ObjectSchema) -> Value {
                 }
                 Value::Object(out)
             }
-            (Shape::SetList, Value::Array(l), Value::Array(c)) => {
-                let mut out = c.clone();
-                out.extend(l.iter().filter(|item| !c.contains(item)).cloned());
-                Value::Array(out)
-            }
+            (Shape::SetList, Value::Array(l), Value::Array(c)) => Value::Array(merge_list_items(
+                l,
+                c,
+                |item| Element::Value(item.clone()),
+                |_, config| config.clone(),
+            )),
             (Shape::AssocList(keys, item_schema), Value::Array(l), Value::Array(c)) => {
-                let mut out: Vec<Value> = c
-                    .iter()
-                    .map(|item| {
-                        let key = item_key(item, keys);
-                        match l.iter().find(|existing| item_key(existing, keys) == key) {
-                            Some(existing) => walk(existing, item, item_schema),
-                            None => item.clone(),
-                        }
-                    })
-                    .collect();
-                out.extend(
-                    l.iter()
-                        .filter(|existing| {
-                            let key = item_key(existing, keys);
-                            !c.iter().any(|item| item_key(item, keys) == key)
-                        })
-                        .cloned(),
-                );
-                Value::Array(out)
+                Value::Array(merge_list_items(
+                    l,
+                    c,
+                    |item| item_key(item, keys),
+                    |live, config| walk(live, config, item_schema),
+                ))
             }
             _ => config.clone(),
         }
     }
     walk(live, config, &schema.root)
+}
+
+/// The items of a merged set or associative list (`mrg` visitListItems): the config's
+/// order for the items it names, while items only in the live list keep their place
+/// relative to the shared ones.
+fn merge_list_items(
+    live: &[Value],
+    config: &[Value],
+    key: impl Fn(&Value) -> Element,
+    merge_item: impl Fn(&Value, &Value) -> Value,
+) -> Vec<Value> {
+    let live_keys: Vec<Element> = live.iter().map(&key).collect();
+    let config_keys: Vec<Element> = config.iter().map(&key).collect();
+    let live_item = |k: &Element| live_keys.iter().position(|l| l == k).map(|i| &live[i]);
+    let config_item = |k: &Element| config_keys.iter().position(|c| c == k).map(|i| &config[i]);
+    let merged = |k: &Element| match (live_item(k), config_item(k)) {
+        (Some(l), Some(c)) => merge_item(l, c),
+        (_, Some(c)) => c.clone(),
+        (Some(l), None) => l.clone(),
+        (None, None) => Value::Null,
+    };
+    let mut shared_order: std::collections::VecDeque<&Element> = config_keys
+        .iter()
+        .filter(|k| live_keys.contains(k))
+        .collect();
+    let mut next_shared = shared_order.pop_front();
+    let mut taken: Vec<&Element> = Vec::new();
+    let mut out = Vec::with_capacity(live.len().max(config.len()));
+    let (mut li, mut ri) = (0, 0);
+    while li < live.len() || ri < config.len() {
+        if li < live.len() && ri < config.len() {
+            let here = &live_keys[li];
+            if *here == config_keys[ri] {
+                taken.push(here);
+                out.push(merged(here));
+                li += 1;
+                ri += 1;
+                next_shared = shared_order.pop_front();
+                continue;
+            }
+            if config_keys.contains(here) && next_shared.is_some_and(|n| n != here) {
+                // A shared item, but not the one due now: it comes with the config.
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            let here = &live_keys[li];
+            if !config_keys.contains(here) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            } else if taken.contains(&here) {
+                li += 1;
+            }
+        }
+        if ri < config.len() {
+            let here = &config_keys[ri];
+            taken.push(here);
+            out.push(merged(here));
+            ri += 1;
+            if next_shared == Some(here) {
+                next_shared = shared_order.pop_front();
+            }
+        }
+    }
+    out
 }
 
 /// Removes `path` from `value`, and then every parent it leaves empty for which

@@ -504,3 +504,24 @@ fn at_most_ten_update_owners_the_oldest_fold_into_ancient_changes() {
     );
     assert!(!managers.contains(&"writer-02") && managers.contains(&"writer-03"));
 }
+
+#[test]
+fn live_only_list_items_keep_their_place_among_the_applied_ones() {
+    let schema = ObjectSchema::new(&json!({"type": "object", "properties": {
+        "set": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"}}}));
+    // SMD's visitListItems walk: the config orders the shared items (b before a), the
+    // live-only x and y stay where they were relative to them.
+    let merged = stowage_test_apiserver::ssa::merge(
+        &json!({"set": ["a", "x", "b", "y"]}),
+        &json!({"set": ["b", "a"]}),
+        &schema,
+    );
+    assert_eq!(merged, json!({"set": ["x", "b", "y", "a"]}));
+    // SMD's apply_twice_reorder: a reordered config reorders the list.
+    let merged = stowage_test_apiserver::ssa::merge(
+        &json!({"set": ["a", "b", "c", "d"]}),
+        &json!({"set": ["a", "d", "c", "b"]}),
+        &schema,
+    );
+    assert_eq!(merged, json!({"set": ["a", "d", "c", "b"]}));
+}
