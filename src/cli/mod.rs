@@ -556,18 +556,8 @@ fn plan_command(
     let runtime = runtime()?;
     let (observed, observed_path, _) =
         observe(&runtime, args.observed.as_deref(), target, config, &desired)?;
-    let plan = if args.no_bucket_checks {
-        crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
-    } else {
-        plan_with_buckets(
-            &runtime,
-            config,
-            &loaded.materials,
-            &desired,
-            &observed,
-            std::time::Duration::from_secs(args.bucket_timeout),
-        )
-    };
+    let checks = bucket_checks(args.no_bucket_checks, args.bucket_timeout);
+    let plan = make_plan(&runtime, &loaded, config, &desired, &observed, checks);
 
     // Validation warnings were shown already; the plan's own findings are new.
     let mut stderr = std::io::stderr().lock();
@@ -630,17 +620,30 @@ fn plan_command(
     })
 }
 
-fn plan_with_buckets(
+/// The plan, with the buckets checked first unless `bucket_timeout` is `None`.
+fn make_plan(
     runtime: &tokio::runtime::Runtime,
+    loaded: &Loaded,
     config: &crate::config::Config,
-    materials: &crate::config::load::Materials,
     desired: &crate::render::Desired,
     observed: &crate::observe::Observed,
-    timeout: std::time::Duration,
+    bucket_timeout: Option<std::time::Duration>,
 ) -> crate::plan::Plan {
-    runtime.block_on(crate::observe::bucket::plan_with_buckets(
-        config, materials, desired, observed, timeout,
-    ))
+    match bucket_timeout {
+        None => crate::plan::plan(desired, observed, &crate::plan::Context::default()),
+        Some(timeout) => runtime.block_on(crate::observe::bucket::plan_with_buckets(
+            config,
+            &loaded.materials,
+            desired,
+            observed,
+            timeout,
+        )),
+    }
+}
+
+/// `--bucket-timeout` unless `--no-bucket-checks`.
+fn bucket_checks(skip: bool, seconds: u64) -> Option<std::time::Duration> {
+    (!skip).then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// `--wait`'s value: a Go duration (`90s`, `5m`).
@@ -693,22 +696,15 @@ fn apply_command(
     let Some(cluster) = cluster else {
         return Ok(ExitStatus::Failure);
     };
+    // A saved plan was reviewed with its bucket checks already.
+    let checks = bucket_checks(
+        args.no_bucket_checks || saved.is_some(),
+        args.bucket_timeout,
+    );
+    let plan = make_plan(&runtime, &loaded, config, &desired, &observed, checks);
     if let Some(saved) = &saved {
-        let plan = crate::plan::plan(&desired, &observed, &crate::plan::Context::default());
         check_saved_plan(saved, &loaded, &observed, &plan)?;
     }
-    let plan = if args.no_bucket_checks || saved.is_some() {
-        crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
-    } else {
-        plan_with_buckets(
-            &runtime,
-            config,
-            &loaded.materials,
-            &desired,
-            &observed,
-            std::time::Duration::from_secs(args.bucket_timeout),
-        )
-    };
     let mut stderr = std::io::stderr().lock();
     let located = shown::locate(&plan.diagnostics, &loaded.source);
     shown::write_text(&located, &loaded.source, color, &mut stderr)?;

@@ -172,15 +172,8 @@ impl TestServer {
     /// `kubectl create` or a controller would leave). Returns the stored object.
     pub fn seed(&self, object: Value, manager: &str) -> Result<Value, Failure> {
         let (index, namespace) = self.locate(&object)?;
-        let request = Incoming {
-            resource: index,
-            namespace,
-            name: None,
-            query: Query::default(),
-            user_agent: manager.to_string(),
-            content_type: "application/json".to_string(),
-            body: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
-        };
+        let request =
+            Incoming::in_process(index, namespace, None, manager, "application/json", &object);
         create(&self.shared, &request).map(|r| r.body)
     }
 
@@ -199,15 +192,14 @@ impl TestServer {
             .registry
             .by_kind(api_version, kind)
             .ok_or_else(status::route_not_found)?;
-        let request = Incoming {
-            resource: index,
-            namespace: namespace.map(str::to_string),
-            name: Some(name.to_string()),
-            query: Query::default(),
-            user_agent: manager.to_string(),
-            content_type: "application/merge-patch+json".to_string(),
-            body: Bytes::from(serde_json::to_vec(&patch).unwrap_or_default()),
-        };
+        let request = Incoming::in_process(
+            index,
+            namespace.map(str::to_string),
+            Some(name.to_string()),
+            manager,
+            "application/merge-patch+json",
+            &patch,
+        );
         patch_or_apply(&self.shared, &request).map(|r| r.body)
     }
 
@@ -337,6 +329,26 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// A write made by the test itself, not over HTTP (seeds, simulated clients).
+    fn in_process(
+        resource: usize,
+        namespace: Option<String>,
+        name: Option<String>,
+        manager: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> Incoming {
+        Incoming {
+            resource,
+            namespace,
+            name,
+            query: Query::default(),
+            user_agent: manager.to_string(),
+            content_type: content_type.to_string(),
+            body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        }
+    }
+
     /// The field manager of a non-apply write (§3).
     fn manager(&self) -> String {
         if let Some(manager) = self.query.get("fieldManager") {
