@@ -23,7 +23,9 @@ import urllib.request
 
 TOOLS, STATE = sys.argv[1], sys.argv[2]
 VENV_BIN = os.path.join(TOOLS, "venv", "bin")
-LOGS = os.path.join(TOOLS, "logs")
+# Logs beside the state file: .tools/logs for the test run, DIR/logs for
+# `tests/cluster/start DIR --velero`.
+LOGS = os.path.join(os.path.dirname(os.path.abspath(STATE)), "logs")
 os.makedirs(LOGS, exist_ok=True)
 
 # The documented Azurite development account; public, not a secret.
@@ -118,6 +120,12 @@ LAYOUT = {
         "data/part-0001",
         "logs/2025/06/01.log",
     ],
+    # Empty, for real Velero to write backups into: tests each under a prefix of their
+    # own in velero-live and velero-live-2; the two others for `tests/cluster/start --velero`.
+    "velero-live": [],
+    "velero-live-2": [],
+    "velero-empty": [],
+    "velero-empty-2": [],
 }
 
 # --- S3 (moto) ---------------------------------------------------------------------
