@@ -15,7 +15,8 @@
           version = "0.1.0";
           src = pkgs.lib.cleanSource ./.;
           cargoLock.lockFile = ./Cargo.lock;
-          # The suite starts emulators and reads ../shared; run tests/run instead.
+          # The suite builds and starts the real kube-apiserver, etcd and Velero and the
+          # bucket emulators; run tests/run instead.
           doCheck = false;
           nativeBuildInputs = [ pkgs.installShellFiles ];
           postInstall = ''
@@ -36,7 +37,7 @@
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
           inputsFrom = [ self.packages.${pkgs.system}.stowage ];
-          packages = with pkgs; [ cargo rustc clippy rustfmt rust-analyzer python3 nodejs_20 kubectl ];
+          packages = with pkgs; [ cargo rustc clippy rustfmt rust-analyzer python3 nodejs_20 go kubectl ];
         };
       });
     };

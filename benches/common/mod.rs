@@ -4,8 +4,15 @@ use std::fmt::Write;
 
 /// A valid file: 1,000 locations over 10 buckets (100 prefixes each), 5,000 schedules
 /// each fanned out to two locations, with filters and snapshot locations.
+#[allow(dead_code)] // each bench uses one of the two
 pub fn generated(locations: usize, schedules: usize) -> String {
-    let mut text = String::from("version = 1\n\n");
+    generated_in("velero", locations, schedules)
+}
+
+/// The same file, for Velero in `namespace`.
+#[allow(dead_code)]
+pub fn generated_in(namespace: &str, locations: usize, schedules: usize) -> String {
+    let mut text = format!("version = 1\n\n[velero]\nnamespace = \"{namespace}\"\n\n");
     for provider in ["aws", "gcp"] {
         let _ = writeln!(
             text,

@@ -2,10 +2,13 @@
 
 mod support;
 
+mod cluster;
+
 mod buckets;
 mod cli;
 mod crd_schema;
 mod examples;
+mod kubectl;
 mod live;
 mod loader_never_panics;
 mod plan;

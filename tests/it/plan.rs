@@ -9,7 +9,6 @@ use stowage::observe::{Observed, from_yaml};
 use stowage::plan::{Action, Context, Plan, Risk, plan};
 use stowage::render::{Desired, Kind, render, secret_manifest};
 
-use crate::crd_schema::shared_dir;
 use crate::support::{assert_exit, example_files, fixture};
 
 fn desired_of(path: &Path) -> Desired {
@@ -147,7 +146,9 @@ ttl = "720h"
 "#;
 
 fn fixture_state(name: &str) -> Observed {
-    let path = shared_dir().join("fixtures").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path).expect("fixture");
     from_yaml(&path.display().to_string(), &text).expect("fixture parses")
 }

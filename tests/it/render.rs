@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use stowage::render::{Kind, render, to_documents};
 
-use crate::crd_schema::{problems, velero_schemas};
+use crate::cluster::stack;
+use crate::crd_schema::problems;
 use crate::support::{example_files, fixture};
 
 fn rendered(path: &std::path::Path) -> stowage::render::Desired {
@@ -19,13 +20,12 @@ fn rendered(path: &std::path::Path) -> stowage::render::Desired {
 
 #[test]
 fn every_rendered_object_passes_the_real_crd_schema() {
-    let schemas = velero_schemas();
+    let ns = stack().namespace("render-examples");
     let mut checked = 0;
     for file in example_files() {
         let desired = rendered(&file);
         for object in &desired.objects {
-            let schema = &schemas[object.object.kind.as_str()];
-            let found = problems(schema, &object.manifest);
+            let found = problems(&object.manifest, &ns.name);
             assert!(
                 found.is_empty(),
                 "{} {}: {found:#?}",
@@ -108,9 +108,9 @@ default_volumes_to_restic = false
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     let fixture = fixture("stowage.toml", text, &[("ca.pem", pem)]);
     let desired = rendered(&fixture.path);
-    let schemas = velero_schemas();
+    let ns = stack().namespace("render-every-field");
     for object in &desired.objects {
-        let found = problems(&schemas[object.object.kind.as_str()], &object.manifest);
+        let found = problems(&object.manifest, &ns.name);
         assert!(found.is_empty(), "{}: {found:#?}", object.object);
     }
     let all = desired

@@ -1,129 +1,70 @@
-//! `stowage watch` as a process against the test API server with the Velero simulator:
-//! edits applied, invalid edits refused and reported, drift reverted, two replicas with
-//! one writer, a clean stop, and a soak of rapid edits.
+//! `stowage watch` as a process against the real API server: edits applied, invalid
+//! edits refused and reported, drift reverted, two replicas with one writer, a clean
+//! stop, a soak of rapid edits, and the deploy example's RBAC enforced by the real server.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use stowage_test_apiserver::simulator::Settings;
-use stowage_test_apiserver::{Config, TestServer};
 
-use crate::buckets::emulators;
+use crate::cluster::{CANARY, Options, TestCluster, cluster, eventually, stack};
 
-const CANARY: &str = "canary-watch-3c9d";
-
-pub struct Cluster {
-    pub server: TestServer,
-    pub dir: tempfile::TempDir,
-    pub kubeconfig: PathBuf,
+/// A file with the given locations (name, prefix under the namespace's), the first the
+/// default.
+pub fn file_text(cluster: &TestCluster, locations: &[(&str, &str)]) -> String {
+    locations
+        .iter()
+        .enumerate()
+        .map(|(i, (name, place))| {
+            cluster.location(name, place, if i == 0 { "default = true\n" } else { "" })
+        })
+        .collect()
 }
 
-pub fn cluster() -> Cluster {
-    let mut config = Config::new(stowage_test_apiserver::velero_crds());
-    config.namespaces = vec!["velero".into()];
-    config.simulator = Some(Settings::new("velero"));
-    let server = TestServer::start(config).expect("test API server");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig("velero")).unwrap();
-    let e = emulators();
-    std::fs::write(
-        dir.path().join("s3.ini"),
-        format!(
-            "[default]\n# {CANARY}\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            e["s3"]["access_key_id"].as_str().unwrap(),
-            e["s3"]["secret_access_key"].as_str().unwrap()
-        ),
-    )
-    .unwrap();
-    Cluster {
-        server,
-        dir,
-        kubeconfig,
-    }
+/// `stowage watch` for this cluster, its log collected.
+pub fn spawn(cluster: &TestCluster, extra: &[&str]) -> Daemon {
+    spawn_with(cluster.command(), extra)
 }
 
-/// A file with the given locations (name, bucket, prefix), the first the default.
-pub fn file_text(locations: &[(&str, &str, &str)]) -> String {
-    let url = emulators()["s3"]["url"].as_str().unwrap().to_string();
-    let mut text = String::from(
-        "version = 1\n\n[credentials.s3]\nsecret = \"s3-credentials\"\nfile = \"s3.ini\"\n\n",
-    );
-    for (i, (name, bucket, prefix)) in locations.iter().enumerate() {
-        text.push_str(&format!(
-            "[backup_locations.{name}]\nprovider = \"aws\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\ndefault = {}\ncredential = \"s3\"\nconfig = {{ region = \"us-east-1\", s3Url = \"{url}\", s3ForcePathStyle = \"true\" }}\n\n",
-            i == 0
-        ));
+pub fn spawn_with(mut command: Command, extra: &[&str]) -> Daemon {
+    command.args(["watch", "--listen", "127.0.0.1:0", "--no-bucket-checks"]);
+    if !extra.contains(&"--resync") {
+        command.args(["--resync", "2s"]);
     }
-    text
-}
-
-impl Cluster {
-    pub fn write(&self, text: &str) {
-        // As editors do: a new file renamed over the old one.
-        let temporary = self.dir.path().join(".stowage.toml.swp");
-        std::fs::write(&temporary, text).unwrap();
-        std::fs::rename(&temporary, self.dir.path().join("stowage.toml")).unwrap();
-    }
-
-    pub fn bsl(&self, name: &str) -> Option<Value> {
-        self.server.get(
-            "velero.io/v1",
-            "BackupStorageLocation",
-            Some("velero"),
-            name,
-        )
-    }
-
-    pub fn spawn(&self, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
-            .current_dir(self.dir.path())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args([
-                "watch",
-                "--listen",
-                "127.0.0.1:0",
-                "--no-bucket-checks",
-                "--resync",
-                "2s",
-            ])
-            .args(extra)
-            .env("STOWAGE_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("stowage watch starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut daemon = Daemon {
-            child,
-            log,
-            port: 0,
-        };
-        let line = daemon.wait_for_log("listening on 127.0.0.1:");
-        let port = line
-            .split("listening on 127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|p| p.parse().ok())
-            .expect("a port in the log");
-        daemon.port = port;
-        daemon
-    }
+    let mut child = command
+        .args(extra)
+        .env("STOWAGE_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stowage watch starts");
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let mut daemon = Daemon {
+        child,
+        log,
+        port: 0,
+    };
+    let line = daemon.wait_for_log("listening on 127.0.0.1:");
+    let port = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the log");
+    daemon.port = port;
+    daemon
 }
 
 pub struct Daemon {
@@ -136,17 +77,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -217,9 +147,9 @@ impl Daemon {
 
 #[test]
 fn edits_apply_an_invalid_edit_changes_nothing_and_fixing_it_resumes() {
-    let cluster = cluster();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let mut daemon = cluster.spawn(&[]);
+    let cluster = cluster("watch-edits-apply-an", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let mut daemon = spawn(&cluster, &[]);
     eventually("primary to be created", Duration::from_secs(20), || {
         cluster.bsl("primary")
     });
@@ -229,18 +159,18 @@ fn edits_apply_an_invalid_edit_changes_nothing_and_fixing_it_resumes() {
     assert_eq!(daemon.get("/healthz"), (200, "ok\n".to_string()));
 
     // An edit: a second location appears.
-    cluster.write(&file_text(&[
-        ("primary", "velero-clean", ""),
-        ("secondary", "velero-prefixed", "cluster-a"),
-    ]));
+    cluster.write_file(&file_text(
+        &cluster,
+        &[("primary", "primary"), ("secondary", "secondary")],
+    ));
     eventually("secondary to be created", Duration::from_secs(20), || {
         cluster.bsl("secondary")
     });
 
     // An invalid edit (a misspelt key) that would also remove secondary: nothing changes.
     let invalid =
-        file_text(&[("primary", "velero-clean", "")]).replace("default = true", "defualt = true");
-    cluster.write(&invalid);
+        file_text(&cluster, &[("primary", "primary")]).replace("default = true", "defualt = true");
+    cluster.write_file(&invalid);
     let (status, body) = eventually(
         "/readyz to report the invalid file",
         Duration::from_secs(20),
@@ -251,7 +181,7 @@ fn edits_apply_an_invalid_edit_changes_nothing_and_fixing_it_resumes() {
     );
     assert_eq!(status, 503);
     assert!(
-        body.contains("stowage.toml:11:1: stowage::unknown-key"),
+        body.contains("stowage.toml:15:1: stowage::unknown-key"),
         "{body}"
     );
     assert_eq!(daemon.metric("stowage_file_invalid"), 1.0);
@@ -263,7 +193,7 @@ fn edits_apply_an_invalid_edit_changes_nothing_and_fixing_it_resumes() {
     assert!(daemon.log().contains("the file does not validate"));
 
     // Fixed: applying resumes, and the removal goes through.
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
     eventually("secondary to be deleted", Duration::from_secs(20), || {
         cluster.bsl("secondary").is_none().then_some(())
     });
@@ -284,18 +214,15 @@ fn edits_apply_an_invalid_edit_changes_nothing_and_fixing_it_resumes() {
 
 #[test]
 fn manual_edits_of_managed_objects_are_reverted_and_unmanaged_objects_left_alone() {
-    let cluster = cluster();
-    cluster
-        .server
-        .seed(
-            json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
-            "metadata": {"name": "hand-made", "namespace": "velero"},
+    let cluster = cluster("watch-manual-edits-of", Options::default());
+    cluster.seed(
+        json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "hand-made"},
             "spec": {"provider": "aws", "objectStorage": {"bucket": "elsewhere"}}}),
-            "kubectl-create",
-        )
-        .unwrap();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let daemon = cluster.spawn(&[]);
+        "kubectl-create",
+    );
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let daemon = spawn(&cluster, &[]);
     eventually("primary to be created", Duration::from_secs(20), || {
         cluster.bsl("primary")
     });
@@ -303,18 +230,18 @@ fn manual_edits_of_managed_objects_are_reverted_and_unmanaged_objects_left_alone
 
     // As `kubectl edit` would: a merge patch by another field manager.
     cluster
-        .server
+        .ns
         .merge_patch(
             "velero.io/v1",
             "BackupStorageLocation",
-            Some("velero"),
             "primary",
             json!({"spec": {"objectStorage": {"bucket": "velero-elsewhere"}}}),
             "kubectl-edit",
         )
         .unwrap();
     eventually("the edit to be reverted", Duration::from_secs(20), || {
-        (cluster.bsl("primary")?["spec"]["objectStorage"]["bucket"] == "velero-clean").then_some(())
+        (cluster.bsl("primary")?["spec"]["objectStorage"]["bucket"] == crate::cluster::LIVE_BUCKET)
+            .then_some(())
     });
     eventually(
         "a drift correction to be counted",
@@ -330,13 +257,13 @@ fn manual_edits_of_managed_objects_are_reverted_and_unmanaged_objects_left_alone
 
 #[test]
 fn two_replicas_with_leader_election_have_one_writer_and_the_second_takes_over() {
-    let cluster = cluster();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let mut first = cluster.spawn(&["--leader-elect"]);
+    let cluster = cluster("watch-two-replicas-with", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let mut first = spawn(&cluster, &["--leader-elect"]);
     eventually("primary to be created", Duration::from_secs(20), || {
         cluster.bsl("primary")
     });
-    let second = cluster.spawn(&["--leader-elect"]);
+    let second = spawn(&cluster, &["--leader-elect"]);
     eventually(
         "the second replica to follow",
         Duration::from_secs(20),
@@ -351,18 +278,17 @@ fn two_replicas_with_leader_election_have_one_writer_and_the_second_takes_over()
     assert_eq!(second.metric("stowage_leader"), 0.0);
 
     // Only the leader writes: every write since the start carries one pid's identity.
-    cluster.write(&file_text(&[
-        ("primary", "velero-clean", ""),
-        ("secondary", "velero-prefixed", "cluster-a"),
-    ]));
+    cluster.write_file(&file_text(
+        &cluster,
+        &[("primary", "primary"), ("secondary", "secondary")],
+    ));
     eventually("secondary to be created", Duration::from_secs(20), || {
         cluster.bsl("secondary")
     });
-    assert!(
-        first
-            .log()
-            .contains("BackupStorageLocation velero/secondary")
-    );
+    assert!(first.log().contains(&format!(
+        "BackupStorageLocation {}/secondary",
+        cluster.namespace()
+    )));
     assert!(
         !second.log().contains("\"applied\"") && !second.log().contains(" applied "),
         "the follower never writes"
@@ -375,20 +301,15 @@ fn two_replicas_with_leader_election_have_one_writer_and_the_second_takes_over()
         Duration::from_secs(30),
         || (second.metric("stowage_leader") == 1.0).then_some(()),
     );
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
     eventually(
         "secondary to be deleted by the new leader",
         Duration::from_secs(30),
         || cluster.bsl("secondary").is_none().then_some(()),
     );
     let lease = cluster
-        .server
-        .get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("velero"),
-            "stowage-default",
-        )
+        .ns
+        .get("coordination.k8s.io/v1", "Lease", "stowage-default")
         .unwrap();
     assert!(
         lease["spec"]["holderIdentity"]
@@ -400,9 +321,9 @@ fn two_replicas_with_leader_election_have_one_writer_and_the_second_takes_over()
 
 #[test]
 fn a_soak_of_rapid_edits_ends_in_the_last_valid_file_without_growing() {
-    let cluster = cluster();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let daemon = cluster.spawn(&[]);
+    let cluster = cluster("watch-a-soak-of", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let daemon = spawn(&cluster, &[]);
     eventually("primary to be created", Duration::from_secs(20), || {
         cluster.bsl("primary")
     });
@@ -414,20 +335,14 @@ fn a_soak_of_rapid_edits_ends_in_the_last_valid_file_without_growing() {
             // Invalid: a cron the validator refuses.
             format!(
                 "{}[schedules.broken]\ncron = \"61 * * * *\"\n",
-                file_text(&[
-                    ("primary", "velero-clean", ""),
-                    ("extra", "velero-prefixed", &prefix)
-                ])
+                file_text(&cluster, &[("primary", "primary"), ("extra", &prefix)])
             )
         } else {
-            let valid = file_text(&[
-                ("primary", "velero-clean", ""),
-                ("extra", "velero-prefixed", &prefix),
-            ]);
+            let valid = file_text(&cluster, &[("primary", "primary"), ("extra", &prefix)]);
             last_valid = prefix.clone();
             valid
         };
-        cluster.write(&text);
+        cluster.write_file(&text);
         if i == 200 {
             std::thread::sleep(Duration::from_millis(500));
             rss_after_warmup = daemon.rss_kib();
@@ -438,7 +353,8 @@ fn a_soak_of_rapid_edits_ends_in_the_last_valid_file_without_growing() {
         "the last valid file to be applied",
         Duration::from_secs(30),
         || {
-            (cluster.bsl("extra")?["spec"]["objectStorage"]["prefix"] == last_valid.as_str())
+            let wanted = format!("{}/{last_valid}", cluster.namespace());
+            (cluster.bsl("extra")?["spec"]["objectStorage"]["prefix"] == wanted.as_str())
                 .then_some(())
         },
     );
@@ -453,37 +369,44 @@ fn a_soak_of_rapid_edits_ends_in_the_last_valid_file_without_growing() {
     );
 }
 
-fn rbac_allows(rules: &[Value], group: &str, resource: &str, verb: &str) -> bool {
-    let has = |list: &Value, wanted: &str| {
-        list.as_array()
-            .is_some_and(|l| l.iter().any(|v| v == wanted || v == "*"))
-    };
-    rules.iter().any(|rule| {
-        has(&rule["apiGroups"], group)
-            && has(&rule["resources"], resource)
-            && has(&rule["verbs"], verb)
-    })
+/// The deploy example's RBAC objects, moved into `namespace` (cluster-wide names made
+/// unique to it).
+fn deploy_rbac(documents: Vec<Value>, namespace: &str) -> Vec<Value> {
+    documents
+        .into_iter()
+        .map(|mut object| {
+            let cluster_scoped = object["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("Cluster"));
+            if cluster_scoped {
+                let name = format!(
+                    "{}-{namespace}",
+                    object["metadata"]["name"].as_str().unwrap()
+                );
+                object["metadata"]["name"] = json!(name);
+                if object["roleRef"]["kind"] == "ClusterRole" {
+                    object["roleRef"]["name"] = json!(name);
+                }
+            } else {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            if let Some(subjects) = object["subjects"].as_array_mut() {
+                for subject in subjects {
+                    subject["namespace"] = json!(namespace);
+                }
+            }
+            object
+        })
+        .collect()
 }
 
 #[test]
-fn the_deploy_example_validates_and_its_rbac_covers_every_request() {
+fn the_deploy_example_runs_under_its_own_rbac_on_the_real_server() {
     let deploy = crate::support::examples_dir().join("deploy");
     let documents = |name: &str| -> Vec<Value> {
         serde_saphyr::from_multiple(&std::fs::read_to_string(deploy.join(name)).unwrap()).unwrap()
     };
     let configmap = documents("configmap.yaml").remove(0);
-    let file = configmap["data"]["stowage.toml"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let rbac = documents("rbac.yaml");
-    let rules_of = |kind: &str| -> Vec<Value> {
-        rbac.iter()
-            .filter(|d| d["kind"] == kind)
-            .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
-            .collect()
-    };
-    let (role, cluster_role) = (rules_of("Role"), rules_of("ClusterRole"));
     let deployment = documents("deployment.yaml").remove(0);
     let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -494,8 +417,22 @@ fn the_deploy_example_validates_and_its_rbac_covers_every_request() {
     assert_eq!(args[0], "watch");
     assert!(args.contains(&"--leader-elect"));
 
-    // The file validates, and runs: apply, then the daemon with a Lease.
-    let cluster = cluster();
+    // The example's ServiceAccount, Role and bindings, in this test's namespace.
+    let cluster = cluster("watch-deploy-rbac", Options::default());
+    let ns = cluster.namespace().to_string();
+    for object in deploy_rbac(documents("rbac.yaml"), &ns) {
+        stack().create(object, "kubectl-create").unwrap();
+    }
+    let token = stack().token(&ns, "stowage");
+    let kubeconfig = cluster.dir.path().join("stowage-sa.kubeconfig");
+    std::fs::write(&kubeconfig, stack().token_kubeconfig(&token, &ns)).unwrap();
+    let as_service_account = || cluster.command_with(&kubeconfig);
+
+    // The example's file, in this namespace, validates.
+    let file = configmap["data"]["stowage.toml"]
+        .as_str()
+        .unwrap()
+        .replace("namespace = \"velero\"", &format!("namespace = \"{ns}\""));
     std::fs::write(cluster.dir.path().join("stowage.toml"), &file).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .current_dir(cluster.dir.path())
@@ -503,27 +440,33 @@ fn the_deploy_example_validates_and_its_rbac_covers_every_request() {
         .output()
         .unwrap();
     crate::support::assert_exit(&out, 0);
-    cluster.server
-        .seed(json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "cloud-credentials", "namespace": "velero"},
-            "stringData": {"cloud": "[default]\naws_access_key_id = a\naws_secret_access_key = b\n"}}), "velero")
-        .unwrap();
-    let daemon = cluster.spawn(&["--leader-elect"]);
-    eventually(
-        "the schedules to be created",
-        Duration::from_secs(20),
-        || {
-            cluster
-                .server
-                .get("velero.io/v1", "Schedule", Some("velero"), "daily-dr")
-        },
+    cluster.seed(
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "cloud-credentials"},
+            "stringData": {"cloud": "[default]\naws_access_key_id = a\naws_secret_access_key = b\n"}}),
+        "velero",
     );
+
+    // plan and apply as the ServiceAccount: the real server's RBAC allows all of it.
+    let out = as_service_account()
+        .args(["plan", "--no-bucket-checks"])
+        .output()
+        .unwrap();
+    crate::support::assert_exit(&out, 0);
+    let out = as_service_account()
+        .args(["apply", "--auto-approve", "--no-bucket-checks"])
+        .output()
+        .unwrap();
+    crate::support::assert_exit(&out, 0);
+    let daemon = spawn_with(as_service_account(), &["--leader-elect"]);
+    eventually("/readyz to pass", Duration::from_secs(30), || {
+        (daemon.get("/readyz").0 == 200).then_some(())
+    });
     cluster
-        .server
+        .ns
         .merge_patch(
             "velero.io/v1",
             "BackupStorageLocation",
-            Some("velero"),
             "dr",
             json!({"spec": {"accessMode": "ReadOnly"}}),
             "kubectl-edit",
@@ -532,63 +475,54 @@ fn the_deploy_example_validates_and_its_rbac_covers_every_request() {
     eventually("the drift to be reverted", Duration::from_secs(20), || {
         (cluster.bsl("dr")?["spec"]["accessMode"] == "ReadWrite").then_some(())
     });
+    assert_eq!(daemon.metric("stowage_leader"), 1.0);
+    let log = daemon.log();
     drop(daemon);
+    for refused in ["forbidden", "not allowed to"] {
+        assert!(
+            !log.to_lowercase().contains(refused),
+            "{refused} in the log:\n{log}"
+        );
+    }
 
-    let group_of = |resource: &str| match resource {
-        "backupstoragelocations" | "volumesnapshotlocations" | "schedules" | "backups" => {
-            "velero.io"
-        }
-        "deployments" => "apps",
-        "leases" => "coordination.k8s.io",
-        _ => "",
-    };
-    let mut checked = std::collections::BTreeSet::new();
-    for request in cluster.server.hooks().requests() {
-        // Seeds and the Velero simulator write in-process: every request here is stowage's.
-        let Some(resource) = request.resource.as_deref() else {
-            continue;
-        };
-        let verb = match request.verb {
-            stowage_test_apiserver::Verb::Apply | stowage_test_apiserver::Verb::Patch => "patch",
-            stowage_test_apiserver::Verb::Get => "get",
-            stowage_test_apiserver::Verb::List => "list",
-            stowage_test_apiserver::Verb::Watch => "watch",
-            stowage_test_apiserver::Verb::Create => "create",
-            stowage_test_apiserver::Verb::Update => "update",
-            stowage_test_apiserver::Verb::Delete => "delete",
-            stowage_test_apiserver::Verb::Discovery => continue,
-        };
-        let group = group_of(resource);
-        let allowed = if request.namespace.is_some() {
-            rbac_allows(&role, group, resource, verb)
-        } else {
-            rbac_allows(&cluster_role, group, resource, verb)
-        };
-        assert!(
-            allowed,
-            "examples/deploy/rbac.yaml does not allow {verb} {resource} ({request:?})"
-        );
-        checked.insert(format!("{verb} {resource}"));
-    }
-    for needed in [
-        "patch backupstoragelocations",
-        "watch schedules",
-        "list secrets",
-        "list nodes",
-        "get leases",
-    ] {
-        assert!(
-            checked.contains(needed),
-            "{needed} was never requested: {checked:?}"
-        );
-    }
+    // Outside the Role (another namespace): refused by the server, in one plain sentence.
+    let elsewhere = stack().namespace("watch-deploy-rbac-elsewhere");
+    std::fs::write(
+        cluster.dir.path().join("stowage.toml"),
+        file.replace(
+            &format!("namespace = \"{ns}\""),
+            &format!("namespace = \"{}\"", elsewhere.name),
+        ),
+    )
+    .unwrap();
+    let out = as_service_account()
+        .args(["plan", "--no-bucket-checks"])
+        .output()
+        .unwrap();
+    crate::support::assert_exit(&out, 1);
+    // The first of the concurrent LISTs to be refused names its kind.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal = stderr
+        .lines()
+        .find(|l| l.contains("not allowed to list"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        refusal.contains(&format!("in namespace {}: ", elsewhere.name))
+            && refusal.contains("is forbidden: User \"system:serviceaccount:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
 fn dry_run_writes_nothing_and_logs_json() {
-    let cluster = cluster();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let daemon = cluster.spawn(&["--dry-run", "--log-format", "json"]);
+    let cluster = cluster("watch-dry-run-writes", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let daemon = spawn(&cluster, &["--dry-run", "--log-format", "json"]);
     let line = daemon.wait_for_log("--dry-run: nothing applied");
     let entry: Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(entry["level"], "INFO");
@@ -600,11 +534,14 @@ fn dry_run_writes_nothing_and_logs_json() {
         .map(|entry| entry["fields"]["object"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        planned.contains(&"BackupStorageLocation velero/primary".to_string()),
+        planned.contains(&format!(
+            "BackupStorageLocation {}/primary",
+            cluster.namespace()
+        )),
         "{planned:?}"
     );
     assert!(
-        planned.contains(&"Secret velero/s3-credentials".to_string()),
+        planned.contains(&format!("Secret {}/s3-credentials", cluster.namespace())),
         "{planned:?}"
     );
     assert!(cluster.bsl("primary").is_none(), "a dry run never writes");
@@ -613,9 +550,9 @@ fn dry_run_writes_nothing_and_logs_json() {
 
 #[test]
 fn a_file_briefly_missing_keeps_the_last_state_until_it_returns() {
-    let cluster = cluster();
-    cluster.write(&file_text(&[("primary", "velero-clean", "")]));
-    let daemon = cluster.spawn(&[]);
+    let cluster = cluster("watch-a-file-briefly", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let daemon = spawn(&cluster, &[]);
     eventually("primary to be created", Duration::from_secs(20), || {
         cluster.bsl("primary")
     });
@@ -629,14 +566,62 @@ fn a_file_briefly_missing_keeps_the_last_state_until_it_returns() {
         },
     );
     assert!(cluster.bsl("primary").is_some());
-    cluster.write(&file_text(&[
-        ("primary", "velero-clean", ""),
-        ("secondary", "velero-prefixed", "cluster-a"),
-    ]));
+    cluster.write_file(&file_text(
+        &cluster,
+        &[("primary", "primary"), ("secondary", "secondary")],
+    ));
     eventually("secondary to be created", Duration::from_secs(20), || {
         cluster.bsl("secondary")
     });
     eventually("/readyz to pass", Duration::from_secs(20), || {
         (daemon.get("/readyz").0 == 200).then_some(())
     });
+}
+
+#[test]
+fn a_watch_cut_by_the_network_is_resumed_and_drift_still_reverted() {
+    use stowage_test_harness::{Effect, Fault, Route, Verb};
+    let cluster = cluster(
+        "watch-cut",
+        Options {
+            velero: false,
+            proxy: true,
+        },
+    );
+    // Watches of the locations are cut after their first event, three times over.
+    cluster.proxy().inject(Fault {
+        route: Route::verb(Verb::Watch).on("backupstoragelocations"),
+        times: 3,
+        effect: Effect::DropWatch { after_events: 1 },
+    });
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    let daemon = spawn(&cluster, &["--resync", "1h"]);
+    eventually("primary to be created", Duration::from_secs(20), || {
+        cluster.bsl("primary")
+    });
+    // Each edit reaches the daemon through a watch that is cut right after it; with
+    // resync an hour away, only a resumed watch can bring the second.
+    for bucket in ["velero-elsewhere", "velero-elsewhere-again"] {
+        cluster
+            .ns
+            .merge_patch(
+                "velero.io/v1",
+                "BackupStorageLocation",
+                "primary",
+                json!({"spec": {"objectStorage": {"bucket": bucket}}}),
+                "kubectl-edit",
+            )
+            .unwrap();
+        eventually("the edit to be reverted", Duration::from_secs(30), || {
+            (cluster.bsl("primary")?["spec"]["objectStorage"]["bucket"]
+                == crate::cluster::LIVE_BUCKET)
+                .then_some(())
+        });
+    }
+    let watches = cluster
+        .proxy()
+        .hooks()
+        .count(Verb::Watch, "backupstoragelocations");
+    assert!(watches >= 2, "the cut watch was started again: {watches}");
+    assert!(daemon.metric("stowage_drift_corrections_total") >= 2.0);
 }

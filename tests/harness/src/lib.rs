@@ -1,37 +1,21 @@
-//! A Kubernetes API server for stowage's tests, faithful where stowage depends on it.
-//! Test support only: it never ships in the `stowage` binary.
+//! stowage's tests against real parts. Test support only: it never ships in the
+//! `stowage` binary.
 //!
-//! - `fieldpath`, `ssa`: field ownership and server-side apply, checked against the
-//!   worked examples of `../shared/reference/ssa-semantics.md` §6;
-//! - `structural`: a CRD's structural schema applied to objects (pruning, defaults,
-//!   field errors);
-//! - `resources`, `store`, `selector`, `status`, `server`: the HTTP API (discovery,
-//!   verbs, paging, watches, tables) over an in-memory store;
-//! - `hooks`: request counters and fault injection for tests;
-//! - `simulator`: Velero's controllers, as far as tests need their verdicts.
+//! - `stack`: the real kube-apiserver and etcd that `tests/run` starts (through
+//!   `tests/cluster/start`), one per test run; each test works in a namespace of its own.
+//!   Objects are read and written as JSON through a `kube::Client` as the admin.
+//! - `velero`: real `velero server` processes, one per test namespace that needs
+//!   Velero's verdicts, backups or schedules.
+//! - `proxy`: a proxy between stowage and the real API server that logs every request
+//!   (`hooks`) and injects the faults a real server cannot be asked for: 5xx, 429 with
+//!   Retry-After, a late answer, a watch cut after some events.
 
-pub mod fieldpath;
 pub mod hooks;
-pub mod resources;
-pub mod selector;
-pub mod server;
-pub mod simulator;
-pub mod ssa;
-pub mod status;
-pub mod store;
-pub mod structural;
+pub mod proxy;
+pub mod stack;
+pub mod velero;
 
 pub use hooks::{Effect, Fault, Route, Verb};
-pub use server::{Config, TestServer};
-
-/// Where `../shared` is: `STOWAGE_SHARED`, else next to the repository.
-pub fn shared_dir() -> std::path::PathBuf {
-    std::env::var_os("STOWAGE_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-/// Velero's CRDs in `../shared/velero-crds`.
-pub fn velero_crds() -> std::path::PathBuf {
-    shared_dir().join("velero-crds")
-}
+pub use proxy::Proxy;
+pub use stack::{Namespace, Stack};
+pub use velero::VeleroServer;

@@ -494,7 +494,16 @@ func (s *stack) startVelero() error {
 	if err != nil {
 		return err
 	}
-	return s.waitFor(p, "serving metrics", func() error {
+	// Its controllers' workers start only once the manager did (which fails, for one,
+	// when another Velero holds controller-runtime's metrics port, :8080).
+	return s.waitFor(p, "running its controllers", func() error {
+		logged, err := os.ReadFile(p.log)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(logged, []byte(`msg="Starting workers" controller=backup-storage-location`)) {
+			return errors.New("the location controller has not started")
+		}
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 		if err != nil {
 			return err

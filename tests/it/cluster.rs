@@ -1,0 +1,241 @@
+//! One test's place on the real stack: a namespace of its own on the shared
+//! kube-apiserver, a folder for its file and credentials, a kubeconfig (straight to the
+//! API server, or through the fault-injecting proxy), real Velero when the test needs
+//! Velero's verdicts, and a transcript of everything stowage printed, to search for the
+//! canary secret.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stowage_test_harness::{Namespace, Proxy, Stack, VeleroServer};
+
+use crate::buckets::emulators;
+
+/// Rides along in every credential file the tests write; must never be printed.
+pub const CANARY: &str = "canary-5b1e-never-printed";
+
+/// The bucket real Velero writes into; each test under a prefix named after its
+/// namespace, so tests never see each other's backups.
+pub const LIVE_BUCKET: &str = "velero-live";
+
+#[derive(Default, Clone, Copy)]
+pub struct Options {
+    /// Run real `velero server` for the namespace.
+    pub velero: bool,
+    /// Reach the API server through the proxy (request log, faults).
+    pub proxy: bool,
+}
+
+pub struct TestCluster {
+    pub ns: Namespace,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub proxy: Option<Proxy>,
+    pub velero: Option<VeleroServer>,
+    /// The desired-state file stowage reads (`STOWAGE_FILE`), in `dir`.
+    pub file: std::cell::Cell<&'static str>,
+    transcript: RefCell<String>,
+}
+
+pub fn stack() -> &'static Stack {
+    Stack::shared()
+}
+
+pub fn cluster(hint: &str, options: Options) -> TestCluster {
+    let ns = stack().namespace(hint);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let proxy = options.proxy.then(|| Proxy::start(stack()));
+    let config = match &proxy {
+        Some(proxy) => proxy.kubeconfig(&ns.name),
+        None => stack().admin_kubeconfig(),
+    };
+    std::fs::write(&kubeconfig, config).unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    let velero = options.velero.then(|| VeleroServer::start(&ns));
+    let cluster = TestCluster {
+        ns,
+        dir,
+        kubeconfig,
+        proxy,
+        velero,
+        file: std::cell::Cell::new("stowage.toml"),
+        transcript: RefCell::default(),
+    };
+    cluster.write_credentials(&s3_credentials(&good_secret()));
+    cluster
+}
+
+/// An AWS credentials file for the S3 emulator, with the canary riding along.
+pub fn s3_credentials(secret_key: &str) -> String {
+    let e = emulators();
+    format!(
+        "[default]\n# {CANARY}\naws_access_key_id = {}\naws_secret_access_key = {secret_key}\n",
+        e["s3"]["access_key_id"].as_str().unwrap()
+    )
+}
+
+pub fn good_secret() -> String {
+    emulators()["s3"]["secret_access_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl TestCluster {
+    pub fn namespace(&self) -> &str {
+        &self.ns.name
+    }
+
+    /// The head of every file: this namespace, and the S3 credential.
+    pub fn header(&self) -> String {
+        format!(
+            "version = 1\n\n[velero]\nnamespace = \"{}\"\n\n[credentials.s3]\nsecret = \"s3-credentials\"\nfile = \"secrets/s3.ini\"\n\n",
+            self.ns.name
+        )
+    }
+
+    /// A location on the S3 emulator's live bucket, under `<namespace>/<place>`.
+    pub fn location(&self, name: &str, place: &str, extra: &str) -> String {
+        let url = emulators()["s3"]["url"].as_str().unwrap().to_string();
+        format!(
+            "[backup_locations.{name}]\nprovider = \"aws\"\nbucket = \"{LIVE_BUCKET}\"\nprefix = \"{}/{place}\"\ncredential = \"s3\"\n{extra}config = {{ region = \"us-east-1\", s3Url = \"{url}\", s3ForcePathStyle = \"true\" }}\n\n",
+            self.ns.name
+        )
+    }
+
+    /// Writes `stowage.toml`: the header, then `body`.
+    pub fn write_file(&self, body: &str) -> PathBuf {
+        let path = self.dir.path().join("stowage.toml");
+        // As editors do: a new file renamed over the old one.
+        let temporary = self.dir.path().join(".stowage.toml.swp");
+        std::fs::write(&temporary, format!("{}{body}", self.header())).unwrap();
+        std::fs::rename(&temporary, &path).unwrap();
+        path
+    }
+
+    pub fn write_credentials(&self, text: &str) {
+        std::fs::write(self.dir.path().join("secrets/s3.ini"), text).unwrap();
+    }
+
+    /// stowage with this cluster's kubeconfig, in this test's folder.
+    pub fn command(&self) -> Command {
+        self.command_with(&self.kubeconfig)
+    }
+
+    /// stowage with another kubeconfig (another user, an unreachable server).
+    pub fn command_with(&self, kubeconfig: &std::path::Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stowage"));
+        command
+            .current_dir(self.dir.path())
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env_remove("STOWAGE_FILE")
+            .stdin(Stdio::null());
+        if self.file.get() != "stowage.toml" {
+            command.env("STOWAGE_FILE", self.file.get());
+        }
+        command
+    }
+
+    pub fn stowage(&self, args: &[&str]) -> Output {
+        let output = self.command().args(args).output().unwrap();
+        self.record(&output);
+        output
+    }
+
+    /// Adds a process's output to the transcript searched for the canary.
+    pub fn record(&self, output: &Output) {
+        let mut transcript = self.transcript.borrow_mut();
+        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// `plan --format json`: the changes as `action kind/name`.
+    pub fn changes(&self) -> Vec<String> {
+        let out = self.stowage(&["plan", "--format", "json", "--no-bucket-checks"]);
+        assert!(
+            out.status.success(),
+            "plan failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}/{}",
+                    c["action"].as_str().unwrap(),
+                    c["kind"].as_str().unwrap(),
+                    c["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    /// `apply --auto-approve --wait`, which must succeed; its report.
+    pub fn apply(&self) -> String {
+        let out = self.stowage(&[
+            "apply",
+            "--auto-approve",
+            "--wait=60s",
+            "--no-bucket-checks",
+        ]);
+        crate::support::assert_exit(&out, 0);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn bsl(&self, name: &str) -> Option<Value> {
+        self.ns.get("velero.io/v1", "BackupStorageLocation", name)
+    }
+
+    pub fn schedule(&self, name: &str) -> Option<Value> {
+        self.ns.get("velero.io/v1", "Schedule", name)
+    }
+
+    /// An object as another tool made it, before stowage ran.
+    pub fn seed(&self, object: Value, manager: &str) {
+        self.ns.create(object, manager).expect("seeded object");
+    }
+
+    /// Unmanaged Schedules, as many as asked, created concurrently.
+    pub fn seed_schedules(&self, prefix: &str, count: usize) {
+        let objects: Vec<Value> = (0..count)
+            .map(|i| {
+                json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+                    "metadata": {"name": format!("{prefix}-{i}"), "namespace": self.ns.name},
+                    "spec": {"schedule": "0 1 * * *", "template": {}}})
+            })
+            .collect();
+        stack().create_all(objects, "velero");
+    }
+
+    pub fn assert_no_canary(&self) {
+        assert!(
+            !self.transcript.borrow().contains(CANARY),
+            "the canary secret was printed"
+        );
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        self.proxy.as_ref().expect("a cluster started with a proxy")
+    }
+}
