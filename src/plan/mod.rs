@@ -219,15 +219,17 @@ enum Ownership<'a> {
     Other(&'a str),
 }
 
+/// Ours needs both labels and this file's owner. An object with the managed-by label
+/// but no owner was not written by stowage (which always writes both): like an
+/// unlabelled one, it is adopted when declared and otherwise never touched.
 fn ownership<'a>(labels: &'a BTreeMap<String, String>, owner: &str) -> Ownership<'a> {
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
         return Ownership::Unlabelled;
     }
     match labels.get(OWNER_LABEL) {
+        None => Ownership::Unlabelled,
         Some(other) if other != owner => Ownership::Other(other),
-        // A stowage label without an owner is the default owner's.
-        None if owner != "default" => Ownership::Other("default"),
-        _ => Ownership::Ours,
+        Some(_) => Ownership::Ours,
     }
 }
 

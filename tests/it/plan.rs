@@ -686,3 +686,32 @@ fn detailed_exitcode_is_zero_without_changes() {
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("No changes."));
 }
+
+#[test]
+fn an_object_with_only_the_managed_by_label_is_never_deleted() {
+    // The contract: deletion needs both labels and this file's owner. A Schedule
+    // someone labelled managed-by=stowage by hand, with no owner, is not this file's.
+    let text = r#"version = 1
+[backup_locations.primary]
+provider = "aws"
+bucket = "velero-backups"
+default = true
+config = { region = "us-east-1" }
+"#;
+    let fixture = fixture("stowage.toml", text, &[]);
+    let desired = desired_of(&fixture.path);
+    let mut items = as_cluster_after_velero(&desired);
+    let half_labelled = json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+        "metadata": {"name": "hand-labelled", "namespace": "velero",
+                     "labels": {"app.kubernetes.io/managed-by": "stowage"}},
+        "spec": {"schedule": "@daily", "template": {}}});
+    items.push(half_labelled);
+    let plan = plan(&desired, &observed_from(items), &Context::default());
+    assert!(
+        plan.changes.iter().all(|c| c.action != Action::Delete),
+        "{:#?}",
+        plan.changes
+    );
+    let unmanaged: Vec<&str> = plan.unmanaged.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(unmanaged, ["hand-labelled"]);
+}
