@@ -130,8 +130,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub auto_approve: bool,
     /// Wait until Velero has validated every written location (default 5m).
-    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
-    pub wait: Option<String>,
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", require_equals = true, value_parser = go_duration)]
+    pub wait: Option<std::time::Duration>,
     /// Take over fields that another field manager owns.
     #[arg(long)]
     pub force_conflicts: bool,
@@ -164,8 +164,8 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub file: FileArg,
     /// Re-plan this often even without events (a Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    pub resync: String,
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_go_duration)]
+    pub resync: std::time::Duration,
     /// Serve /healthz, /readyz and /metrics here (`127.0.0.1:0` picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
@@ -298,7 +298,21 @@ impl CliError {
 
 /// Entry point for `main`: parses the arguments, runs, prints an error once.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1, never clap's 2: under --detailed-exitcode 2 means "the plan
+    // has changes", and a mistyped flag must not look like that to a pipeline.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Success
+            };
+            // Printing --help or a usage error can only fail on a closed stream.
+            let _ = error.print();
+            return code.into();
+        }
+    };
     let color = cli.color.enabled_for_stderr();
     match run(cli) {
         Ok(status) => status.into(),
@@ -646,13 +660,20 @@ fn bucket_checks(skip: bool, seconds: u64) -> Option<std::time::Duration> {
     (!skip).then(|| std::time::Duration::from_secs(seconds))
 }
 
-/// `--wait`'s value: a Go duration (`90s`, `5m`).
-fn wait_timeout(text: &str) -> Result<std::time::Duration, CliError> {
-    let nanos = crate::validate::duration::parse_go_duration(text)
-        .map_err(|e| CliError::Refused(format!("--wait: {e}")))?;
-    Ok(std::time::Duration::from_nanos(
-        u64::try_from(nanos.max(0)).unwrap_or(u64::MAX),
-    ))
+/// A flag's Go duration (`90s`, `5m`), not negative; clap names the flag in its error.
+fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let nanos = crate::validate::duration::parse_go_duration(text).map_err(|e| e.to_string())?;
+    let nanos = u64::try_from(nanos).map_err(|_| "a duration cannot be negative".to_string())?;
+    Ok(std::time::Duration::from_nanos(nanos))
+}
+
+/// A Go duration above zero, for periods (a zero period would never wait).
+fn positive_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = go_duration(text)?;
+    if duration.is_zero() {
+        return Err("a period must be longer than zero".to_string());
+    }
+    Ok(duration)
 }
 
 /// Asks on the terminal; without one, refuses (a pipeline must say --auto-approve).
@@ -678,7 +699,7 @@ fn apply_command(
     color: bool,
     stdout_color: bool,
 ) -> Result<ExitStatus, CliError> {
-    let wait = args.wait.as_deref().map(wait_timeout).transpose()?;
+    let wait = args.wait;
     let saved = args.plan.as_deref().map(read_saved_plan).transpose()?;
     let file = saved
         .as_ref()
@@ -928,7 +949,7 @@ fn watch_command(
     let options = crate::watch::Options {
         file: args.file.file.clone(),
         target: target.clone(),
-        resync: wait_timeout(&args.resync)?,
+        resync: args.resync,
         listen: args.listen,
         leader_elect: args.leader_elect,
         dry_run: args.dry_run,

@@ -118,3 +118,41 @@ fn schema_and_completions_print_to_stdout() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("stowage"));
 }
+
+#[test]
+fn a_usage_error_exits_1_never_the_2_that_means_changes() {
+    let out = stowage(&["plan", "--detailed-exitcode", "--no-such-flag"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unexpected argument '--no-such-flag'"),
+        "{stderr}"
+    );
+    let out = stowage(&["plan", "--detailed-exitcode", "--formt", "json"]);
+    assert_exit(&out, 1);
+    // Help is not an error.
+    assert_exit(&stowage(&["plan", "--help"]), 0);
+}
+
+#[test]
+fn durations_are_checked_by_the_flag_that_takes_them() {
+    for (args, flag, why) in [
+        (
+            &["watch", "--resync", "0s"][..],
+            "--resync",
+            "longer than zero",
+        ),
+        (&["watch", "--resync=-1s"][..], "--resync", "negative"),
+        (&["watch", "--resync", "soon"][..], "--resync", ""),
+        (&["apply", "--wait=-5s"][..], "--wait", "negative"),
+    ] {
+        let out = stowage(args);
+        assert_exit(&out, 1);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid value") && stderr.contains(flag) && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
