@@ -76,22 +76,57 @@ pub fn write_text(
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let named = miette::NamedSource::new(source.name.clone(), source.text.clone());
     for item in located {
+        let excerpt = item
+            .span
+            .iter()
+            .chain(item.related.iter().map(|(span, _)| span))
+            .all(|span| excerpt_fits(&source.text, span));
         let shown = Shown {
             item,
             source: &named,
+            excerpt,
         };
         let mut rendered = String::new();
         if handler.render_report(&mut rendered, &shown).is_err() {
             rendered = format!("{}: {}\n", item.diagnostic.code, item.diagnostic.message);
+        }
+        if !excerpt && let (Some(line), Some(column)) = (item.line, item.column) {
+            rendered.push_str(&format!(
+                "  at {}:{line}:{column} (too wide to show)\n",
+                source.name
+            ));
         }
         out.write_all(rendered.as_bytes())?;
     }
     Ok(())
 }
 
+/// The longest line shown in an excerpt. Longer ones are not worth reading on a
+/// terminal, and miette's graphical handler overflows on lines of 65,536 characters.
+const EXCERPT_LINE_LIMIT: usize = 1_000;
+
+/// Whether every line the excerpt of `span` shows (the lines it touches and one line
+/// of context either side) is short enough to show.
+fn excerpt_fits(text: &str, span: &Range<usize>) -> bool {
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let line_start = text[..start].rfind('\n').unwrap_or(0);
+    let context_start = text[..line_start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+    let context_end = text[line_end..]
+        .find('\n')
+        .map_or(text.len(), |i| line_end + i);
+    let (line_start, line_end) = (context_start, context_end.max(line_start));
+    text[line_start..line_end]
+        .split('\n')
+        .all(|line| line.len() <= EXCERPT_LINE_LIMIT)
+}
+
 struct Shown<'a> {
     item: &'a Located<'a>,
     source: &'a miette::NamedSource<String>,
+    /// Whether to show the file excerpt with the span underlined.
+    excerpt: bool,
 }
 
 impl fmt::Debug for Shown<'_> {
@@ -132,11 +167,12 @@ impl miette::Diagnostic for Shown<'_> {
         self.item
             .span
             .as_ref()
+            .filter(|_| self.excerpt)
             .map(|_| self.source as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let span = self.item.span.clone()?;
+        let span = self.item.span.clone().filter(|_| self.excerpt)?;
         let primary =
             miette::LabeledSpan::new_primary_with_span(self.item.diagnostic.label.clone(), span);
         let related = self.item.related.iter().map(|(span, label)| {

@@ -129,3 +129,36 @@ proptest! {
         load_and_validate(text, *format);
     }
 }
+
+#[test]
+fn an_error_on_a_line_of_65536_characters_or_more_is_located_not_a_panic() {
+    let long = "x".repeat(70_000);
+    let cases = [
+        (
+            format!(
+                "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nconfig = {{ region = \"{long}\", bogus = 1 }}\n"
+            ),
+            Format::Toml,
+            "at long:4:70033 (too wide to show)",
+        ),
+        (
+            format!(
+                "version: 1\nbackup_locations:\n  a:\n    provider: aws\n    config: {{region: {long}, bogus: 1}}\n"
+            ),
+            Format::Yaml,
+            "at long:5:70031 (too wide to show)",
+        ),
+    ];
+    for (text, format, location) in cases {
+        let loaded = parse_str("long", text, format);
+        let mut diagnostics = loaded.diagnostics.clone();
+        diagnostics.extend(stowage::validate::validate(&loaded));
+        let located = stowage::report::diagnostics::locate(&diagnostics, &loaded.source);
+        let mut shown = Vec::new();
+        stowage::report::diagnostics::write_text(&located, &loaded.source, false, &mut shown)
+            .expect("writing to memory");
+        let shown = String::from_utf8(shown).unwrap();
+        assert!(shown.len() < 10_000, "the long line is not printed");
+        assert!(shown.contains(location), "{shown}");
+    }
+}
