@@ -50,9 +50,17 @@ fn check_aws(text: &str, profile: &str) -> Vec<String> {
     let parsed = match ini::Ini::load_from_str_opt(text, options) {
         Ok(parsed) => parsed,
         Err(error) => {
+            // rust-ini counts lines from one already, and reads an unclosed section
+            // header on to the end of the file: find that header's line here.
+            let line = text
+                .lines()
+                .position(|line| {
+                    let line = line.trim();
+                    line.starts_with('[') && !line.contains(']')
+                })
+                .map_or(error.line, |index| index + 1);
             return vec![format!(
-                "not an AWS shared-credentials file: syntax error on line {}",
-                error.line + 1
+                "not an AWS shared-credentials file: syntax error on line {line}"
             )];
         }
     };
@@ -61,18 +69,26 @@ fn check_aws(text: &str, profile: &str) -> Vec<String> {
         .iter()
         .find(|(name, _)| name.is_some_and(|name| wanted.iter().any(|w| w == name.trim())));
     let Some((_, properties)) = section else {
-        let found: Vec<String> = parsed
-            .sections()
-            .flatten()
-            .map(|name| format!("[{name}]"))
+        // The other sections' names are the file's content: say where they are, not
+        // what they are called.
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.trim_start().starts_with('['))
+            .map(|(index, _)| (index + 1).to_string())
             .collect();
-        let found = if found.is_empty() {
-            "no profiles".to_string()
-        } else {
-            found.join(", ")
+        let found = match lines.as_slice() {
+            [] => "the file has no sections".to_string(),
+            [one] => format!("the file's sections start on line {one}"),
+            [first @ .., last] => {
+                format!(
+                    "the file's sections start on lines {} and {last}",
+                    first.join(", ")
+                )
+            }
         };
         return vec![format!(
-            "the AWS credentials have no [{profile}] profile (found {found})"
+            "the AWS credentials have no [{profile}] profile ({found})"
         )];
     };
     let has = |key: &str| {
@@ -245,7 +261,10 @@ fn check_gcp(text: &str) -> Vec<String> {
             problems
         }
         Some("external_account" | "authorized_user" | "impersonated_service_account") => Vec::new(),
-        Some(other) => vec![format!("unsupported GCP credential type {other:?}")],
+        // The value is the file's content; name what is accepted instead.
+        Some(_) => vec![
+            "unsupported GCP credential type: \"type\" is none of service_account, external_account, authorized_user, impersonated_service_account".to_string(),
+        ],
         None => vec!["not a GCP JSON key: it has no \"type\"".to_string()],
     }
 }
@@ -267,7 +286,7 @@ mod tests {
         assert!(check(&good, Need::AwsProfile("default".into())).is_empty());
         let problems = check(&good, Need::AwsProfile("backup".into()));
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("[backup]") && problems[0].contains("[default]"));
+        assert!(problems[0].contains("[backup]") && problems[0].contains("line 1"));
         let half = format!("[backup]\naws_secret_access_key = {CANARY}\n");
         let problems = check(&half, Need::AwsProfile("backup".into()));
         assert!(problems[0].contains("aws_access_key_id"));
@@ -276,6 +295,34 @@ mod tests {
         assert!(check(role, Need::AwsProfile("x".into())).is_empty());
         let syntax = format!("[default\n{CANARY}\n");
         let problems = check(&syntax, Need::AwsProfile("default".into()));
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].contains(CANARY), "{}", problems[0]);
+    }
+
+    #[test]
+    fn aws_problems_quote_no_content_and_count_lines_from_one() {
+        // Profile names are the file's content: only the line numbers are shown.
+        let other = format!("[{CANARY}]\naws_access_key_id = a\naws_secret_access_key = b\n");
+        let problems = check(&other, Need::AwsProfile("backup".into()));
+        assert_eq!(
+            problems,
+            ["the AWS credentials have no [backup] profile (the file's sections start on line 1)"]
+        );
+        let empty = check("", Need::AwsProfile("backup".into()));
+        assert_eq!(
+            empty,
+            ["the AWS credentials have no [backup] profile (the file has no sections)"]
+        );
+        let syntax = format!("[default]\naws_access_key_id = a\n[{CANARY}\n");
+        assert_eq!(
+            check(&syntax, Need::AwsProfile("default".into())),
+            ["not an AWS shared-credentials file: syntax error on line 3"]
+        );
+    }
+
+    #[test]
+    fn gcp_types_are_not_quoted() {
+        let problems = check(&format!(r#"{{"type":"{CANARY}"}}"#), Need::Gcp);
         assert_eq!(problems.len(), 1);
         assert!(!problems[0].contains(CANARY), "{}", problems[0]);
     }
