@@ -35,10 +35,11 @@ pub enum Code {
     OwnerConflict,
     Protected,
     VolumesWithoutVsl,
+    File,
 }
 
 impl Code {
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 26] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -64,6 +65,7 @@ impl Code {
         Code::OwnerConflict,
         Code::Protected,
         Code::VolumesWithoutVsl,
+        Code::File,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Code {
             Code::OwnerConflict => "stowage::owner-conflict",
             Code::Protected => "stowage::protected",
             Code::VolumesWithoutVsl => "stowage::volumes-without-vsl",
+            Code::File => "stowage::file",
         }
     }
 

@@ -366,6 +366,42 @@ pub fn schema_text() -> String {
     text
 }
 
+/// The largest saved state (`--observed`) or saved plan stowage reads.
+const OBSERVED_LIMIT: u64 = 256 << 20;
+
+/// A `--format json` document for a file that failed before anything was planned: the
+/// plan document's shape, its diagnostics and nothing else.
+fn print_failed_document(
+    diagnostics: &[Diagnostic],
+    source: &crate::config::source::SourceMap,
+) -> Result<(), CliError> {
+    let located = shown::locate(diagnostics, source);
+    let report = shown::ValidateReport {
+        format_version: report::FORMAT_VERSION,
+        valid: false,
+        diagnostics: shown::wire(&located, source),
+        changes: [],
+        unmanaged: [],
+        summary: shown::EmptySummary::default(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &report)?;
+    stdout.write_all(b"\n")?;
+    Ok(())
+}
+
+/// A file that cannot be used at all (missing, not a regular file, too large, not
+/// UTF-8, of an unknown type), as the one diagnostic `stowage::file`.
+fn unusable_file(
+    path: &Path,
+    error: &load::LoadError,
+) -> (crate::config::source::SourceMap, Diagnostic) {
+    (
+        crate::config::source::SourceMap::new(path.display().to_string(), String::new(), None),
+        Diagnostic::error(crate::diagnostic::Code::File, error.to_string()),
+    )
+}
+
 /// Loads and validates a file: the diagnostics of both stages, in one list.
 pub fn load_and_validate(path: &Path) -> Result<(Loaded, Vec<Diagnostic>), load::LoadError> {
     let loaded = load::load(path)?;
@@ -375,7 +411,15 @@ pub fn load_and_validate(path: &Path) -> Result<(Loaded, Vec<Diagnostic>), load:
 }
 
 fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliError> {
-    let (loaded, diagnostics) = load_and_validate(&args.file.file)?;
+    let (loaded, diagnostics) = match load_and_validate(&args.file.file) {
+        Ok(loaded) => loaded,
+        Err(error) if matches!(args.format, Format::Json) => {
+            let (source, diagnostic) = unusable_file(&args.file.file, &error);
+            print_failed_document(&[diagnostic], &source)?;
+            return Ok(ExitStatus::Failure);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let located = shown::locate(&diagnostics, &loaded.source);
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
@@ -453,13 +497,25 @@ fn plural(count: usize, noun: &str) -> String {
 fn valid_or_report(
     path: &Path,
     color: bool,
+    json: bool,
 ) -> Result<Option<(Loaded, Vec<Diagnostic>)>, CliError> {
-    let (loaded, diagnostics) = load_and_validate(path)?;
+    let (loaded, diagnostics) = match load_and_validate(path) {
+        Ok(loaded) => loaded,
+        Err(error) if json => {
+            let (source, diagnostic) = unusable_file(path, &error);
+            print_failed_document(&[diagnostic], &source)?;
+            return Err(error.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let mut stderr = std::io::stderr().lock();
     let located = shown::locate(&diagnostics, &loaded.source);
     shown::write_text(&located, &loaded.source, color, &mut stderr)?;
     if errors > 0 || loaded.config.is_none() {
+        if json {
+            print_failed_document(&diagnostics, &loaded.source)?;
+        }
         writeln!(
             stderr,
             "{}: {}; nothing rendered or planned",
@@ -472,7 +528,7 @@ fn valid_or_report(
 }
 
 fn render_command(args: &RenderArgs, color: bool) -> Result<ExitStatus, CliError> {
-    let Some((loaded, _)) = valid_or_report(&args.file.file, color)? else {
+    let Some((loaded, _)) = valid_or_report(&args.file.file, color, false)? else {
         return Ok(ExitStatus::Failure);
     };
     let Some(config) = &loaded.config else {
@@ -532,11 +588,16 @@ fn observe(
     match observed {
         Some(path) => {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                crate::observe::ObserveError::Read {
-                    path: name.clone(),
-                    source,
-                }
+            let read_error = |source| crate::observe::ObserveError::Read {
+                path: name.clone(),
+                source,
+            };
+            let bytes = load::read_bounded(path, OBSERVED_LIMIT).map_err(read_error)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                read_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not UTF-8 text",
+                ))
             })?;
             Ok((crate::observe::from_yaml(&name, &text)?, name, None))
         }
@@ -559,7 +620,8 @@ fn plan_command(
     color: bool,
     stdout_color: bool,
 ) -> Result<ExitStatus, CliError> {
-    let Some((loaded, mut diagnostics)) = valid_or_report(&args.file.file, color)? else {
+    let json = matches!(args.format, PlanFormat::Json);
+    let Some((loaded, mut diagnostics)) = valid_or_report(&args.file.file, color, json)? else {
         return Ok(ExitStatus::Failure);
     };
     let Some(config) = &loaded.config else {
@@ -705,7 +767,7 @@ fn apply_command(
         .as_ref()
         .map(|s| PathBuf::from(&s.file))
         .unwrap_or_else(|| args.file.file.clone());
-    let Some((loaded, _)) = valid_or_report(&file, color)? else {
+    let Some((loaded, _)) = valid_or_report(&file, color, false)? else {
         return Ok(ExitStatus::Failure);
     };
     let Some(config) = &loaded.config else {
@@ -805,8 +867,10 @@ fn apply_command(
 }
 
 fn read_saved_plan(path: &Path) -> Result<crate::plan::saved::SavedPlan, CliError> {
-    let text = std::fs::read_to_string(path)
+    let bytes = load::read_bounded(path, OBSERVED_LIMIT)
         .map_err(|e| CliError::Refused(format!("cannot read the plan {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Refused(format!("{} is not UTF-8 text", path.display())))?;
     let saved: crate::plan::saved::SavedPlan = serde_json::from_str(&text).map_err(|e| {
         CliError::Refused(format!(
             "{} is not a plan saved by `stowage plan --out`: {e}",

@@ -60,12 +60,42 @@ pub struct Loaded {
     pub unusable: BTreeSet<Pointer>,
 }
 
+/// The largest desired-state file stowage reads (a fleet's largest is a few MiB).
+pub const FILE_LIMIT: u64 = 32 << 20;
+/// The largest credential or CA file: what one Secret can hold.
+pub const SECRET_LIMIT: u64 = 1 << 20;
+
+/// Reads a file someone named: only a regular file (a FIFO would block, a device such
+/// as /dev/zero never ends, a directory is a mistake), and at most `limit` bytes,
+/// counted while reading rather than trusted from the file system.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} KiB", limit >> 10),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads and loads the file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let format = Format::from_path(path).ok_or_else(|| LoadError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    let bytes = read_bounded(path, FILE_LIMIT).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -158,7 +188,7 @@ pub fn read_materials(
     }
     for (name, location) in &config.backup_locations {
         if let Some(file) = &location.ca_cert_file {
-            let contents = std::fs::read(base_dir.join(file))
+            let contents = read_bounded(&base_dir.join(file), SECRET_LIMIT)
                 .map_err(|error| format!("cannot read {}: {}", file.display(), io_reason(&error)));
             materials.ca_certs.insert(name.clone(), contents);
         }
@@ -167,7 +197,7 @@ pub fn read_materials(
 }
 
 fn read_file(path: &Path, as_written: &Path) -> Material {
-    match std::fs::read(path) {
+    match read_bounded(path, SECRET_LIMIT) {
         Ok(bytes) => Material::Value(SecretValue::new(bytes)),
         Err(error) => Material::Missing(format!(
             "cannot read {}: {}",

@@ -156,3 +156,111 @@ fn durations_are_checked_by_the_flag_that_takes_them() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Runs stowage, killing it after ten seconds: a read that never ends is a failure,
+/// not a hung test.
+fn stowage_bounded(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STOWAGE_FILE")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run stowage");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stowage {args:?} did not finish in 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn files_that_are_not_regular_or_too_large_are_refused_with_a_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::os::unix::fs::symlink("/dev/zero", path("zero.toml")).unwrap();
+    std::fs::create_dir(path("directory.toml")).unwrap();
+    std::fs::write(path("binary.toml"), [0xff, 0xfe, 0x00]).unwrap();
+    let fifo = path("fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success(),
+        "mkfifo"
+    );
+    for (name, why) in [
+        ("missing.toml", "No such file"),
+        ("zero.toml", "not a regular file"),
+        ("fifo.toml", "not a regular file"),
+        ("directory.toml", "not a regular file"),
+        ("binary.toml", "not UTF-8 text"),
+    ] {
+        for command in ["validate", "plan"] {
+            let mut args = vec![command, "-f", name, "--format", "json"];
+            if command == "plan" {
+                // Planned offline: the file is refused before the state is read.
+                args.extend(["--observed", "state.yaml"]);
+            }
+            let out = stowage_bounded(&args, dir.path());
+            assert_exit(&out, 1);
+            let document: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{command} {name}: no JSON document ({e})"));
+            assert_eq!(document["valid"], false);
+            let diagnostic = &document["diagnostics"][0];
+            assert_eq!(diagnostic["code"], "stowage::file", "{command} {name}");
+            assert!(
+                diagnostic["message"].as_str().unwrap().contains(why),
+                "{command} {name}: {diagnostic}"
+            );
+        }
+    }
+
+    // A credential file, a CA file and --observed get the same checks.
+    std::fs::write(path("big.ini"), vec![b'#'; 1_100_000]).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", path("zero.ini")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", path("zero.yaml")).unwrap();
+    let text = "version = 1\n[credentials.big]\nfile = \"big.ini\"\n[credentials.zero]\nfile = \"zero.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"big\"\nca_cert_file = \"zero.ini\"\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"c\"\ncredential = \"zero\"\nconfig = { region = \"r\" }\n";
+    std::fs::write(path("stowage.toml"), text).unwrap();
+    let out = stowage_bounded(&["validate", "--format", "json"], dir.path());
+    assert_exit(&out, 1);
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages: Vec<&str> = document["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("big.ini: larger than 1024 KiB")),
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("zero.ini: not a regular file"))
+            .count(),
+        2,
+        "the credential and the CA file: {messages:?}"
+    );
+    std::fs::write(path("stowage.toml"), "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n").unwrap();
+    let out = stowage_bounded(
+        &["plan", "--observed", "zero.yaml", "--no-bucket-checks"],
+        dir.path(),
+    );
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -256,7 +256,11 @@ fn each_offline_code_is_raised_at_its_place() {
 
 #[test]
 fn every_offline_code_has_a_case() {
-    for code in Code::ALL.into_iter().filter(|code| !code.is_live()) {
+    // `stowage::file` is about the file itself, not its text: cli.rs covers it.
+    for code in Code::ALL
+        .into_iter()
+        .filter(|code| !code.is_live() && *code != Code::File)
+    {
         assert!(
             CASES.iter().any(|case| case.code == code),
             "{code} is raised by no test file"
