@@ -36,10 +36,11 @@ pub enum Code {
     Protected,
     VolumesWithoutVsl,
     File,
+    MassDelete,
 }
 
 impl Code {
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 27] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -66,6 +67,7 @@ impl Code {
         Code::Protected,
         Code::VolumesWithoutVsl,
         Code::File,
+        Code::MassDelete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +98,7 @@ impl Code {
             Code::Protected => "stowage::protected",
             Code::VolumesWithoutVsl => "stowage::volumes-without-vsl",
             Code::File => "stowage::file",
+            Code::MassDelete => "stowage::mass-delete",
         }
     }
 
@@ -113,6 +116,7 @@ impl Code {
                 | Code::OwnerConflict
                 | Code::Protected
                 | Code::VolumesWithoutVsl
+                | Code::MassDelete
         )
     }
 }

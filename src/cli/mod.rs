@@ -98,6 +98,10 @@ pub struct RenderArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub file: FileArg,
+    /// Let the plan delete all of the objects the file manages, or more than half of
+    /// them (refused otherwise: a half-written file would delete what it left out).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
     /// velero -o yaml`) instead of the cluster.
     #[arg(long, value_name = "FILE")]
@@ -122,6 +126,10 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub file: FileArg,
+    /// Let the plan delete all of the objects the file manages, or more than half of
+    /// them (refused otherwise: a half-written file would delete what it left out).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// A plan saved with `plan --out`: apply exactly it, or refuse if the file or the
     /// cluster changed since.
     #[arg(value_name = "PLAN", conflicts_with = "file")]
@@ -163,6 +171,10 @@ pub struct ImportArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub file: FileArg,
+    /// Let the plan delete all of the objects the file manages, or more than half of
+    /// them (refused otherwise: a half-written file would delete what it left out).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// Re-plan this often even without events (a Go duration).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_go_duration)]
     pub resync: std::time::Duration,
@@ -627,7 +639,8 @@ fn plan_command(
     let Some(config) = &loaded.config else {
         return Ok(ExitStatus::Failure);
     };
-    let desired = crate::render::render(config, &loaded.materials);
+    let mut desired = crate::render::render(config, &loaded.materials);
+    desired.allow_mass_delete |= args.allow_mass_delete;
     // One runtime for the whole command: a client belongs to the runtime it was made in.
     let runtime = runtime()?;
     let (observed, observed_path, _) =
@@ -773,7 +786,8 @@ fn apply_command(
     let Some(config) = &loaded.config else {
         return Ok(ExitStatus::Failure);
     };
-    let desired = crate::render::render(config, &loaded.materials);
+    let mut desired = crate::render::render(config, &loaded.materials);
+    desired.allow_mass_delete |= args.allow_mass_delete;
     let runtime = runtime()?;
     let (observed, _, cluster) = observe(&runtime, None, target, config, &desired)?;
     let Some(cluster) = cluster else {
@@ -1019,6 +1033,7 @@ fn watch_command(
         dry_run: args.dry_run,
         bucket_checks: !args.no_bucket_checks,
         bucket_timeout: std::time::Duration::from_secs(args.bucket_timeout),
+        allow_mass_delete: args.allow_mass_delete,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -53,6 +53,9 @@ pub struct Velero {
     pub default_volume_snapshot_locations: BTreeMap<String, String>,
     /// Also set --default-volume-snapshot-locations on the Velero Deployment.
     pub manage_server_flags: bool,
+    /// Let a plan delete all of the objects this file manages, or more than half of
+    /// them (otherwise refused as `stowage::mass-delete`, like `--allow-mass-delete`).
+    pub allow_mass_delete: bool,
 }
 
 impl Default for Velero {
@@ -63,6 +66,7 @@ impl Default for Velero {
             deployment: "velero".to_string(),
             default_volume_snapshot_locations: BTreeMap::new(),
             manage_server_flags: false,
+            allow_mass_delete: false,
         }
     }
 }

@@ -197,6 +197,7 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     planner.external_keys();
     planner.server_flag();
     planner.leftovers();
+    planner.mass_delete_guard();
     let mut plan = planner.plan;
     plan.diagnostics.extend(live::checks(desired, observed));
     plan.changes.sort_by(|a, b| a.object.cmp(&b.object));
@@ -583,6 +584,56 @@ impl Planner<'_> {
                 Ownership::Unlabelled => {}
             }
         }
+    }
+
+    /// The deletion guard: a plan that deletes all of the objects this file manages,
+    /// or more than half of them, is refused unless the file or the command allows it.
+    /// A half-written file (a slow copy, a non-atomic writer) declares little or
+    /// nothing and would otherwise delete everything it manages.
+    fn mass_delete_guard(&mut self) {
+        if self.desired.allow_mass_delete {
+            return;
+        }
+        let namespace = &self.desired.namespace;
+        let owner = &self.desired.owner;
+        let ours =
+            |labels: &BTreeMap<String, String>| matches!(ownership(labels, owner), Ownership::Ours);
+        let managed = self
+            .observed
+            .objects
+            .values()
+            .filter(|o| o.object.kind.is_velero() && &o.object.namespace == namespace)
+            .filter(|o| ours(&o.labels))
+            .count()
+            + self
+                .observed
+                .secrets
+                .values()
+                .filter(|s| &s.object.namespace == namespace && ours(&s.labels))
+                .count();
+        let deleted = self
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .count();
+        if deleted == 0 || (deleted < managed && deleted * 2 <= managed) {
+            return;
+        }
+        let how_many = if deleted >= managed {
+            format!("all {managed}")
+        } else {
+            format!("{deleted} of the {managed}")
+        };
+        self.plan.diagnostics.push(
+            Diagnostic::error(
+                Code::MassDelete,
+                format!(
+                    "the plan deletes {how_many} objects this file manages in namespace {namespace}; refused as a mass delete"
+                ),
+            )
+            .help("if that is meant, pass --allow-mass-delete or set [velero] allow_mass_delete = true; a file caught half-written declares little and deletes much"),
+        );
     }
 
     fn delete(&mut self, observed: &ObservedObject) {

@@ -148,6 +148,9 @@ pub struct Desired {
     pub server_flag: Option<ServerFlag>,
     /// The Velero server's Deployment (read for its flags and plugins).
     pub velero_deployment: ObjectRef,
+    /// Whether a plan may delete most or all of what the file manages (the file's
+    /// `allow_mass_delete`, or `--allow-mass-delete`).
+    pub allow_mass_delete: bool,
 }
 
 /// Renders a validated `config`; `materials` supplies the credential values.
@@ -314,6 +317,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
         objects,
         external,
         server_flag,
+        allow_mass_delete: config.velero.allow_mass_delete,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Health {
     pub reconciled_once: bool,
     pub leader: bool,
     pub leader_election: bool,
+    /// The last plan deleted most of what the file manages and was not applied.
+    pub mass_delete_refused: bool,
 }
 
 pub type Shared = Arc<Mutex<Health>>;
@@ -109,6 +111,12 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
         "counter",
         "Time spent planning.",
         format!("{:.6}", h.plan_seconds_sum),
+    );
+    metric(
+        "stowage_mass_delete_refused",
+        "gauge",
+        "1 while the last plan deleted most of what the file manages and was not applied.",
+        u8::from(h.mass_delete_refused).to_string(),
     );
     metric(
         "stowage_plans_total",

@@ -33,6 +33,12 @@ use crate::report::diagnostics as shown;
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// A burst that never goes quiet is read after this long anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
+/// How long the file's size and modification time must stay the same before it is
+/// read: longer than the pauses of a slow writer (a copy over a network mount, a
+/// non-atomic writer line by line), so a file is never planned half-written.
+const FILE_QUIET: Duration = Duration::from_secs(1);
+/// A file that keeps changing is read after this long anyway.
+const MAX_FILE_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,6 +50,8 @@ pub struct Options {
     pub dry_run: bool,
     pub bucket_checks: bool,
     pub bucket_timeout: Duration,
+    /// `--allow-mass-delete`: apply plans that delete most of what the file manages.
+    pub allow_mass_delete: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +222,7 @@ pub async fn run(
                     break;
                 }
             }
+            wait_until_steady(&daemon.options.file, FILE_QUIET, MAX_FILE_WAIT).await;
         }
         while file_rx.try_recv().is_ok() {
             reason = reason.min(Reason::File);
@@ -224,6 +233,32 @@ pub async fn run(
     info!("stopping");
     daemon.stop().await;
     Ok(())
+}
+
+/// What tells a file's writer is still at work: its size and modification time
+/// (`None` while it is missing).
+fn file_stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.len(), metadata.modified().ok()))
+}
+
+/// Waits until `path` has not changed for `quiet`, or `limit` has passed.
+async fn wait_until_steady(path: &Path, quiet: Duration, limit: Duration) {
+    let poll = quiet / 10;
+    let give_up = Instant::now() + limit;
+    let mut stamp = file_stamp(path);
+    let mut steady_since = Instant::now();
+    while Instant::now() < give_up {
+        tokio::time::sleep(poll).await;
+        let now = file_stamp(path);
+        if now != stamp {
+            stamp = now;
+            steady_since = Instant::now();
+        } else if steady_since.elapsed() >= quiet {
+            return;
+        }
+    }
+    warn!(file = %path.display(), "the file kept changing; reading it anyway");
 }
 
 impl Daemon {
@@ -341,7 +376,8 @@ impl Daemon {
         }
 
         let started = Instant::now();
-        let desired = crate::render::render(&config, &loaded.materials);
+        let mut desired = crate::render::render(&config, &loaded.materials);
+        desired.allow_mass_delete |= self.options.allow_mass_delete;
         let observed =
             match cluster::observe::observe(&self.cluster, &desired, &config.velero.deployment)
                 .await
@@ -378,6 +414,11 @@ impl Daemon {
             health.plan_seconds_sum += planned_in;
             health.reconciled_once = true;
         }
+        let mass_delete = plan
+            .diagnostics
+            .iter()
+            .any(|d| d.code == crate::diagnostic::Code::MassDelete);
+        http::lock(&self.health).mass_delete_refused = mass_delete;
         if plan.has_errors() {
             let problem = first_error(&plan.diagnostics, &loaded)
                 .unwrap_or_else(|| "the plan has errors".to_string());

@@ -120,10 +120,15 @@ impl TestCluster {
 
     /// Writes `stowage.toml`: the header, then `body`.
     pub fn write_file(&self, body: &str) -> PathBuf {
+        self.write_whole(&format!("{}{body}", self.header()))
+    }
+
+    /// Writes `stowage.toml` as `text` is, as editors do: a new file renamed over the
+    /// old one.
+    pub fn write_whole(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("stowage.toml");
-        // As editors do: a new file renamed over the old one.
         let temporary = self.dir.path().join(".stowage.toml.swp");
-        std::fs::write(&temporary, format!("{}{body}", self.header())).unwrap();
+        std::fs::write(&temporary, text).unwrap();
         std::fs::rename(&temporary, &path).unwrap();
         path
     }

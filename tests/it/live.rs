@@ -1227,3 +1227,37 @@ fn a_schedule_fanned_out_to_two_locations_lands_a_backup_in_each_bucket() {
     );
     live.assert_no_canary();
 }
+
+#[test]
+fn apply_refuses_a_mass_delete_until_asked_for_it_by_name() {
+    let live = cluster("mass-delete", Options::default());
+    live.write_file(&format!(
+        "{}{}",
+        live.location("primary", "primary", "default = true\n"),
+        live.location("secondary", "secondary", ""),
+    ));
+    assert_exit(
+        &live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]),
+        0,
+    );
+    // Every location dropped: two of the three managed objects go.
+    live.write_file("");
+    let out = live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stowage::mass-delete")
+            && stderr.contains("deletes 2 of the 3 objects")
+            && stderr.contains("--allow-mass-delete"),
+        "{stderr}"
+    );
+    assert!(live.bsl("primary").is_some() && live.bsl("secondary").is_some());
+    let out = live.stowage(&[
+        "apply",
+        "--auto-approve",
+        "--no-bucket-checks",
+        "--allow-mass-delete",
+    ]);
+    assert_exit(&out, 0);
+    assert!(live.bsl("primary").is_none() && live.bsl("secondary").is_none());
+}

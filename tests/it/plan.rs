@@ -715,3 +715,60 @@ config = { region = "us-east-1" }
     let unmanaged: Vec<&str> = plan.unmanaged.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(unmanaged, ["hand-labelled"]);
 }
+
+#[test]
+fn a_plan_deleting_most_of_what_the_file_manages_is_refused_unless_allowed() {
+    let full = r#"version = 1
+[backup_locations.a]
+provider = "aws"
+bucket = "a"
+default = true
+config = { region = "us-east-1" }
+[backup_locations.b]
+provider = "aws"
+bucket = "b"
+config = { region = "us-east-1" }
+[backup_locations.c]
+provider = "aws"
+bucket = "c"
+config = { region = "us-east-1" }
+[backup_locations.d]
+provider = "aws"
+bucket = "d"
+config = { region = "us-east-1" }
+"#;
+    let applied = fixture("stowage.toml", full, &[]);
+    let observed = observed_from(as_cluster_after_velero(&desired_of(&applied.path)));
+    let codes = |text: &str| {
+        let edited = fixture("stowage.toml", text, &[]);
+        let plan = plan(&desired_of(&edited.path), &observed, &Context::default());
+        let deletes = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .count();
+        let codes: Vec<&str> = plan.diagnostics.iter().map(|d| d.code.as_str()).collect();
+        (deletes, codes.join(","))
+    };
+    // Half a file, caught mid-write: declares nothing, or one of four.
+    assert_eq!(
+        codes("version = 1\n"),
+        (4, "stowage::mass-delete".to_string())
+    );
+    let one = &full[..full.find("[backup_locations.b]").unwrap()];
+    assert_eq!(codes(one), (3, "stowage::mass-delete".to_string()));
+    // Two of four is not more than half.
+    let two = &full[..full.find("[backup_locations.c]").unwrap()];
+    assert_eq!(codes(two), (2, String::new()));
+    // Meant: the file says so.
+    let allowed = "version = 1\n[velero]\nallow_mass_delete = true\n";
+    assert_eq!(codes(allowed), (4, String::new()));
+    // The message counts and names the way out.
+    let edited = fixture("stowage.toml", "version = 1\n", &[]);
+    let plan = plan(&desired_of(&edited.path), &observed, &Context::default());
+    assert_eq!(
+        plan.diagnostics[0].message,
+        "the plan deletes all 4 objects this file manages in namespace velero; refused as a mass delete"
+    );
+    assert!(plan.has_errors());
+}

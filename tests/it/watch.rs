@@ -625,3 +625,81 @@ fn a_watch_cut_by_the_network_is_resumed_and_drift_still_reverted() {
     assert!(watches >= 2, "the cut watch was started again: {watches}");
     assert!(daemon.metric("stowage_drift_corrections_total") >= 2.0);
 }
+
+#[test]
+fn a_slowly_written_file_deletes_nothing_and_deleting_everything_waits_for_consent() {
+    let cluster = cluster("watch-slow-writer", Options::default());
+    let locations = [
+        ("primary", "primary"),
+        ("second", "second"),
+        ("third", "third"),
+        ("fourth", "fourth"),
+    ];
+    cluster.write_file(&file_text(&cluster, &locations));
+    let daemon = spawn(&cluster, &["--resync", "1h"]);
+    eventually(
+        "every location to be created",
+        Duration::from_secs(30),
+        || cluster.bsl("fourth"),
+    );
+    eventually("/readyz to pass", Duration::from_secs(20), || {
+        (daemon.get("/readyz").0 == 200).then_some(())
+    });
+
+    // A non-atomic writer: the file truncated, then one line every 0.3 s. Each prefix
+    // of it that parses declares fewer locations than the cluster has.
+    let full = format!("{}{}", cluster.header(), file_text(&cluster, &locations));
+    let path = cluster.dir.path().join("stowage.toml");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for line in full.split_inclusive('\n') {
+        file.write_all(line.as_bytes()).unwrap();
+        file.flush().unwrap();
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(50));
+            for (name, _) in locations {
+                assert!(
+                    cluster.bsl(name).is_some(),
+                    "{name} was deleted while the file was being written:\n{}",
+                    daemon.log()
+                );
+            }
+        }
+    }
+    drop(file);
+    std::thread::sleep(Duration::from_secs(3));
+    for (name, _) in locations {
+        assert!(cluster.bsl(name).is_some(), "{name} gone after the write");
+    }
+    assert_eq!(daemon.get("/readyz").0, 200, "{}", daemon.log());
+
+    // Deleting every location for real: refused, visibly, until the file consents.
+    cluster.write_file("");
+    let body = eventually(
+        "/readyz to report the refusal",
+        Duration::from_secs(20),
+        || {
+            let (status, body) = daemon.get("/readyz");
+            (status == 503 && body.contains("refused as a mass delete")).then_some(body)
+        },
+    );
+    assert!(body.contains("deletes 4 of the 5 objects"), "{body}");
+    assert_eq!(daemon.metric("stowage_mass_delete_refused"), 1.0);
+    for (name, _) in locations {
+        assert!(
+            cluster.bsl(name).is_some(),
+            "{name} deleted without consent"
+        );
+    }
+    cluster.write_whole(
+        &cluster
+            .header()
+            .replace("[velero]\n", "[velero]\nallow_mass_delete = true\n"),
+    );
+    eventually("the consented deletion", Duration::from_secs(30), || {
+        locations
+            .iter()
+            .all(|(name, _)| cluster.bsl(name).is_none())
+            .then_some(())
+    });
+    assert_eq!(daemon.metric("stowage_mass_delete_refused"), 0.0);
+}
