@@ -497,12 +497,53 @@ fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// Removes every secret word from `text`, as written and in the forms a provider's
+/// error may echo it in: any letter case, percent-encoded (in a URL or query), and
+/// base64 (standard or URL-safe, with or without padding).
 fn scrub(text: &str, secrets: &[String]) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let mut text = text.to_string();
     for secret in secrets {
-        text = text.replace(secret.as_str(), "<redacted>");
+        let bytes = secret.as_bytes();
+        let mut forms = vec![
+            secret.clone(),
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ];
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(bytes));
+        }
+        // Longest first, so a form is never left half-replaced by a shorter one.
+        forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+        for form in forms {
+            text = replace_ignoring_ascii_case(&text, &form, "<redacted>");
+        }
     }
     text
+}
+
+/// `text` with every occurrence of `needle` replaced, ASCII letter case ignored.
+/// ASCII lowercasing keeps every byte where it was, so positions found in the
+/// lowercased copy are positions in `text`.
+fn replace_ignoring_ascii_case(text: &str, needle: &str, with: &str) -> String {
+    if needle.is_empty() {
+        return text.to_string();
+    }
+    let haystack = text.to_ascii_lowercase();
+    let needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, _) in haystack.match_indices(&needle) {
+        if start < copied {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(with);
+        copied = start + needle.len();
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// The provider's error in plain words, then its own text (scrubbed, shortened).
@@ -746,6 +787,19 @@ mod tests {
         assert!(words.contains(&"CANARY-secret-key".to_string()));
         let scrubbed = scrub("error: CANARY-secret-key was refused", &words);
         assert!(!scrubbed.contains("CANARY"), "{scrubbed}");
+        // The forms an error may echo it in: another case, percent-encoded, base64.
+        let secret = "CANARY/secret+key=42";
+        let words = vec![secret.to_string()];
+        for echoed in [
+            "canary/secret+key=42".to_string(),
+            "CANARY%2Fsecret%2Bkey%3D42".to_string(),
+            "canary%2fsecret%2bkey%3d42".to_string(),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret),
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret),
+        ] {
+            let scrubbed = scrub(&format!("refused: {echoed} (403)"), &words);
+            assert_eq!(scrubbed, "refused: <redacted> (403)", "{echoed}");
+        }
         let json = r#"{"type": "service_account", "private_key": "CANARY-private-key-value"}"#;
         let words = secret_words(&CredentialValue::Value(SecretValue::new(
             json.as_bytes().to_vec(),
