@@ -135,6 +135,32 @@ impl Credentials {
     }
 }
 
+/// The owner most of the stowage-managed `objects` carry, if any does (ties go to the
+/// name that sorts first); `None` when they are unmanaged or the default owner's.
+fn managing_owner<'a>(objects: impl Iterator<Item = &'a &'a ObservedObject>) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for object in objects {
+        let managed = object
+            .labels
+            .get(crate::render::MANAGED_BY_LABEL)
+            .map(String::as_str)
+            == Some(crate::render::MANAGED_BY_VALUE);
+        if let Some(owner) = object
+            .labels
+            .get(crate::render::OWNER_LABEL)
+            .filter(|_| managed)
+        {
+            *counts.entry(owner.as_str()).or_default() += 1;
+        }
+    }
+    let most = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|(_, count)| *count == most)
+        .map(|(owner, _)| owner.to_string())
+        .filter(|owner| owner != "default")
+}
+
 /// The desired-state file, as TOML, for the Velero objects in `observed`.
 pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String {
     let of_kind = |kind: Kind| -> Vec<&ObservedObject> {
@@ -155,6 +181,11 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
     file.insert("version".into(), toml::Value::Integer(1));
     let mut velero = toml::Table::new();
     velero.insert("namespace".into(), namespace.into());
+    // Objects a stowage file already manages keep their owner: a file that named
+    // another would find each of them owned elsewhere on its first plan.
+    if let Some(owner) = managing_owner(locations.iter().chain(&snapshots).chain(&schedules)) {
+        velero.insert("owner".into(), owner.into());
+    }
     velero.insert("deployment".into(), deployment.into());
     let deployment_ref = crate::render::ObjectRef {
         kind: Kind::Deployment,
@@ -327,6 +358,41 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_a_stowage_file_manages_keep_their_owner() {
+        let state = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: velero.io/v1
+  kind: BackupStorageLocation
+  metadata:
+    name: primary
+    namespace: velero
+    labels: {app.kubernetes.io/managed-by: stowage, stowage.io/owner: platform}
+  spec: {provider: aws, default: true, objectStorage: {bucket: b}, config: {region: r}}
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata:
+    name: daily
+    namespace: velero
+    labels: {app.kubernetes.io/managed-by: stowage, stowage.io/owner: platform}
+  spec: {schedule: "0 1 * * *", template: {storageLocation: primary}}
+"#;
+        let observed = crate::observe::from_yaml("state.yaml", state).unwrap();
+        let text = import(&observed, "velero", "velero");
+        let file: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(file["velero"]["owner"].as_str(), Some("platform"), "{text}");
+        // Unmanaged objects get no owner: the file's default.
+        let unmanaged = state.replace(
+            "labels: {app.kubernetes.io/managed-by: stowage, stowage.io/owner: platform}",
+            "labels: {}",
+        );
+        let observed = crate::observe::from_yaml("state.yaml", &unmanaged).unwrap();
+        let file: toml::Table = toml::from_str(&import(&observed, "velero", "velero")).unwrap();
+        assert!(file["velero"].get("owner").is_none());
+    }
 
     #[test]
     fn template_keys_become_snake_case_but_user_keys_stay() {
