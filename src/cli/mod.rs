@@ -1040,22 +1040,25 @@ fn watch_command(
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    runtime.block_on(crate::watch::run(options, shutdown_signal()))?;
+    // The handlers exist before the first apply starts, so a SIGTERM during it finishes
+    // that round instead of killing the process mid-write.
+    let shutdown = {
+        let _context = runtime.enter();
+        shutdown_signal().map_err(CliError::Runtime)?
+    };
+    runtime.block_on(crate::watch::run(options, shutdown))?;
     Ok(ExitStatus::Success)
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGINT and SIGTERM handlers now; the future ends at the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+    })
 }

@@ -703,3 +703,25 @@ fn a_slowly_written_file_deletes_nothing_and_deleting_everything_waits_for_conse
     });
     assert_eq!(daemon.metric("stowage_mass_delete_refused"), 0.0);
 }
+
+#[test]
+fn sigterm_during_the_first_apply_finishes_it_and_exits_cleanly() {
+    let cluster = cluster("watch-sigterm-first", Options::default());
+    let names: Vec<String> = (0..300).map(|i| format!("location-{i}")).collect();
+    let locations: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), n.as_str())).collect();
+    cluster.write_file(&file_text(&cluster, &locations));
+    let mut daemon = spawn(&cluster, &["--resync", "1h"]);
+    // The first apply is under way: the Secret and some locations exist.
+    eventually(
+        "the first apply to start writing",
+        Duration::from_secs(60),
+        || cluster.bsl("location-0"),
+    );
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    let written = cluster
+        .ns
+        .list("velero.io/v1", "BackupStorageLocation")
+        .len();
+    assert_eq!(written, 300, "the round in flight finished before the exit");
+}
