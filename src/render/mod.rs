@@ -377,6 +377,8 @@ pub fn secret_manifest(secret: &DesiredSecret) -> Secret {
 pub struct Document {
     pub file_name: String,
     pub yaml: String,
+    /// It holds secret data: written readable by its owner only.
+    pub secret: bool,
 }
 
 /// The declared objects as YAML documents, in apply order. Secrets only with
@@ -387,10 +389,10 @@ pub fn to_documents(desired: &Desired, include_secrets: bool) -> Vec<Document> {
     if include_secrets {
         for secret in &desired.secrets {
             let value = serde_json::to_value(secret_manifest(secret)).unwrap_or(Value::Null);
-            documents.push(document(
-                &secret.object,
-                &with_type_meta(Kind::Secret, value),
-            ));
+            documents.push(Document {
+                secret: true,
+                ..document(&secret.object, &with_type_meta(Kind::Secret, value))
+            });
         }
     }
     for object in &desired.objects {
@@ -405,6 +407,7 @@ pub fn to_documents(desired: &Desired, include_secrets: bool) -> Vec<Document> {
                 flag.deployment.name,
                 flag.argument()
             ),
+            secret: false,
         });
     }
     documents
@@ -430,5 +433,6 @@ fn document(object: &ObjectRef, manifest: &Value) -> Document {
             object.name
         ),
         yaml,
+        secret: false,
     }
 }

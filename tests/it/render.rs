@@ -332,5 +332,55 @@ fn render_command_prints_and_writes_documents_and_hides_secrets_on_request() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["backupstoragelocation-a.yaml"]);
+    assert_eq!(files, [".stowage-rendered", "backupstoragelocation-a.yaml"]);
+}
+
+#[test]
+fn render_to_a_folder_writes_secrets_for_their_owner_only_and_leaves_nothing_stale() {
+    use std::os::unix::fs::PermissionsExt;
+    let ini = "[default]\naws_access_key_id = AKIA\naws_secret_access_key = CANARY-stale-9e\n";
+    let two = "version = 1\n[credentials.c]\nsecret = \"creds\"\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"c\"\nconfig = { region = \"r\" }\n[backup_locations.z]\nprovider = \"aws\"\nbucket = \"z\"\ncredential = \"c\"\nconfig = { region = \"r\" }\n";
+    let fixture = fixture("stowage.toml", two, &[("aws.ini", ini)]);
+    let out = fixture.path.parent().unwrap().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.md"), "mine").unwrap();
+    let render = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .args(["render", "-f", fixture.path.to_str().unwrap(), "-o"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+    };
+    render(&[]);
+    let mode = |name: &str| {
+        std::fs::metadata(out.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        mode("secret-creds.yaml"),
+        0o600,
+        "secret data for its owner only"
+    );
+    assert_eq!(mode("backupstoragelocation-a.yaml"), 0o644);
+
+    // Without secrets, and with a location dropped: what the earlier render wrote and
+    // this one does not is gone; what someone else put there stays.
+    std::fs::write(
+        &fixture.path,
+        two.split("[backup_locations.z]").next().unwrap(),
+    )
+    .unwrap();
+    render(&["--no-secrets"]);
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["backupstoragelocation-a.yaml", "notes.md"]);
 }
