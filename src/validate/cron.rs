@@ -191,6 +191,29 @@ fn field_bits(text: &str, field: &Field) -> Option<(u64, bool)> {
     Some((bits, star))
 }
 
+/// Why a schedule Velero's parser accepts would still never start a backup: an
+/// `@every` interval that is not above zero, or a date that never comes (`0 0 31 2 *`).
+/// Judged from a fixed date, since validation never reads the clock; a date that
+/// exists comes within five years of any date.
+pub fn never_fires(spec: &str) -> Option<String> {
+    let interval = spec
+        .split_whitespace()
+        .skip_while(|part| part.starts_with("TZ=") || part.starts_with("CRON_TZ="))
+        .collect::<Vec<_>>();
+    if let ["@every", duration] = interval.as_slice() {
+        return match parse_go_duration(duration) {
+            Ok(nanos) if nanos <= 0 => Some(format!(
+                "an @every interval must be longer than zero, not {duration}"
+            )),
+            _ => None,
+        };
+    }
+    let reference = chrono::DateTime::<chrono::Utc>::from_timestamp(1_735_689_600, 0)?;
+    next_run(spec, reference)
+        .is_none()
+        .then(|| format!("{spec:?} matches no date: it never fires"))
+}
+
 /// When a valid schedule next fires after `after` (robfig's rules: day of month and
 /// day of week both restricted means either matches). `@every` counts from `after`.
 pub fn next_run(

@@ -78,6 +78,16 @@ fn reference_error<'k>(
 fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>) -> Option<i128> {
     let value = value?;
     match duration::parse_go_duration(value) {
+        // Go parses "-24h"; no duration Velero takes means anything below zero.
+        Ok(nanos) if nanos < 0 => {
+            out.push(
+                Diagnostic::error(Code::Duration, format!("{value:?} is negative"))
+                    .at(at)
+                    .label("below zero")
+                    .help("durations here are periods and timeouts: give a positive one, or leave the key out for Velero's default"),
+            );
+            None
+        }
         Ok(nanos) => Some(nanos),
         Err(problem) => {
             let mut diagnostic = Diagnostic::error(Code::Duration, problem)
@@ -663,6 +673,13 @@ impl Checker<'_> {
                         .at(at.child("cron"))
                         .label("not Velero's cron dialect")
                         .help("5 fields (minute hour day-of-month month day-of-week, days 0-6), a descriptor such as @daily or @every 6h, optionally prefixed by CRON_TZ=<zone>"),
+                );
+            } else if let Some(problem) = cron::never_fires(&schedule.cron) {
+                out.push(
+                    Diagnostic::error(Code::Cron, problem)
+                        .at(at.child("cron"))
+                        .label("never fires")
+                        .help("Velero accepts it and never backs up: check the day of month against the month"),
                 );
             }
             let locations_known = self.usable(&["schedules", name, "storage_locations"])

@@ -139,6 +139,26 @@ const CASES: &[Case] = &[
         text: "version = 1\n[schedules.weekly]\ncron = ⟨\"0 1 * * 7\"\n",
         extra: &[],
     },
+    // Accepted silently before: an interval of zero, a date that never comes, a
+    // negative retention.
+    Case {
+        code: Code::Cron,
+        file: "stowage.toml",
+        text: "version = 1\n[schedules.spin]\ncron = ⟨\"@every 0s\"\n",
+        extra: &[],
+    },
+    Case {
+        code: Code::Cron,
+        file: "stowage.toml",
+        text: "version = 1\n[schedules.never]\ncron = ⟨\"0 0 31 2 *\"\n",
+        extra: &[],
+    },
+    Case {
+        code: Code::Duration,
+        file: "stowage.toml",
+        text: "version = 1\n[schedules.daily]\ncron = \"@daily\"\nttl = ⟨\"-24h\"\n",
+        extra: &[],
+    },
     Case {
         code: Code::Cron,
         file: "stowage.yaml",
