@@ -364,7 +364,26 @@ mod yaml {
             Some(index) if first[index..].contains(", column ") => &first[..index],
             _ => first,
         };
-        super::clean_message(first)
+        super::clean_message(&in_users_words(first))
+    }
+
+    /// The parser's own vocabulary (its limits, its options) in the file's terms.
+    fn in_users_words(message: &str) -> String {
+        if let Some(limit) = message.strip_prefix("budget breached: ") {
+            return match limit
+                .strip_prefix("Depth { depth: ")
+                .and_then(|rest| rest.strip_suffix(" }"))
+            {
+                Some(depth) => {
+                    format!("nested {depth} levels deep, deeper than any desired-state file")
+                }
+                None => "larger or more deeply nested than any desired-state file".to_string(),
+            };
+        }
+        match message.split_once(", set DuplicateKeyPolicy") {
+            Some((duplicate, _)) => duplicate.to_string(),
+            None => message.to_string(),
+        }
     }
 }
 

@@ -162,3 +162,35 @@ fn an_error_on_a_line_of_65536_characters_or_more_is_located_not_a_panic() {
         assert!(shown.contains(location), "{shown}");
     }
 }
+
+#[test]
+fn yaml_parser_limits_and_options_are_told_in_the_file_s_terms() {
+    let cases = [
+        (
+            format!("version: 1\nx: {}{}\n", "[".repeat(70), "]".repeat(70)),
+            "deeper than any desired-state file",
+        ),
+        (
+            "version: 1\nversion: 1\n".to_string(),
+            "duplicate mapping key: version",
+        ),
+    ];
+    for (text, expected) in cases {
+        let loaded = parse_str("stowage.yaml", text, Format::Yaml);
+        let messages: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{messages:?}"
+        );
+        for internal in ["budget", "Depth {", "DuplicateKeyPolicy", "Options"] {
+            assert!(
+                messages.iter().all(|m| !m.contains(internal)),
+                "{internal} in {messages:?}"
+            );
+        }
+    }
+}
