@@ -37,10 +37,11 @@ pub enum Code {
     VolumesWithoutVsl,
     File,
     MassDelete,
+    NotConverged,
 }
 
 impl Code {
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -68,6 +69,7 @@ impl Code {
         Code::VolumesWithoutVsl,
         Code::File,
         Code::MassDelete,
+        Code::NotConverged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +101,7 @@ impl Code {
             Code::VolumesWithoutVsl => "stowage::volumes-without-vsl",
             Code::File => "stowage::file",
             Code::MassDelete => "stowage::mass-delete",
+            Code::NotConverged => "stowage::not-converged",
         }
     }
 
@@ -117,6 +120,7 @@ impl Code {
                 | Code::Protected
                 | Code::VolumesWithoutVsl
                 | Code::MassDelete
+                | Code::NotConverged
         )
     }
 }

@@ -883,6 +883,17 @@ fn apply_command(
         );
         return Ok(ExitStatus::Failure);
     }
+    // Convergence: a plan of the same file, now, must have nothing left to do.
+    if plan.has_changes() {
+        let (after, _, _) = observe(&runtime, None, target, config, &desired)?;
+        let replan = crate::plan::plan(&desired, &after, &crate::plan::Context::default());
+        if let Some(problem) = crate::plan::not_converged(&replan, &after) {
+            let mut stderr = std::io::stderr().lock();
+            let located = shown::locate(std::slice::from_ref(&problem), &loaded.source);
+            shown::write_text(&located, &loaded.source, color, &mut stderr)?;
+            return Ok(ExitStatus::Failure);
+        }
+    }
     let Some(timeout) = wait else {
         return Ok(ExitStatus::Success);
     };

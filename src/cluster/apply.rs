@@ -141,6 +141,40 @@ fn manifest(change: &Change, desired: &Desired, observed: &Observed) -> Option<V
     }
 }
 
+/// The spec fields an update removes: set in the cluster (by another manager, since
+/// stowage applies only what the file declares) and left unset by the file. Server-side
+/// apply never removes a field another manager owns, so these go by a JSON merge patch
+/// of nulls. Only plain paths under `spec`; anything else is left to the convergence
+/// check to report.
+fn removals(change: &Change) -> Option<Value> {
+    let mut patch = json!({});
+    let mut any = false;
+    for field in &change.fields {
+        let removed = matches!(field.after, crate::plan::FieldValue::Absent)
+            && !matches!(field.before, crate::plan::FieldValue::Absent);
+        let plain = field.path.starts_with("spec.")
+            && field
+                .path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+        if !removed || !plain {
+            continue;
+        }
+        let mut node = &mut patch;
+        let segments: Vec<&str> = field.path.split('.').collect();
+        for segment in &segments[..segments.len() - 1] {
+            node = node
+                .as_object_mut()?
+                .entry(segment.to_string())
+                .or_insert_with(|| json!({}));
+        }
+        node.as_object_mut()?
+            .insert(segments[segments.len() - 1].to_string(), Value::Null);
+        any = true;
+    }
+    any.then_some(patch)
+}
+
 fn retriable(error: &ClusterError) -> bool {
     match error {
         ClusterError::Api { code, .. } => *code == 429 || *code >= 500,
@@ -217,7 +251,7 @@ async fn write(
             };
             let mut params = PatchParams::apply(FIELD_MANAGER);
             params.force = options.force_conflicts;
-            with_retries(|| async {
+            let applied = with_retries(|| async {
                 match tokio::time::timeout(
                     options.request_timeout,
                     api.patch(name, &params, &Patch::Apply(&manifest)),
@@ -240,7 +274,31 @@ async fn write(
                     Err(_) => Err(timed_out("apply", &resource, options.request_timeout)),
                 }
             })
-            .await
+            .await;
+            match (applied, removals(change)) {
+                (Ok(()), Some(patch)) => {
+                    let params = PatchParams {
+                        field_manager: Some(FIELD_MANAGER.to_string()),
+                        ..PatchParams::default()
+                    };
+                    with_retries(|| async {
+                        match tokio::time::timeout(
+                            options.request_timeout,
+                            api.patch(name, &params, &Patch::Merge(&patch)),
+                        )
+                        .await
+                        {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => {
+                                Err(explain(e, "patch", &resource, namespace, &cluster.url))
+                            }
+                            Err(_) => Err(timed_out("patch", &resource, options.request_timeout)),
+                        }
+                    })
+                    .await
+                }
+                (applied, _) => applied,
+            }
         }
     };
     result.map_err(|e| e.to_string())

@@ -25,11 +25,37 @@ pub struct ObservedObject {
     pub annotations: BTreeMap<String, String>,
     pub resource_version: Option<String>,
     pub uid: Option<String>,
+    /// Who set which fields (`metadata.managedFields`, when the state carries them).
+    pub field_managers: Vec<FieldManager>,
+}
+
+/// One `managedFields` entry: a manager and the fields it owns (FieldsV1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldManager {
+    pub manager: String,
+    pub fields: Value,
 }
 
 impl ObservedObject {
     pub fn spec(&self) -> &Value {
         self.manifest.get("spec").unwrap_or(&Value::Null)
+    }
+
+    /// The managers that own the field at a dotted path (`spec.paused`), as FieldsV1
+    /// records them (`{"f:spec": {"f:paused": {}}}`).
+    pub fn managers_of(&self, dotted: &str) -> Vec<&str> {
+        self.field_managers
+            .iter()
+            .filter(|entry| {
+                dotted
+                    .split('.')
+                    .try_fold(&entry.fields, |node, segment| {
+                        node.get(format!("f:{segment}"))
+                    })
+                    .is_some()
+            })
+            .map(|entry| entry.manager.as_str())
+            .collect()
     }
 }
 
@@ -267,6 +293,21 @@ impl Observed {
             );
             return Ok(());
         }
+        let field_managers = metadata
+            .get("managedFields")
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|entry| {
+                        Some(FieldManager {
+                            manager: entry.get("manager")?.as_str()?.to_string(),
+                            fields: entry.get("fieldsV1")?.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Some(metadata) = item.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("managedFields");
         }
@@ -280,6 +321,7 @@ impl Observed {
                 annotations,
                 resource_version,
                 uid,
+                field_managers,
             },
         );
         Ok(())

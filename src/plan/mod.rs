@@ -181,6 +181,48 @@ pub struct Context {
     pub bucket_backups: BTreeMap<String, usize>,
 }
 
+/// The convergence check, after an apply: what a plan of the same file still changes,
+/// as one `stowage::not-converged` error naming each field and the managers that own
+/// it in `observed` (the state the plan was made against). `None` when it is empty.
+pub fn not_converged(replan: &Plan, observed: &Observed) -> Option<Diagnostic> {
+    if !replan.has_changes() {
+        return None;
+    }
+    let mut remaining = Vec::new();
+    for change in &replan.changes {
+        let object = &change.object;
+        let live = observed.objects.get(object);
+        let what = format!(
+            "{} {}/{}",
+            object.kind.as_str(),
+            object.namespace,
+            object.name
+        );
+        if change.fields.is_empty() {
+            remaining.push(format!("{what} ({})", change.action.as_str()));
+        }
+        for field in &change.fields {
+            let managers = live.map(|o| o.managers_of(&field.path)).unwrap_or_default();
+            let owned = if managers.is_empty() {
+                String::new()
+            } else {
+                format!(" (set by {})", managers.join(", "))
+            };
+            remaining.push(format!("{what} {}{owned}", field.path));
+        }
+    }
+    Some(
+        Diagnostic::error(
+            Code::NotConverged,
+            format!(
+                "after the apply, a plan of the same file still changes: {}",
+                remaining.join("; ")
+            ),
+        )
+        .help("another manager keeps setting these fields, or stowage cannot write them: see who, and stop it or declare the value in the file"),
+    )
+}
+
 /// Compares what the file declares with what the cluster holds.
 pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     let mut planner = Planner {

@@ -467,15 +467,32 @@ impl Daemon {
                 }
             }
         }
-        let mut health = http::lock(&self.health);
         if report.succeeded() {
-            health.applies += 1;
-            if matches!(reason, Reason::Drift | Reason::Resync) {
-                health.drift_corrections += 1;
+            {
+                let mut health = http::lock(&self.health);
+                health.applies += 1;
+                if matches!(reason, Reason::Drift | Reason::Resync) {
+                    health.drift_corrections += 1;
+                }
             }
-            drop(health);
-            self.succeeded();
+            // Convergence: a plan of the same file, now, must have nothing left to do.
+            let after =
+                cluster::observe::observe(&self.cluster, &desired, &config.velero.deployment).await;
+            let unconverged = after.ok().and_then(|after| {
+                let replan = crate::plan::plan(&desired, &after, &crate::plan::Context::default());
+                crate::plan::not_converged(&replan, &after)
+            });
+            match unconverged {
+                None => self.succeeded(),
+                Some(problem) => {
+                    error!(problem = %problem.message, "the cluster did not converge to the file");
+                    let mut health = http::lock(&self.health);
+                    health.apply_failures += 1;
+                    health.last_error = Some(problem.message);
+                }
+            }
         } else {
+            let mut health = http::lock(&self.health);
             health.apply_failures += 1;
             let failed = report
                 .written

@@ -1261,3 +1261,60 @@ fn apply_refuses_a_mass_delete_until_asked_for_it_by_name() {
     assert_exit(&out, 0);
     assert!(live.bsl("primary").is_none() && live.bsl("secondary").is_none());
 }
+
+#[test]
+fn fields_another_manager_set_that_the_file_leaves_unset_are_removed_and_apply_converges() {
+    let live = cluster("converges", Options::default());
+    live.write_file(&format!(
+        "{}[schedules.daily]\ncron = \"0 3 * * *\"\nstorage_location = \"primary\"\n",
+        live.location("primary", "primary", "default = true\n")
+    ));
+    assert_exit(
+        &live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]),
+        0,
+    );
+    // As `kubectl patch schedule … -p '{"spec":{"paused":true}}'` and another tool
+    // adding a field the file never sets.
+    live.ns
+        .merge_patch(
+            "velero.io/v1",
+            "Schedule",
+            "daily",
+            json!({"spec": {"paused": true}}),
+            "kubectl-patch",
+        )
+        .unwrap();
+    live.ns
+        .merge_patch(
+            "velero.io/v1",
+            "BackupStorageLocation",
+            "primary",
+            json!({"spec": {"validationFrequency": "5m"}}),
+            "other-tool",
+        )
+        .unwrap();
+    assert_eq!(
+        live.changes(),
+        [
+            "update BackupStorageLocation/primary",
+            "update Schedule/daily"
+        ]
+    );
+    let out = live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        live.changes(),
+        Vec::<String>::new(),
+        "apply, then plan: empty"
+    );
+    assert!(
+        live.schedule("daily").unwrap()["spec"]
+            .get("paused")
+            .is_none()
+    );
+    assert!(
+        live.bsl("primary").unwrap()["spec"]
+            .get("validationFrequency")
+            .is_none()
+    );
+}

@@ -772,3 +772,28 @@ config = { region = "us-east-1" }
     );
     assert!(plan.has_errors());
 }
+
+#[test]
+fn a_plan_left_over_after_an_apply_names_its_fields_and_their_managers() {
+    let text = "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"a\"\ndefault = true\nconfig = { region = \"us-east-1\" }\n[schedules.daily]\ncron = \"@daily\"\nstorage_location = \"a\"\n";
+    let fixture = fixture("stowage.toml", text, &[]);
+    let desired = desired_of(&fixture.path);
+    let mut items = as_cluster_after_velero(&desired);
+    let schedule = items.iter_mut().find(|i| i["kind"] == "Schedule").unwrap();
+    schedule["spec"]["paused"] = json!(true);
+    schedule["metadata"]["managedFields"] = json!([
+        {"manager": "stowage", "operation": "Apply", "fieldsV1": {"f:spec": {"f:schedule": {}}}},
+        {"manager": "kubectl-patch", "operation": "Update", "fieldsV1": {"f:spec": {"f:paused": {}}}}
+    ]);
+    let observed = observed_from(items);
+    let replan = plan(&desired, &observed, &Context::default());
+    let problem = stowage::plan::not_converged(&replan, &observed).expect("not converged");
+    assert_eq!(problem.code.as_str(), "stowage::not-converged");
+    assert_eq!(
+        problem.message,
+        "after the apply, a plan of the same file still changes: Schedule velero/daily spec.paused (set by kubectl-patch)"
+    );
+    let clean = observed_from(as_cluster_after_velero(&desired));
+    let replan = plan(&desired, &clean, &Context::default());
+    assert!(stowage::plan::not_converged(&replan, &clean).is_none());
+}
