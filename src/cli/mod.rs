@@ -381,16 +381,16 @@ pub fn schema_text() -> String {
 /// The largest saved state (`--observed`) or saved plan stowage reads.
 const OBSERVED_LIMIT: u64 = 256 << 20;
 
-/// A `--format json` document for a file that failed before anything was planned: the
-/// plan document's shape, its diagnostics and nothing else.
-fn print_failed_document(
+/// The `--format json` document of a file that nothing was planned for (validate, or a
+/// plan stopped by the file): the plan document's shape, its diagnostics, no changes.
+fn print_unplanned_document(
     diagnostics: &[Diagnostic],
     source: &crate::config::source::SourceMap,
 ) -> Result<(), CliError> {
     let located = shown::locate(diagnostics, source);
     let report = shown::ValidateReport {
         format_version: report::FORMAT_VERSION,
-        valid: false,
+        valid: !diagnostics.iter().any(Diagnostic::is_error),
         diagnostics: shown::wire(&located, source),
         changes: [],
         unmanaged: [],
@@ -427,7 +427,7 @@ fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliE
         Ok(loaded) => loaded,
         Err(error) if matches!(args.format, Format::Json) => {
             let (source, diagnostic) = unusable_file(&args.file.file, &error);
-            print_failed_document(&[diagnostic], &source)?;
+            print_unplanned_document(&[diagnostic], &source)?;
             return Ok(ExitStatus::Failure);
         }
         Err(error) => return Err(error.into()),
@@ -436,19 +436,7 @@ fn validate_command(args: &ValidateArgs, color: bool) -> Result<ExitStatus, CliE
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     match args.format {
-        Format::Json => {
-            let report = shown::ValidateReport {
-                format_version: report::FORMAT_VERSION,
-                valid: errors == 0,
-                diagnostics: shown::wire(&located, &loaded.source),
-                changes: [],
-                unmanaged: [],
-                summary: shown::EmptySummary::default(),
-            };
-            let mut stdout = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut stdout, &report)?;
-            stdout.write_all(b"\n")?;
-        }
+        Format::Json => print_unplanned_document(&diagnostics, &loaded.source)?,
         Format::Text => {
             let mut stderr = std::io::stderr().lock();
             shown::write_text(&located, &loaded.source, color, &mut stderr)?;
@@ -515,7 +503,7 @@ fn valid_or_report(
         Ok(loaded) => loaded,
         Err(error) if json => {
             let (source, diagnostic) = unusable_file(path, &error);
-            print_failed_document(&[diagnostic], &source)?;
+            print_unplanned_document(&[diagnostic], &source)?;
             return Err(error.into());
         }
         Err(error) => return Err(error.into()),
@@ -526,7 +514,7 @@ fn valid_or_report(
     shown::write_text(&located, &loaded.source, color, &mut stderr)?;
     if errors > 0 || loaded.config.is_none() {
         if json {
-            print_failed_document(&diagnostics, &loaded.source)?;
+            print_unplanned_document(&diagnostics, &loaded.source)?;
         }
         writeln!(
             stderr,
