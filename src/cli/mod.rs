@@ -723,6 +723,7 @@ fn plan_command(
             ),
             observed_source: observed_path,
             observed_sha256: crate::plan::saved::observed_digest(&observed),
+            plan_sha256: crate::plan::saved::plan_digest(&serde_json::to_value(&wire)?),
             plan: serde_json::to_value(&wire)?,
         };
         let text = serde_json::to_string_pretty(&saved)?;
@@ -823,11 +824,9 @@ fn apply_command(
     let Some(cluster) = cluster else {
         return Ok(ExitStatus::Failure);
     };
-    // A saved plan was reviewed with its bucket checks already.
-    let checks = bucket_checks(
-        args.no_bucket_checks || saved.is_some(),
-        args.bucket_timeout,
-    );
+    // A saved plan is checked against a plan made the same way: with bucket checks
+    // unless --no-bucket-checks, since what the buckets hold decides some risks.
+    let checks = bucket_checks(args.no_bucket_checks, args.bucket_timeout);
     let plan = make_plan(&runtime, &loaded, config, &desired, &observed, checks);
     if let Some(saved) = &saved {
         check_saved_plan(saved, &loaded, &observed, &plan)?;
@@ -950,7 +949,12 @@ fn check_saved_plan(
     observed: &crate::observe::Observed,
     plan: &crate::plan::Plan,
 ) -> Result<(), CliError> {
-    use crate::plan::saved::{inputs_digest, observed_digest};
+    use crate::plan::saved::{inputs_digest, observed_digest, plan_digest};
+    if plan_digest(&saved.plan) != saved.plan_sha256 {
+        return Err(CliError::Refused(
+            "refusing to apply the saved plan: its content was edited after `stowage plan --out` wrote it; run `stowage plan` again".to_string(),
+        ));
+    }
     if inputs_digest(&loaded.source.text, &loaded.materials) != saved.inputs_sha256 {
         return Err(CliError::Refused(format!(
             "refusing to apply the saved plan: {} or the credentials it reads changed since the plan was made; run `stowage plan` again",
@@ -962,20 +966,26 @@ fn check_saved_plan(
             "refusing to apply the saved plan: the cluster's objects changed since the plan was made; run `stowage plan` again".to_string(),
         ));
     }
-    let same_change = |saved: &serde_json::Value, now: &crate::plan::Change| {
-        saved["action"] == now.action.as_str()
-            && saved["kind"] == now.object.kind.as_str()
-            && saved["name"] == now.object.name.as_str()
+    // Everything the plan shows but its diagnostics (the saved plan's include bucket
+    // checks, which are not made again): each change field by field, with its risks,
+    // the unmanaged objects and the summary.
+    // Backup counts move as Velero backs up; whether there are any is in the risks.
+    let without_counts = |plan: &serde_json::Value| {
+        let mut plan = plan.clone();
+        if let Some(changes) = plan["changes"].as_array_mut() {
+            for change in changes {
+                if let Some(change) = change.as_object_mut() {
+                    change.remove("backups");
+                }
+            }
+        }
+        plan
     };
-    let saved_changes = saved.plan["changes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let same = saved_changes.len() == plan.changes.len()
-        && saved_changes
-            .iter()
-            .zip(&plan.changes)
-            .all(|(s, n)| same_change(s, n));
+    let now = without_counts(&serde_json::to_value(report::plan::wire(plan, Vec::new()))?);
+    let then = without_counts(&saved.plan);
+    let same = ["changes", "unmanaged", "summary"]
+        .iter()
+        .all(|key| then[key] == now[key]);
     if !same {
         return Err(CliError::Refused(
             "refusing to apply the saved plan: planning again gives different changes; run `stowage plan` again".to_string(),

@@ -28,6 +28,15 @@ pub struct SavedPlan {
     pub observed_sha256: String,
     /// The plan in the JSON shape of `plan --format json`.
     pub plan: serde_json::Value,
+    /// Digest of `plan` itself: an edited plan file is refused, not applied.
+    pub plan_sha256: String,
+}
+
+/// Digest of a saved plan's own content.
+pub fn plan_digest(plan: &serde_json::Value) -> String {
+    hex(&Sha256::digest(
+        serde_json::to_vec(plan).unwrap_or_default(),
+    ))
 }
 
 fn hex(digest: &[u8]) -> String {

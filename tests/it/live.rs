@@ -787,7 +787,34 @@ fn a_saved_plan_applies_exactly_or_is_refused_when_anything_changed() {
     assert_exit(&out, 0);
     let saved = std::fs::read_to_string(live.dir.path().join("plan.json")).unwrap();
     assert!(!saved.contains(CANARY));
-    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+
+    // The plan file edited by hand (a bucket name): refused, nothing written.
+    let plan_path = live.dir.path().join("plan.json");
+    let edited = saved.replace(crate::cluster::LIVE_BUCKET, "velero-elsewhere");
+    assert_ne!(edited, saved);
+    std::fs::write(&plan_path, &edited).unwrap();
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its content was edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Edited and its digest made to match: the plan made now differs from it.
+    let mut document: Value = serde_json::from_str(&edited).unwrap();
+    document["plan_sha256"] = json!(stowage::plan::saved::plan_digest(&document["plan"]));
+    std::fs::write(&plan_path, document.to_string()).unwrap();
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("planning again gives different changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(live.bsl("primary").is_none(), "nothing was written");
+
+    std::fs::write(&plan_path, &saved).unwrap();
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
     assert_exit(&out, 0);
     assert!(live.bsl("primary").is_some());
 
@@ -802,7 +829,7 @@ fn a_saved_plan_applies_exactly_or_is_refused_when_anything_changed() {
         0,
     );
     live.write_file(&live.location("primary", "primary", "default = true\n"));
-    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
     assert_exit(&out, 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the plan was made"));
     assert_eq!(
@@ -829,7 +856,7 @@ fn a_saved_plan_applies_exactly_or_is_refused_when_anything_changed() {
             "kubectl-edit",
         )
         .unwrap();
-    let out = live.stowage(&["apply", "plan.json", "--auto-approve"]);
+    let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
     assert_exit(&out, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the cluster's objects changed"),
