@@ -501,8 +501,18 @@ fn cluster_errors_say_what_is_wrong() {
     let live = cluster("cluster-errors", Options::default());
     live.write_file(&live.location("primary", "primary", "default = true\n"));
 
-    // The real server's RBAC: a ServiceAccount allowed nothing on Velero's kinds.
-    let kubeconfig = service_account_kubeconfig(&live, "nothing", json!([]));
+    // The real server's RBAC: a ServiceAccount allowed everything a plan reads but the
+    // locations (the LISTs run concurrently; only one may be refused for the message
+    // to be known).
+    let kubeconfig = service_account_kubeconfig(
+        &live,
+        "no-locations",
+        json!([
+            {"apiGroups": ["velero.io"], "resources": ["volumesnapshotlocations", "schedules", "backups"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]}
+        ]),
+    );
     let out = live
         .command_with(&kubeconfig)
         .args(["plan", "--no-bucket-checks"])
