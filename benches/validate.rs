@@ -25,3 +25,24 @@ fn validate_1000_locations_5000_schedules(bencher: divan::Bencher) {
         diagnostics
     });
 }
+
+/// Many locations in one bucket, each under its own prefix: the overlap check must
+/// grow with the number of locations, not with its square (the ratio between sizes is
+/// the number to watch).
+#[divan::bench(args = [1_000, 4_000, 16_000], sample_count = 5)]
+fn validate_locations_in_one_bucket(bencher: divan::Bencher, locations: usize) {
+    let mut text = String::from("version = 1\n");
+    for i in 0..locations {
+        text.push_str(&format!(
+            "[backup_locations.l{i}]\nprovider = \"aws\"\nbucket = \"shared\"\nprefix = \"team-{}/cluster-{i}\"\ndefault = {}\nconfig = {{ region = \"us-east-1\" }}\n",
+            i % 50,
+            i == 0
+        ));
+    }
+    bencher.bench(|| {
+        let loaded = parse_str("bench.toml", divan::black_box(text.clone()), Format::Toml);
+        let diagnostics = stowage::validate::validate(&loaded);
+        assert!(diagnostics.is_empty(), "{:?}", diagnostics.first());
+        diagnostics
+    });
+}

@@ -12,6 +12,7 @@ pub mod filters;
 pub mod names;
 pub mod providers;
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::load::{Loaded, Material, Materials};
@@ -579,11 +580,25 @@ impl Checker<'_> {
             by_bucket.entry(key).or_default().push((name, prefix));
         }
         for (BucketKey { bucket, .. }, members) in &by_bucket {
+            // Each location against the first earlier one it nests with, found through
+            // two indexes instead of comparing every pair (100k locations in one bucket
+            // took minutes): the first location at each exact prefix, and the first at
+            // or below each path (a location nests with an earlier one at one of its
+            // ancestors, or with one anywhere below it).
+            let mut first_at: HashMap<&str, usize> = HashMap::new();
+            let mut first_below: HashMap<&str, usize> = HashMap::new();
             for (i, (name, prefix)) in members.iter().enumerate() {
-                let Some((other, other_prefix)) = members[..i]
+                let ancestors = path_ancestors(prefix);
+                let earlier = ancestors
                     .iter()
-                    .find(|(_, other_prefix)| nests(prefix, other_prefix))
-                else {
+                    .filter_map(|a| first_at.get(a).copied())
+                    .chain(first_below.get(prefix.as_str()).copied())
+                    .min();
+                first_at.entry(prefix.as_str()).or_insert(i);
+                for ancestor in ancestors {
+                    first_below.entry(ancestor).or_insert(i);
+                }
+                let Some((other, other_prefix)) = earlier.map(|j| &members[j]) else {
                     continue;
                 };
                 let describe = |p: &str| {
@@ -1075,6 +1090,18 @@ struct BucketKey {
 
 /// Two prefixes in one bucket collide when equal or when one contains the other
 /// (the empty prefix contains everything).
+/// A prefix and every path above it, the whole bucket ("") first: "a/b" gives "", "a"
+/// and "a/b".
+fn path_ancestors(prefix: &str) -> Vec<&str> {
+    let mut ancestors = vec![""];
+    if !prefix.is_empty() {
+        ancestors.extend(prefix.match_indices('/').map(|(i, _)| &prefix[..i]));
+        ancestors.push(prefix);
+    }
+    ancestors
+}
+
+#[cfg(test)]
 fn nests(a: &str, b: &str) -> bool {
     a == b
         || a.is_empty()
