@@ -46,3 +46,24 @@ fn validate_locations_in_one_bucket(bencher: divan::Bencher, locations: usize) {
         diagnostics
     });
 }
+
+/// A file with many mistakes, shown as text: showing them must grow with their number,
+/// not with its square.
+#[divan::bench(args = [1_000, 4_000, 16_000], sample_count = 5)]
+fn show_many_errors_as_text(bencher: divan::Bencher, errors: usize) {
+    let mut text = String::from("version = 1\n");
+    for i in 0..errors {
+        text.push_str(&format!("[bogus{i}]\nx = 1\n"));
+    }
+    let loaded = parse_str("bench.toml", text, Format::Toml);
+    let mut diagnostics = loaded.diagnostics.clone();
+    diagnostics.extend(stowage::validate::validate(&loaded));
+    assert!(diagnostics.len() >= errors);
+    bencher.bench(|| {
+        let located = stowage::report::diagnostics::locate(&diagnostics, &loaded.source);
+        let mut shown = Vec::new();
+        stowage::report::diagnostics::write_text(&located, &loaded.source, false, &mut shown)
+            .expect("writing to memory");
+        shown
+    });
+}

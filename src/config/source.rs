@@ -450,6 +450,18 @@ impl SourceMap {
     }
 
     /// 1-based line and character column of a byte offset.
+    /// The line `lines_before` lines above the one holding `offset` (or the first):
+    /// its index from zero and the byte offset it starts at.
+    pub fn line_start_before(&self, offset: usize, lines_before: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        };
+        let first = line.saturating_sub(lines_before);
+        (first, self.line_starts[first])
+    }
+
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = match self.line_starts.binary_search(&offset) {

@@ -74,7 +74,7 @@ pub fn write_text(
         miette::GraphicalTheme::unicode_nocolor()
     };
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_context_lines(1);
-    let named = miette::NamedSource::new(source.name.clone(), source.text.clone());
+    let named = Windowed { source };
     for item in located {
         let excerpt = item
             .span
@@ -122,9 +122,43 @@ fn excerpt_fits(text: &str, span: &Range<usize>) -> bool {
         .all(|line| line.len() <= EXCERPT_LINE_LIMIT)
 }
 
+/// The file as miette reads it, one excerpt at a time: each read starts at the first
+/// line it shows, found through the line index, instead of at the start of the file
+/// (which made showing n diagnostics take time in n times the file's length).
+struct Windowed<'a> {
+    source: &'a SourceMap,
+}
+
+impl miette::SourceCode for Windowed<'_> {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let (first_line, from) = self
+            .source
+            .line_start_before(span.offset(), context_lines_before);
+        let window = &self.source.text[from..];
+        let shifted = miette::SourceSpan::new((span.offset() - from).into(), span.len());
+        let contents = window.read_span(&shifted, context_lines_before, context_lines_after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.source.name.clone(),
+            contents.data(),
+            miette::SourceSpan::new(
+                (contents.span().offset() + from).into(),
+                contents.span().len(),
+            ),
+            contents.line() + first_line,
+            contents.column(),
+            contents.line_count() + first_line,
+        )))
+    }
+}
+
 struct Shown<'a> {
     item: &'a Located<'a>,
-    source: &'a miette::NamedSource<String>,
+    source: &'a Windowed<'a>,
     /// Whether to show the file excerpt with the span underlined.
     excerpt: bool,
 }
