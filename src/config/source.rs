@@ -4,6 +4,7 @@
 //! and value. Everything after this module sees one shape, so both formats get the same
 //! checks and the same located errors. This module parses text; it never reads files.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::diagnostic::{Code, Diagnostic, Pointer, Segment, Target};
@@ -402,6 +403,48 @@ pub struct SourceMap {
     pub text: String,
     pub root: Option<Node>,
     line_starts: Vec<usize>,
+    /// Every node's place by its path, built on first use: resolving a pointer is then
+    /// a few hash look-ups, not a scan of each table's keys (which made locating n
+    /// diagnostics in a table of n entries quadratic).
+    places: std::sync::OnceLock<HashMap<Vec<Segment>, Place>>,
+}
+
+/// Where a node is: its key's span (for map entries) and its own.
+#[derive(Debug, Clone)]
+struct Place {
+    key_span: Option<Range<usize>>,
+    span: Range<usize>,
+}
+
+/// Records `node` and everything below it; the first of duplicate keys wins, as a
+/// search in file order would find it.
+fn index_places(
+    node: &Node,
+    key_span: Option<Range<usize>>,
+    path: &mut Vec<Segment>,
+    places: &mut HashMap<Vec<Segment>, Place>,
+) {
+    places.entry(path.clone()).or_insert_with(|| Place {
+        key_span,
+        span: node.span.clone(),
+    });
+    match &node.value {
+        NodeValue::Map(entries) => {
+            for entry in entries {
+                path.push(Segment::Key(entry.key.clone()));
+                index_places(&entry.value, Some(entry.key_span.clone()), path, places);
+                path.pop();
+            }
+        }
+        NodeValue::List(items) => {
+            for (index, item) in items.iter().enumerate() {
+                path.push(Segment::Index(index));
+                index_places(item, None, path, places);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 impl SourceMap {
@@ -412,6 +455,7 @@ impl SourceMap {
             text,
             root,
             line_starts,
+            places: std::sync::OnceLock::new(),
         }
     }
 
@@ -421,32 +465,24 @@ impl SourceMap {
         let Some(root) = &self.root else {
             return 0..0;
         };
-        let mut node = root;
-        let mut key_span: Option<Range<usize>> = None;
-        for segment in &pointer.path {
-            let next = match (segment, &node.value) {
-                (Segment::Key(key), NodeValue::Map(entries)) => entries
-                    .iter()
-                    .find(|entry| &entry.key == key)
-                    .map(|entry| (Some(entry.key_span.clone()), &entry.value)),
-                (Segment::Index(index), NodeValue::List(items)) => {
-                    items.get(*index).map(|item| (None, item))
-                }
-                _ => None,
+        let places = self.places.get_or_init(|| {
+            let mut places = HashMap::new();
+            index_places(root, None, &mut Vec::new(), &mut places);
+            places
+        });
+        let path = pointer.path.as_slice();
+        if let Some(place) = places.get(path) {
+            return match (pointer.target, &place.key_span) {
+                (Target::Key, Some(key_span)) => self.visible(key_span.clone()),
+                _ => self.visible(place.span.clone()),
             };
-            match next {
-                Some((key, child)) => {
-                    key_span = key;
-                    node = child;
-                }
-                // Missing: point at the key that names the deepest node found.
-                None => return self.visible(key_span.unwrap_or_else(|| node.span.clone())),
-            }
         }
-        match (pointer.target, key_span) {
-            (Target::Key, Some(key_span)) => self.visible(key_span),
-            _ => self.visible(node.span.clone()),
-        }
+        // Missing: point at the key that names the deepest node found.
+        (0..path.len())
+            .rev()
+            .find_map(|len| places.get(&path[..len]))
+            .map(|place| self.visible(place.key_span.clone().unwrap_or_else(|| place.span.clone())))
+            .unwrap_or(0..0)
     }
 
     /// 1-based line and character column of a byte offset.
