@@ -556,19 +556,21 @@ fn plain_reason(error: &object_store::Error, secrets: &[String]) -> String {
         || lower.contains("the specified container does not exist")
         || lower.contains("no bucket named")
         || lower.contains("bucket does not exist")
-        || (lower.contains("404") && lower.contains("bucket"))
+        // Status codes with their reason phrase, never bare digits: a request id or a
+        // signature in the message may hold "404" by chance.
+        || (lower.contains("404 not found") && lower.contains("bucket"))
     {
         "no such bucket"
     } else if lower.contains("failed to authenticate")
         || lower.contains("invalidaccesskeyid")
         || lower.contains("signaturedoesnotmatch")
         || lower.contains("authenticationfailed")
-        || lower.contains("401")
+        || lower.contains("401 unauthorized")
         || lower.contains("invalid_grant")
     {
         "the credential was refused (wrong key?)"
     } else if lower.contains("accessdenied")
-        || lower.contains("403")
+        || lower.contains("403 forbidden")
         || lower.contains("authorizationfailure")
     {
         "access denied"
