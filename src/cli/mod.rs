@@ -872,7 +872,11 @@ fn apply_command(
     }
     // Convergence: a plan of the same file, now, must have nothing left to do.
     if plan.has_changes() {
-        let (after, _, _) = observe(&runtime, None, target, config, &desired)?;
+        let after = runtime.block_on(crate::cluster::observe::observe(
+            &cluster,
+            &desired,
+            &config.velero.deployment,
+        ))?;
         let replan = crate::plan::plan(&desired, &after, &crate::plan::Context::default());
         if let Some(problem) = crate::plan::not_converged(&replan, &after) {
             let mut stderr = std::io::stderr().lock();
