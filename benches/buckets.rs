@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use stowage::observe::bucket::{BucketStatus, BucketTarget, CredentialValue, check_all};
+use stowage::buckets::{BucketTarget, CredentialValue, check_all};
+use stowage::observe::BucketStatus;
 use stowage::secret::SecretValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

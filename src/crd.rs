@@ -14,9 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BackupTemplate;
 
-pub const GROUP: &str = "velero.io";
-pub const API_VERSION: &str = "velero.io/v1";
-
 fn is_false(value: &bool) -> bool {
     !*value
 }

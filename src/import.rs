@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::observe::{Observed, ObservedObject};
-use crate::render::Kind;
+use crate::velero::Kind;
+use crate::velero::server::ServerArgs;
 
 /// Maps whose keys are user data, kept as written rather than turned into snake_case.
 const USER_KEYED: [&str; 5] = [
@@ -21,7 +22,7 @@ const USER_KEYED: [&str; 5] = [
 
 /// Labels Velero's tools and stowage put on objects themselves; not the user's.
 fn is_own_label(key: &str) -> bool {
-    key == crate::render::MANAGED_BY_LABEL || key == crate::render::OWNER_LABEL
+    key == crate::velero::MANAGED_BY_LABEL || key == crate::velero::OWNER_LABEL
 }
 
 fn snake_case(name: &str) -> String {
@@ -142,12 +143,12 @@ fn managing_owner<'a>(objects: impl Iterator<Item = &'a &'a ObservedObject>) -> 
     for object in objects {
         let managed = object
             .labels
-            .get(crate::render::MANAGED_BY_LABEL)
+            .get(crate::velero::MANAGED_BY_LABEL)
             .map(String::as_str)
-            == Some(crate::render::MANAGED_BY_VALUE);
+            == Some(crate::velero::MANAGED_BY_VALUE);
         if let Some(owner) = object
             .labels
-            .get(crate::render::OWNER_LABEL)
+            .get(crate::velero::OWNER_LABEL)
             .filter(|_| managed)
         {
             *counts.entry(owner.as_str()).or_default() += 1;
@@ -187,7 +188,7 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
         velero.insert("owner".into(), owner.into());
     }
     velero.insert("deployment".into(), deployment.into());
-    let deployment_ref = crate::render::ObjectRef {
+    let deployment_ref = crate::velero::ObjectRef {
         kind: Kind::Deployment,
         namespace: namespace.to_string(),
         name: deployment.to_string(),
@@ -195,15 +196,9 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
     if let Some(args) = observed
         .objects
         .get(&deployment_ref)
-        .and_then(crate::plan::server_args)
+        .and_then(|deployment| ServerArgs::of_deployment(&deployment.manifest))
     {
-        let defaults: BTreeMap<String, String> = args
-            .iter()
-            .filter_map(|a| a.strip_prefix(&format!("{}=", crate::render::DEFAULT_VSL_FLAG)))
-            .flat_map(|value| value.split(','))
-            .filter_map(|pair| pair.split_once(':'))
-            .map(|(provider, vsl)| (provider.to_string(), vsl.to_string()))
-            .collect();
+        let defaults = args.default_snapshot_locations();
         if !defaults.is_empty() {
             velero.insert(
                 "default_volume_snapshot_locations".into(),

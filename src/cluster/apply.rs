@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::{Cluster, ClusterError, explain, resource_of};
 use crate::observe::Observed;
 use crate::plan::{Action, Change, Plan};
-use crate::render::{Desired, Kind, ObjectRef};
+use crate::render::Desired;
+use crate::velero::{Kind, ObjectRef};
 
 pub const FIELD_MANAGER: &str = "stowage";
 
@@ -44,6 +45,9 @@ impl Default for Options {
 pub enum Outcome {
     Applied,
     Failed(String),
+    /// Refused because another field manager owns a field the write sets (server-side
+    /// apply's 409 without `--force-conflicts`).
+    Conflict(String),
     /// An earlier stage failed, so this write was not tried.
     NotAttempted,
 }
@@ -63,6 +67,13 @@ pub struct Report {
 impl Report {
     pub fn succeeded(&self) -> bool {
         self.written.iter().all(|w| w.outcome == Outcome::Applied)
+    }
+
+    /// The writes another field manager's ownership refused.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Written> {
+        self.written
+            .iter()
+            .filter(|w| matches!(w.outcome, Outcome::Conflict(_)))
     }
 
     pub fn applied(&self) -> impl Iterator<Item = &Written> {
@@ -127,11 +138,11 @@ fn manifest(change: &Change, desired: &Desired, observed: &Observed) -> Option<V
         Kind::Deployment => {
             let flag = desired.server_flag.as_ref()?;
             let live = observed.objects.get(&change.object)?;
-            let args = crate::plan::server_args(live)?;
+            let args = crate::velero::server::ServerArgs::of_deployment(&live.manifest)?;
             Some(json!({"apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": change.object.name, "namespace": change.object.namespace},
                 "spec": {"template": {"spec": {"containers": [
-                    {"name": crate::render::VELERO_CONTAINER, "args": crate::plan::with_flag(&args, flag)}]}}}}))
+                    {"name": crate::velero::server::CONTAINER, "args": flag.applied_to(&args).as_slice()}]}}}}))
         }
         _ => desired
             .objects
@@ -208,13 +219,13 @@ async fn write(
     desired: &Desired,
     observed: &Observed,
     options: Options,
-) -> Result<(), String> {
+) -> Result<(), ClusterError> {
     let resource = resource_of(change.object.kind);
     let namespace = change.object.namespace.as_str();
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), namespace, &resource);
     let name = change.object.name.as_str();
-    let result = match change.action {
+    match change.action {
         Action::Delete => {
             let uid = observed
                 .objects
@@ -247,7 +258,11 @@ async fn write(
         }
         Action::Create | Action::Update => {
             let Some(manifest) = manifest(change, desired, observed) else {
-                return Err("nothing to apply: the object is not in the rendered state".to_string());
+                return Err(ClusterError::Request {
+                    verb: "apply",
+                    resource: resource.plural.clone(),
+                    reason: "nothing to apply: the object is not in the rendered state".to_string(),
+                });
             };
             let mut params = PatchParams::apply(FIELD_MANAGER);
             params.force = options.force_conflicts;
@@ -300,8 +315,7 @@ async fn write(
                 (applied, _) => applied,
             }
         }
-    };
-    result.map_err(|e| e.to_string())
+    }
 }
 
 fn timed_out(
@@ -340,7 +354,12 @@ pub async fn apply(
                 .map(|change| async move {
                     let outcome = match write(cluster, change, desired, observed, options).await {
                         Ok(()) => Outcome::Applied,
-                        Err(reason) => Outcome::Failed(reason),
+                        Err(error @ ClusterError::Api { code: 409, .. })
+                            if change.action != Action::Delete =>
+                        {
+                            Outcome::Conflict(error.to_string())
+                        }
+                        Err(error) => Outcome::Failed(error.to_string()),
                     };
                     Written {
                         object: change.object.clone(),

@@ -3,14 +3,14 @@
 //! here does I/O; what to write was decided by the pure `plan`.
 
 pub mod apply;
-pub mod observe;
+pub mod read;
 
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 
-use crate::render::Kind;
+use crate::velero::Kind;
 
 /// Where the cluster is: a kubeconfig (path and context), else `KUBECONFIG`,
 /// `~/.kube/config`, or the in-cluster service account.
@@ -110,9 +110,9 @@ pub fn resource_of(kind: Kind) -> ApiResource {
     let (group, plural) = match kind {
         Kind::Secret => ("", "secrets"),
         Kind::Deployment => ("apps", "deployments"),
-        Kind::BackupStorageLocation => (crate::crd::GROUP, "backupstoragelocations"),
-        Kind::VolumeSnapshotLocation => (crate::crd::GROUP, "volumesnapshotlocations"),
-        Kind::Schedule => (crate::crd::GROUP, "schedules"),
+        Kind::BackupStorageLocation => (crate::velero::GROUP, "backupstoragelocations"),
+        Kind::VolumeSnapshotLocation => (crate::velero::GROUP, "volumesnapshotlocations"),
+        Kind::Schedule => (crate::velero::GROUP, "schedules"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind.as_str()), plural)
 }
@@ -139,7 +139,7 @@ pub(crate) fn explain(
                 namespace: namespace.to_string(),
                 message: status.message,
             },
-            404 if resource.group == crate::crd::GROUP
+            404 if resource.group == crate::velero::GROUP
                 && status.details.as_ref().is_none_or(|d| d.name.is_empty()) =>
             {
                 ClusterError::VeleroMissing {

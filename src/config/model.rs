@@ -392,6 +392,13 @@ pub fn json_schema() -> &'static serde_json::Value {
     &SCHEMA
 }
 
+/// The JSON Schema as committed in `schema/stowage.schema.json`: pretty, one newline.
+pub fn json_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(json_schema()).unwrap_or_else(|_| "{}".to_string());
+    text.push('\n');
+    text
+}
+
 /// One Velero Schedule object that a `[schedules.*]` entry becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleInstance<'a> {

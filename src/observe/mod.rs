@@ -5,15 +5,13 @@
 //! turned into `SecretValue`s the moment it is read, so no later stage can print it.
 //! This module only reads; it never writes.
 
-pub mod bucket;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::render::{Kind, ObjectRef};
 use crate::secret::SecretValue;
+use crate::velero::{Kind, ObjectRef};
 
 /// A Velero object or Deployment as the cluster holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +75,43 @@ pub struct ObservedBackup {
     pub namespace: String,
     pub storage_location: Option<String>,
     pub volume_snapshot_locations: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether a bucket place could be listed, and what it holds.
+pub enum BucketStatus {
+    Reachable {
+        backups: usize,
+        /// The count stopped at the listing bound: at least this many.
+        backups_capped: bool,
+        foreign: Vec<String>,
+    },
+    Unreachable {
+        reason: String,
+    },
+    NotChecked {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+/// What listing one bucket place found.
+pub struct BucketReport {
+    pub location: String,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub status: BucketStatus,
+}
+
+/// What the bucket checks found, as `plan` takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketFindings {
+    /// The place each declared location points at, in the file's order.
+    pub declared: Vec<BucketReport>,
+    /// The place a location in the cluster points at now, for those the plan deletes
+    /// or repoints (`plan::places_at_risk`): their backups are what the
+    /// change puts at risk.
+    pub current: Vec<BucketReport>,
 }
 
 /// The observed state of the Velero namespace.

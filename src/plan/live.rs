@@ -8,32 +8,10 @@ use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::observe::{ClusterFacts, Observed};
-use crate::render::{Desired, DesiredObject, Kind};
-use crate::validate::providers::Plugin;
-
-/// Velero's own default for `--default-backup-storage-location`.
-const SERVER_DEFAULT_BSL: &str = "default";
-
-/// The image a provider's plugin ships in (a substring of the init container's image).
-fn plugin_image(plugin: Plugin) -> &'static str {
-    match plugin {
-        Plugin::Aws => "velero-plugin-for-aws",
-        Plugin::Azure => "velero-plugin-for-microsoft-azure",
-        Plugin::Gcp => "velero-plugin-for-gcp",
-        Plugin::Portworx => "portworx/velero-plugin",
-    }
-}
-
-/// The plugin whose volume snapshotter handles volumes of a driver.
-fn plugin_for_driver(driver: &str) -> Option<Plugin> {
-    match driver {
-        "ebs.csi.aws.com" | "kubernetes.io/aws-ebs" => Some(Plugin::Aws),
-        "disk.csi.azure.com" | "kubernetes.io/azure-disk" => Some(Plugin::Azure),
-        "pd.csi.storage.gke.io" | "kubernetes.io/gce-pd" => Some(Plugin::Gcp),
-        "pxd.portworx.com" | "kubernetes.io/portworx-volume" => Some(Plugin::Portworx),
-        _ => None,
-    }
-}
+use crate::render::{Desired, DesiredObject};
+use crate::velero::Kind;
+use crate::velero::Plugin;
+use crate::velero::server::{DEFAULT_BSL, ServerArgs};
 
 fn provider(object: &DesiredObject) -> &str {
     object.manifest["spec"]["provider"]
@@ -75,7 +53,7 @@ fn plugins(desired: &Desired, deployment: &Value, found: &mut Vec<Diagnostic>) {
         let Some(plugin) = Plugin::of(provider(object)) else {
             continue;
         };
-        let image = plugin_image(plugin);
+        let image = Plugin::image(plugin);
         if !images.iter().any(|i| i.contains(image)) {
             found.push(
                 Diagnostic::error(
@@ -94,14 +72,9 @@ fn plugins(desired: &Desired, deployment: &Value, found: &mut Vec<Diagnostic>) {
 
 /// Velero re-asserts `default` on the location named after its flag at every restart.
 fn server_default(desired: &Desired, deployment: &Value, found: &mut Vec<Diagnostic>) {
-    let flag = crate::plan::server_args_of(deployment)
-        .into_iter()
-        .flatten()
-        .find_map(|arg| {
-            arg.strip_prefix("--default-backup-storage-location=")
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| SERVER_DEFAULT_BSL.to_string());
+    let flag = ServerArgs::of_deployment(deployment)
+        .map(|args| args.default_backup_location().to_string())
+        .unwrap_or_else(|| DEFAULT_BSL.to_string());
     if flag.is_empty() {
         return;
     }
@@ -163,7 +136,7 @@ fn uncovered_volumes(desired: &Desired, facts: &ClusterFacts, found: &mut Vec<Di
     let mut uncovered: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for volume in &facts.volumes {
         let covered_by_vsl =
-            plugin_for_driver(&volume.driver).is_some_and(|p| covered.contains(&p));
+            Plugin::for_driver(&volume.driver).is_some_and(|p| covered.contains(&p));
         if !covered_by_vsl {
             uncovered
                 .entry(volume.driver.as_str())
@@ -172,10 +145,10 @@ fn uncovered_volumes(desired: &Desired, facts: &ClusterFacts, found: &mut Vec<Di
         }
     }
     for (driver, volumes) in uncovered {
-        let whose = match plugin_for_driver(driver) {
+        let whose = match Plugin::for_driver(driver) {
             Some(plugin) => format!(
                 "no snapshot location has the {} provider",
-                plugin_name(plugin)
+                Plugin::provider_name(plugin)
             ),
             None => "no Velero volume snapshotter handles this driver".to_string(),
         };
@@ -191,14 +164,5 @@ fn uncovered_volumes(desired: &Desired, facts: &ClusterFacts, found: &mut Vec<Di
             )
             .help("declare a snapshot location for that provider, or back these volumes up with CSI snapshots or file-system backup"),
         );
-    }
-}
-
-fn plugin_name(plugin: Plugin) -> &'static str {
-    match plugin {
-        Plugin::Aws => "aws",
-        Plugin::Azure => "azure",
-        Plugin::Gcp => "gcp",
-        Plugin::Portworx => "portworx.io/portworx",
     }
 }

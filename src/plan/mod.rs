@@ -11,21 +11,25 @@
 
 pub mod live;
 pub mod normalize;
-pub mod saved;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic, Pointer};
-use crate::observe::bucket::{BucketReport, BucketStatus};
-use crate::observe::{Observed, ObservedObject, ObservedSecret, string_map};
-use crate::render::{
-    DEFAULT_VSL_FLAG, Desired, DesiredObject, DesiredSecret, Kind, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION, ServerFlag, VELERO_CONTAINER,
+use crate::observe::{
+    BucketFindings, BucketReport, BucketStatus, Observed, ObservedObject, ObservedSecret,
+    string_map,
+};
+use crate::render::{Desired, DesiredObject, DesiredSecret};
+use crate::velero::server::{CONTAINER as VELERO_CONTAINER, ServerArgs};
+use crate::velero::{
+    Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
     Update,
@@ -43,7 +47,8 @@ impl Action {
 }
 
 /// Risky changes, with the stable names of product.md §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Risk {
     /// A location's bucket or prefix changes: its backups vanish from the cluster's view.
     Repoint,
@@ -91,7 +96,8 @@ impl Risk {
 }
 
 /// One side of a field change.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FieldValue {
     Absent,
     Value(Value),
@@ -99,7 +105,7 @@ pub enum FieldValue {
     Sensitive,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// The field, e.g. `spec.objectStorage.prefix` or `metadata.labels["app"]`.
     pub path: String,
@@ -113,7 +119,7 @@ impl FieldChange {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub action: Action,
     pub object: ObjectRef,
@@ -124,7 +130,7 @@ pub struct Change {
 }
 
 /// An object in the namespace that someone else owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnedElsewhere {
     pub object: ObjectRef,
     pub owner: String,
@@ -144,7 +150,7 @@ pub struct Plan {
     pub buckets: Vec<BucketReport>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub create: usize,
     pub update: usize,
@@ -176,9 +182,24 @@ impl Plan {
 /// What else the planner knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    /// Backups found in the bucket place each location points at *now* (in the
-    /// cluster), for locations the plan deletes or repoints.
-    pub bucket_backups: BTreeMap<String, usize>,
+    /// What the bucket checks found, when they ran.
+    pub buckets: Option<BucketFindings>,
+}
+
+impl Context {
+    /// Backups found in the bucket place `location` points at *now* (in the cluster),
+    /// when the checks listed it.
+    fn backups_in_current_place(&self, location: &str) -> Option<usize> {
+        self.buckets
+            .as_ref()?
+            .current
+            .iter()
+            .find(|report| report.location == location)
+            .and_then(|report| match report.status {
+                BucketStatus::Reachable { backups, .. } => Some(backups),
+                _ => None,
+            })
+    }
 }
 
 /// The convergence check, after an apply: what a plan of the same file still changes,
@@ -240,8 +261,14 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     planner.server_flag();
     planner.leftovers();
     planner.mass_delete_guard();
+    planner
+        .plan
+        .diagnostics
+        .extend(live::checks(desired, observed));
+    if let Some(findings) = &context.buckets {
+        planner.bucket_findings(&findings.declared);
+    }
     let mut plan = planner.plan;
-    plan.diagnostics.extend(live::checks(desired, observed));
     plan.changes.sort_by(|a, b| a.object.cmp(&b.object));
     plan.unmanaged.sort();
     plan.owned_elsewhere.sort_by(|a, b| a.object.cmp(&b.object));
@@ -427,20 +454,9 @@ impl Planner<'_> {
 
         match kind {
             Kind::BackupStorageLocation => {
-                let storage = |spec: &Value| {
-                    let storage = spec.get("objectStorage");
-                    (
-                        storage.and_then(|s| s.get("bucket")).cloned(),
-                        storage.and_then(|s| s.get("prefix")).cloned(),
-                    )
-                };
-                if storage(&wanted) != storage(&current) {
+                if storage_place(&wanted) != storage_place(&current) {
                     risks.push(Risk::Repoint);
-                    backups = self
-                        .context
-                        .bucket_backups
-                        .get(&desired.object.name)
-                        .copied();
+                    backups = self.context.backups_in_current_place(&desired.object.name);
                     if is_protected(&observed.annotations)
                         || is_protected(&string_map(metadata.and_then(|m| m.get("annotations"))))
                     {
@@ -542,7 +558,7 @@ impl Planner<'_> {
             }
             return;
         };
-        let Some(args) = server_args(deployment) else {
+        let Some(args) = ServerArgs::of_deployment(&deployment.manifest) else {
             self.plan.diagnostics.push(
                 Diagnostic::error(
                     Code::Reference,
@@ -555,15 +571,15 @@ impl Planner<'_> {
             );
             return;
         };
-        let wanted = with_flag(&args, flag);
+        let wanted = flag.applied_to(&args);
         if wanted != args {
             self.plan.changes.push(Change {
                 action: Action::Update,
                 object: flag.deployment.clone(),
                 fields: vec![FieldChange {
                     path: format!("spec.template.spec.containers[{VELERO_CONTAINER}].args"),
-                    before: FieldValue::Value(Value::from(args)),
-                    after: FieldValue::Value(Value::from(wanted)),
+                    before: FieldValue::Value(Value::from(args.into_vec())),
+                    after: FieldValue::Value(Value::from(wanted.into_vec())),
                 }],
                 risks: Vec::new(),
                 backups: None,
@@ -693,7 +709,7 @@ impl Planner<'_> {
                             && b.storage_location.as_deref() == Some(&object.name)
                     })
                     .count();
-                let in_bucket = self.context.bucket_backups.get(&object.name).copied();
+                let in_bucket = self.context.backups_in_current_place(&object.name);
                 let count = in_bucket.unwrap_or(0).max(in_cluster);
                 if in_bucket.is_some() || in_cluster > 0 {
                     backups = Some(count);
@@ -842,105 +858,83 @@ fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
     }
 }
 
-/// The server container's args, when the Deployment has that container.
-pub fn server_args(deployment: &ObservedObject) -> Option<Vec<String>> {
-    server_args_of(&deployment.manifest)
-}
-
-/// The same, from the Deployment's manifest.
-pub fn server_args_of(manifest: &Value) -> Option<Vec<String>> {
-    let containers = manifest
-        .pointer("/spec/template/spec/containers")?
-        .as_array()?;
-    let container = containers
-        .iter()
-        .find(|c| c.get("name").and_then(Value::as_str) == Some(VELERO_CONTAINER))?;
-    Some(
-        container
-            .get("args")
-            .and_then(Value::as_array)
-            .map(|args| {
-                args.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+/// A location spec's bucket and prefix: a change of either repoints it.
+fn storage_place(spec: &Value) -> (Option<&Value>, Option<&Value>) {
+    let storage = spec.get("objectStorage");
+    (
+        storage.and_then(|s| s.get("bucket")),
+        storage.and_then(|s| s.get("prefix")),
     )
 }
 
-/// `args` with the default-VSL flag set to the declared value (or removed when the
-/// file declares no defaults), in either `--flag=value` or `--flag value` form.
-pub fn with_flag(args: &[String], flag: &ServerFlag) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len() + 1);
-    let mut skip_next = false;
-    for arg in args {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        if arg == DEFAULT_VSL_FLAG {
-            skip_next = true;
-            continue;
-        }
-        if arg.starts_with(&format!("{DEFAULT_VSL_FLAG}=")) {
-            continue;
-        }
-        out.push(arg.clone());
-    }
-    if !flag.value.is_empty() {
-        out.push(flag.argument());
-    }
-    out
-}
-
-/// The locations in the cluster whose current bucket place a plan puts at risk: those
-/// it deletes or repoints. Their backups feed [`Context::bucket_backups`].
-pub fn places_at_risk<'a>(plan: &Plan, observed: &'a Observed) -> Vec<&'a ObservedObject> {
-    plan.changes
+/// The locations in the cluster whose current bucket place planning `desired` against
+/// `observed` puts at risk: those the plan deletes (this file's, no longer declared)
+/// or repoints (declared with another bucket or prefix). Their backups are counted
+/// before planning and reach it as [`BucketFindings::current`].
+pub fn places_at_risk<'a>(desired: &Desired, observed: &'a Observed) -> Vec<&'a ObservedObject> {
+    let declared: BTreeMap<&ObjectRef, &DesiredObject> = desired
+        .objects
         .iter()
-        .filter(|change| change.object.kind == Kind::BackupStorageLocation)
-        .filter(|change| change.action == Action::Delete || change.risks.contains(&Risk::Repoint))
-        .filter_map(|change| observed.objects.get(&change.object))
+        .filter(|o| o.object.kind == Kind::BackupStorageLocation)
+        .map(|o| (&o.object, o))
+        .collect();
+    observed
+        .objects
+        .values()
+        .filter(|o| {
+            o.object.kind == Kind::BackupStorageLocation && o.object.namespace == desired.namespace
+        })
+        .filter(|o| match declared.get(&o.object) {
+            None => matches!(ownership(&o.labels, &desired.owner), Ownership::Ours),
+            Some(wanted) => {
+                !matches!(ownership(&o.labels, &desired.owner), Ownership::Other(_))
+                    && storage_place(&normalize::spec(
+                        Kind::BackupStorageLocation,
+                        spec_of(&wanted.manifest),
+                    )) != storage_place(&normalize::spec(Kind::BackupStorageLocation, o.spec()))
+            }
+        })
         .collect()
 }
 
-/// Adds the bucket checks of the declared locations: the reports themselves, and an
-/// error for each bucket Velero would mark `Unavailable`.
-pub fn attach_bucket_reports(plan: &mut Plan, reports: Vec<BucketReport>) {
-    for report in &reports {
-        let at = Pointer::key(["backup_locations", report.location.as_str()]);
-        let place = match &report.prefix {
-            Some(prefix) if !prefix.trim_matches('/').is_empty() => {
-                format!("{}/{}", report.bucket, prefix.trim_matches('/'))
+impl Planner<'_> {
+    /// The bucket checks of the declared locations: the reports themselves, and an
+    /// error for each bucket Velero would mark `Unavailable`.
+    fn bucket_findings(&mut self, reports: &[BucketReport]) {
+        for report in reports {
+            let at = Pointer::key(["backup_locations", report.location.as_str()]);
+            let place = match &report.prefix {
+                Some(prefix) if !prefix.trim_matches('/').is_empty() => {
+                    format!("{}/{}", report.bucket, prefix.trim_matches('/'))
+                }
+                _ => report.bucket.clone(),
+            };
+            match &report.status {
+                BucketStatus::Unreachable { reason } => self.plan.diagnostics.push(
+                    Diagnostic::error(
+                        Code::BucketUnreachable,
+                        format!("`{}` cannot list {place} with its credential: {reason}", report.location),
+                    )
+                    .at(at)
+                    .label("Velero would mark this location Unavailable")
+                    .help("check the bucket name, region or endpoint, and the credential's key and permissions"),
+                ),
+                BucketStatus::Reachable { foreign, .. } if !foreign.is_empty() => self.plan.diagnostics.push(
+                    Diagnostic::error(
+                        Code::BucketForeignData,
+                        format!(
+                            "Velero will refuse `{}`: {place} holds top-level folders it does not own: {}",
+                            report.location,
+                            foreign.join(", ")
+                        ),
+                    )
+                    .at(at)
+                    .label("Velero would mark this location Unavailable")
+                    .help("give the location a bucket or a prefix of its own; Velero only accepts backups, restores, kopia, restic, metadata and plugins there"),
+                ),
+                _ => {}
             }
-            _ => report.bucket.clone(),
-        };
-        match &report.status {
-            BucketStatus::Unreachable { reason } => plan.diagnostics.push(
-                Diagnostic::error(
-                    Code::BucketUnreachable,
-                    format!("`{}` cannot list {place} with its credential: {reason}", report.location),
-                )
-                .at(at)
-                .label("Velero would mark this location Unavailable")
-                .help("check the bucket name, region or endpoint, and the credential's key and permissions"),
-            ),
-            BucketStatus::Reachable { foreign, .. } if !foreign.is_empty() => plan.diagnostics.push(
-                Diagnostic::error(
-                    Code::BucketForeignData,
-                    format!(
-                        "Velero will refuse `{}`: {place} holds top-level folders it does not own: {}",
-                        report.location,
-                        foreign.join(", ")
-                    ),
-                )
-                .at(at)
-                .label("Velero would mark this location Unavailable")
-                .help("give the location a bucket or a prefix of its own; Velero only accepts backups, restores, kopia, restic, metadata and plugins there"),
-            ),
-            _ => {}
         }
+        self.plan.buckets = reports.to_vec();
     }
-    plan.buckets = reports;
 }

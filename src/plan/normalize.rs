@@ -7,8 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::render::Kind;
-use crate::validate::duration::parse_go_duration;
+use crate::velero::Kind;
+use crate::velero::duration::parse_go_duration;
 
 /// The comparable form of a `spec` of `kind`.
 pub fn spec(kind: Kind, spec: &Value) -> Value {

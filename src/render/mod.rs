@@ -20,81 +20,9 @@ use crate::crd::{
 };
 use crate::diagnostic::Pointer;
 use crate::secret::SecretValue;
-
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "stowage";
-pub const OWNER_LABEL: &str = "stowage.io/owner";
-/// Carried by locations declared with `protect = true`, so that a plan made after the
-/// entry left the file still knows it was protected.
-pub const PROTECT_ANNOTATION: &str = "stowage.io/protect";
-/// The Velero server flag stowage manages when `manage_server_flags` is set.
-pub const DEFAULT_VSL_FLAG: &str = "--default-volume-snapshot-locations";
-/// The Velero Deployment's server container.
-pub const VELERO_CONTAINER: &str = "velero";
-
-/// The kinds stowage writes, in apply order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Secret,
-    BackupStorageLocation,
-    VolumeSnapshotLocation,
-    Schedule,
-    Deployment,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Secret,
-        Kind::BackupStorageLocation,
-        Kind::VolumeSnapshotLocation,
-        Kind::Schedule,
-        Kind::Deployment,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Secret => "Secret",
-            Kind::BackupStorageLocation => "BackupStorageLocation",
-            Kind::VolumeSnapshotLocation => "VolumeSnapshotLocation",
-            Kind::Schedule => "Schedule",
-            Kind::Deployment => "Deployment",
-        }
-    }
-
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Kind::Secret => "v1",
-            Kind::Deployment => "apps/v1",
-            _ => crate::crd::API_VERSION,
-        }
-    }
-
-    pub fn from_kind(kind: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
-    }
-
-    /// The Velero kinds: the ones listed as unmanaged when nobody declares them.
-    pub fn is_velero(self) -> bool {
-        matches!(
-            self,
-            Kind::BackupStorageLocation | Kind::VolumeSnapshotLocation | Kind::Schedule
-        )
-    }
-}
-
-/// A namespaced object's identity.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectRef {
-    pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.kind.as_str(), self.name)
-    }
-}
+use crate::velero::server::{CONTAINER as VELERO_CONTAINER, DEFAULT_VSL_FLAG, ServerArgs};
+use crate::velero::{Kind, ObjectRef};
+use crate::velero::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROTECT_ANNOTATION};
 
 /// A Velero object as stowage would apply it: a full manifest, status-free.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +62,15 @@ pub struct ServerFlag {
 impl ServerFlag {
     pub fn argument(&self) -> String {
         format!("{DEFAULT_VSL_FLAG}={}", self.value)
+    }
+
+    /// The server's arguments with the flag set to the declared value, or removed when
+    /// the file declares no defaults.
+    pub fn applied_to(&self, args: &ServerArgs) -> ServerArgs {
+        args.with(
+            DEFAULT_VSL_FLAG,
+            (!self.value.is_empty()).then_some(self.value.as_str()),
+        )
     }
 }
 

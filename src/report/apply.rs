@@ -21,7 +21,7 @@ pub fn write_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> 
         let verb = written.action.as_str();
         match &written.outcome {
             Outcome::Applied => writeln!(out, "  {verb}d  {}", object_name(written))?,
-            Outcome::Failed(reason) => {
+            Outcome::Failed(reason) | Outcome::Conflict(reason) => {
                 writeln!(out, "  FAILED   {verb} {}: {reason}", object_name(written))?
             }
             Outcome::NotAttempted => writeln!(

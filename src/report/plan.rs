@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use crate::observe::bucket::{BucketReport, BucketStatus};
+use crate::observe::{BucketReport, BucketStatus};
 use crate::plan::{Action, Change, FieldChange, FieldValue, Plan, Risk};
 
 pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::observe::{Observed, ObservedObject};
-use crate::render::Kind;
+use crate::velero::Kind;
 
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
@@ -150,7 +150,7 @@ pub fn write_text(
                     .map(|t| t.with_timezone(&Utc))
                     .filter(|_| cron.starts_with("@every"))
                     .unwrap_or(now);
-                crate::validate::cron::next_run(cron, from)
+                crate::velero::cron::next_run(cron, from)
                     .map(|t| {
                         format!(
                             "{} ({})",

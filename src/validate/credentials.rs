@@ -7,7 +7,7 @@
 
 use crate::secret::SecretValue;
 
-use super::providers::Plugin;
+use crate::velero::Plugin;
 
 /// What a location needs from its credential.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,8 +6,6 @@
 //! at the first problem.
 
 pub mod credentials;
-pub mod cron;
-pub mod duration;
 pub mod filters;
 pub mod names;
 pub mod providers;
@@ -18,13 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::load::{Loaded, Material, Materials};
 use crate::config::{AccessMode, BackupLocation, Config, SUPPORTED_VERSIONS, Schedule};
 use crate::diagnostic::{Code, Diagnostic, Pointer, nearest};
+use crate::velero::INSTALL_SECRET;
+use crate::velero::plugin::{Plugin, normalize};
 use credentials::Need;
-use providers::{LocationConfig, LocationKind, Plugin, normalize};
+use providers::{LocationConfig, LocationKind};
 
 /// Velero's own Secret for Kopia repository passwords; stowage must never write it.
 const REPOSITORY_SECRET: &str = "velero-repo-credentials";
-/// The Secret and key every location without a credential uses.
-pub const INSTALL_SECRET: (&str, &str) = ("cloud-credentials", "cloud");
 /// Velero puts a Schedule's name into a label value, so it is limited like one.
 const MAX_SCHEDULE_NAME: usize = 63;
 
@@ -78,7 +76,7 @@ fn reference_error<'k>(
 
 fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>) -> Option<i128> {
     let value = value?;
-    match duration::parse_go_duration(value) {
+    match crate::velero::duration::parse_go_duration(value) {
         // Go parses "-24h"; no duration Velero takes means anything below zero.
         Ok(nanos) if nanos < 0 => {
             out.push(
@@ -682,14 +680,14 @@ impl Checker<'_> {
                 names::check_subdomain,
                 out,
             );
-            if let Err(problem) = cron::check_cron(&schedule.cron) {
+            if let Err(problem) = crate::velero::cron::check_cron(&schedule.cron) {
                 out.push(
                     Diagnostic::error(Code::Cron, format!("invalid schedule: {problem}"))
                         .at(at.child("cron"))
                         .label("not Velero's cron dialect")
                         .help("5 fields (minute hour day-of-month month day-of-week, days 0-6), a descriptor such as @daily or @every 6h, optionally prefixed by CRON_TZ=<zone>"),
                 );
-            } else if let Some(problem) = cron::never_fires(&schedule.cron) {
+            } else if let Some(problem) = crate::velero::cron::never_fires(&schedule.cron) {
                 out.push(
                     Diagnostic::error(Code::Cron, problem)
                         .at(at.child("cron"))

@@ -6,44 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use super::duration::parse_go_duration;
 use crate::diagnostic::{Code, Diagnostic, Pointer, nearest};
-
-/// A provider as Velero's plugin manager resolves it: names without `/` are
-/// `velero.io/<name>`.
-pub fn normalize(provider: &str) -> String {
-    if provider.contains('/') {
-        provider.to_string()
-    } else {
-        format!("velero.io/{provider}")
-    }
-}
+use crate::velero::duration::parse_go_duration;
+use crate::velero::plugin::{Plugin, normalize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocationKind {
     Backup,
     Snapshot,
-}
-
-/// The plugins whose config stowage knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plugin {
-    Aws,
-    Azure,
-    Gcp,
-    Portworx,
-}
-
-impl Plugin {
-    pub fn of(provider: &str) -> Option<Plugin> {
-        match normalize(provider).as_str() {
-            "velero.io/aws" => Some(Plugin::Aws),
-            "velero.io/azure" => Some(Plugin::Azure),
-            "velero.io/gcp" => Some(Plugin::Gcp),
-            "portworx.io/portworx" => Some(Plugin::Portworx),
-            _ => None,
-        }
-    }
 }
 
 const AWS_BSL_KEYS: &[&str] = &[

@@ -12,7 +12,10 @@ use axum::routing::get;
 #[derive(Debug, Default, Clone)]
 pub struct Health {
     pub applies: u64,
-    pub apply_failures: u64,
+    /// Failed rounds by why they failed.
+    pub failures: std::collections::BTreeMap<crate::engine::FailureReason, u64>,
+    /// Fields taken over from other field managers, by manager.
+    pub takeovers: std::collections::BTreeMap<String, u64>,
     pub drift_corrections: u64,
     pub plans: u64,
     pub last_success_unix: Option<i64>,
@@ -83,12 +86,6 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
         h.applies.to_string(),
     );
     metric(
-        "stowage_apply_failures_total",
-        "counter",
-        "Reconciles that failed to plan or apply.",
-        h.apply_failures.to_string(),
-    );
-    metric(
         "stowage_drift_corrections_total",
         "counter",
         "Applies that reverted changes made in the cluster.",
@@ -142,5 +139,44 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
         "1 when this replica may write.",
         u8::from(h.leader || !h.leader_election).to_string(),
     );
+    labelled(
+        &mut text,
+        "stowage_apply_failures_total",
+        "Rounds that failed, by reason: the file, the cluster, the plan, a conflict, a write, convergence.",
+        crate::engine::FailureReason::ALL
+            .iter()
+            .map(|reason| {
+                (
+                    format!("reason=\"{}\"", reason.as_str()),
+                    h.failures.get(reason).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
+    );
+    labelled(
+        &mut text,
+        "stowage_takeovers_total",
+        "Fields taken over from another field manager, by that manager.",
+        h.takeovers
+            .iter()
+            .map(|(manager, count)| (format!("manager=\"{}\"", escape_label(manager)), *count))
+            .collect(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// A counter with one series per label set.
+fn labelled(text: &mut String, name: &str, help: &str, series: Vec<(String, u64)>) {
+    text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+    for (labels, value) in series {
+        text.push_str(&format!("{name}{{{labels}}} {value}\n"));
+    }
+}
+
+/// A label value as Prometheus' text format quotes it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -1,7 +1,9 @@
-//! `stowage watch`: the daemon that keeps the cluster equal to the file. It drives the
-//! same pipeline as `plan` and `apply` (load → validate → render → observe → plan →
-//! apply) whenever the file or a credential file changes, when a managed object
-//! changes in the cluster (drift), and every `--resync`.
+//! `stowage watch`: the daemon that keeps the cluster equal to the file. Each round
+//! ([`Daemon::reconcile`]) runs the engine's pipeline (check the file, then
+//! [`engine::converge`]: plan, apply, check convergence) and returns a typed result;
+//! one place records health from it ([`Daemon::record`]) and the report layer writes
+//! its log lines. Rounds run whenever the file or a credential file changes, when a
+//! managed object changes in the cluster (drift), and every `--resync`.
 //!
 //! A file that does not validate applies nothing: the cluster keeps the last good
 //! state, and the error is logged, exported as a metric and shown by `/readyz` until
@@ -24,10 +26,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::cluster::{self, Cluster, ClusterError};
-use crate::config::load::Loaded;
-use crate::plan::Plan;
-use crate::render::Kind;
-use crate::report::diagnostics as shown;
+use crate::engine::{self, ReconcileError, ReconcileOptions, Reconciled};
+use crate::report::watch as log;
+use crate::velero::Kind;
 
 /// How long a burst of file events must be quiet before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -47,11 +48,9 @@ pub struct Options {
     pub resync: Duration,
     pub listen: Option<SocketAddr>,
     pub leader_elect: bool,
-    pub dry_run: bool,
-    pub bucket_checks: bool,
-    pub bucket_timeout: Duration,
-    /// `--allow-mass-delete`: apply plans that delete most of what the file manages.
-    pub allow_mass_delete: bool,
+    /// How each round plans and applies (`--dry-run`, `--force-conflicts`, bucket
+    /// checks, `--allow-mass-delete`).
+    pub reconcile: ReconcileOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,71 +67,29 @@ pub enum WatchError {
     Notify(#[from] notify::Error),
 }
 
-/// Why a reconcile runs; drift and resync count as corrections when they change things.
+/// Why a round runs; drift and resync count as corrections when they change things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Reason {
+pub enum Trigger {
     Start,
     File,
     Drift,
     Resync,
 }
 
-impl Reason {
-    fn as_str(self) -> &'static str {
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Start => "start",
-            Reason::File => "file changed",
-            Reason::Drift => "cluster changed",
-            Reason::Resync => "resync",
+            Trigger::Start => "start",
+            Trigger::File => "file changed",
+            Trigger::Drift => "cluster changed",
+            Trigger::Resync => "resync",
         }
     }
 }
 
-/// The paths whose edits matter: the file, its credential files and CA bundles.
-fn inputs_of(file: &Path, loaded: &Loaded) -> Vec<PathBuf> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut paths = vec![file.to_path_buf()];
-    if let Some(config) = &loaded.config {
-        paths.extend(
-            config
-                .credentials
-                .values()
-                .filter_map(|c| c.file.as_ref())
-                .map(|p| base.join(p)),
-        );
-        paths.extend(
-            config
-                .backup_locations
-                .values()
-                .filter_map(|l| l.ca_cert_file.as_ref())
-                .map(|p| base.join(p)),
-        );
-    }
-    paths
-}
-
-/// The errors of a file that does not validate, located, one per line:
-/// `file:line:column: code: message`. `None` when there are none.
-fn first_error(diagnostics: &[crate::diagnostic::Diagnostic], loaded: &Loaded) -> Option<String> {
-    let located = shown::locate(diagnostics, &loaded.source);
-    let errors: Vec<String> = located
-        .iter()
-        .filter(|l| l.diagnostic.is_error())
-        .map(|l| {
-            format!(
-                "{}:{}:{}: {}: {}",
-                loaded.source.name,
-                l.line.unwrap_or(0),
-                l.column.unwrap_or(0),
-                l.diagnostic.code,
-                l.diagnostic.message
-            )
-        })
-        .collect();
-    (!errors.is_empty()).then(|| errors.join("\n"))
-}
-
-struct Daemon {
+/// The daemon: its cluster, its health, and what it follows (the file's inputs, the
+/// managed objects, the Lease).
+pub struct Daemon {
     options: Options,
     cluster: Cluster,
     health: http::Shared,
@@ -147,14 +104,29 @@ struct Daemon {
     identity: String,
 }
 
+/// What wakes the daemon between rounds: an edit of the file or one of its inputs, and
+/// a change to a managed object.
+pub struct Events {
+    file: mpsc::Receiver<()>,
+    drift: mpsc::Receiver<()>,
+}
+
+/// What one round did.
+#[derive(Debug)]
+pub enum Round {
+    /// Another replica holds the Lease: nothing planned or written.
+    Standby,
+    Done(Box<Reconciled>),
+}
+
 pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WatchError> {
     let cluster = cluster::connect(&options.target).await?;
-    let health: http::Shared = Default::default();
-    http::lock(&health).leader_election = options.leader_elect;
-    if let Some(addr) = options.listen {
+    let listen = options.listen;
+    let (mut daemon, mut events) = Daemon::new(options, cluster)?;
+    if let Some(addr) = listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| WatchError::Listen { addr, source })?;
@@ -162,77 +134,59 @@ pub async fn run(
             .local_addr()
             .map_err(|source| WatchError::Listen { addr, source })?;
         info!(address = %bound, "listening on {bound} for /healthz, /readyz and /metrics");
-        let app = http::router(health.clone());
+        let app = http::router(daemon.health());
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 error!(%error, "the HTTP server stopped");
             }
         });
     }
-    let (file_tx, mut file_rx) = mpsc::channel::<()>(1);
-    let (drift_tx, mut drift_rx) = mpsc::channel::<()>(1);
-    let mut files = files::FileWatch::new(file_tx)?;
-    files.set_paths([options.file.clone()])?;
-    let identity = format!(
-        "{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "stowage".to_string()),
-        std::process::id()
-    );
-    let mut daemon = Daemon {
-        options,
-        cluster,
-        health,
-        files,
-        drift: drift_tx,
-        namespace: None,
-        drift_tasks: Vec::new(),
-        leading: None,
-        elector_stop: tokio::sync::watch::channel(false).0,
-        elector_task: None,
-        identity,
-    };
     let mut resync = tokio::time::interval(daemon.options.resync);
     resync.tick().await;
     tokio::pin!(shutdown);
-    let mut next = Some(Reason::Start);
+    let mut next = Some(Trigger::Start);
     loop {
-        let reason = match next.take() {
-            Some(reason) => reason,
+        let mut trigger = match next.take() {
+            Some(trigger) => trigger,
             None => tokio::select! {
                 _ = &mut shutdown => break,
-                Some(()) = file_rx.recv() => Reason::File,
-                Some(()) = drift_rx.recv() => Reason::Drift,
-                _ = resync.tick() => Reason::Resync,
+                Some(()) = events.file.recv() => Trigger::File,
+                Some(()) = events.drift.recv() => Trigger::Drift,
+                _ = resync.tick() => Trigger::Resync,
                 // While another replica leads, look again at each renewal.
-                _ = tokio::time::sleep(lease::LEASE_DURATION / 3), if daemon.waiting_for_leadership() => Reason::Resync,
+                _ = tokio::time::sleep(lease::LEASE_DURATION / 3), if daemon.waiting_for_leadership() => Trigger::Resync,
             },
         };
-        // Let a burst of edits settle (quiet for DEBOUNCE, at most MAX_SETTLE), and
-        // fold what else arrived into this round.
-        let mut reason = reason;
-        if reason == Reason::File {
-            let settle_by = Instant::now() + MAX_SETTLE;
-            loop {
-                tokio::time::sleep(DEBOUNCE).await;
-                let mut more = false;
-                while file_rx.try_recv().is_ok() {
-                    more = true;
-                }
-                if !more || Instant::now() >= settle_by {
-                    break;
-                }
-            }
+        if trigger == Trigger::File {
+            settle(&mut events.file, DEBOUNCE, MAX_SETTLE).await;
             wait_until_steady(&daemon.options.file, FILE_QUIET, MAX_FILE_WAIT).await;
         }
-        while file_rx.try_recv().is_ok() {
-            reason = reason.min(Reason::File);
+        // Fold what else arrived into this round.
+        while events.file.try_recv().is_ok() {
+            trigger = trigger.min(Trigger::File);
         }
-        while drift_rx.try_recv().is_ok() {}
-        daemon.reconcile(reason).await;
+        while events.drift.try_recv().is_ok() {}
+        daemon.round(trigger).await;
     }
     info!("stopping");
     daemon.stop().await;
     Ok(())
+}
+
+/// Lets a burst of events settle: returns once none has arrived for `quiet`, or after
+/// `limit` if they keep coming. Consumes the burst's events.
+pub async fn settle(events: &mut mpsc::Receiver<()>, quiet: Duration, limit: Duration) {
+    let give_up = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let mut more = false;
+        while events.try_recv().is_ok() {
+            more = true;
+        }
+        if !more || tokio::time::Instant::now() >= give_up {
+            return;
+        }
+    }
 }
 
 /// What tells a file's writer is still at work: its size and modification time
@@ -299,8 +253,8 @@ impl Daemon {
             );
             let config = watcher::Config::default().labels(&format!(
                 "{}={}",
-                crate::render::MANAGED_BY_LABEL,
-                crate::render::MANAGED_BY_VALUE
+                crate::velero::MANAGED_BY_LABEL,
+                crate::velero::MANAGED_BY_VALUE
             ));
             let drift = self.drift.clone();
             self.drift_tasks.push(tokio::spawn(async move {
@@ -333,205 +287,157 @@ impl Daemon {
         self.namespace = Some(namespace.to_string());
     }
 
-    async fn reconcile(&mut self, reason: Reason) {
-        let file = self.options.file.clone();
-        let (loaded, diagnostics) = match crate::cli::load_and_validate(&file) {
-            Ok(result) => result,
-            Err(load_error) => {
-                self.invalid(format!("{}: {load_error}", file.display()));
-                return;
-            }
+    /// A daemon for `options` on `cluster`, following the file; nothing runs until a
+    /// round does.
+    pub fn new(options: Options, cluster: Cluster) -> Result<(Daemon, Events), WatchError> {
+        let health: http::Shared = Default::default();
+        http::lock(&health).leader_election = options.leader_elect;
+        let (file_tx, file_rx) = mpsc::channel::<()>(1);
+        let (drift_tx, drift_rx) = mpsc::channel::<()>(1);
+        let mut files = files::FileWatch::new(file_tx)?;
+        files.set_paths([options.file.clone()])?;
+        let identity = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "stowage".to_string()),
+            std::process::id()
+        );
+        let daemon = Daemon {
+            options,
+            cluster,
+            health,
+            files,
+            drift: drift_tx,
+            namespace: None,
+            drift_tasks: Vec::new(),
+            leading: None,
+            elector_stop: tokio::sync::watch::channel(false).0,
+            elector_task: None,
+            identity,
         };
-        if let Err(error) = self.files.set_paths(inputs_of(&file, &loaded)) {
+        let events = Events {
+            file: file_rx,
+            drift: drift_rx,
+        };
+        Ok((daemon, events))
+    }
+
+    /// The health `/readyz` and `/metrics` show.
+    pub fn health(&self) -> http::Shared {
+        self.health.clone()
+    }
+
+    /// One round: reconcile, log what it did, record it in the health.
+    pub async fn round(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        let result = self.reconcile().await;
+        let shown = match &result {
+            Ok(Round::Standby) => Ok(None),
+            Ok(Round::Done(reconciled)) => Ok(Some(reconciled.as_ref())),
+            Err(error) => Err(error),
+        };
+        log::round(trigger.as_str(), shown);
+        self.record(trigger, &result, started.elapsed());
+    }
+
+    /// Checks the file, follows its namespace, and unless another replica leads,
+    /// converges the cluster to it.
+    pub async fn reconcile(&mut self) -> Result<Round, ReconcileError> {
+        let file = self.options.file.clone();
+        let checked = engine::check_file(&file).map_err(|error| ReconcileError::Unusable {
+            path: file.display().to_string(),
+            error,
+        })?;
+        if let Err(error) = self.files.set_paths(checked.inputs(&file)) {
             warn!(%error, "cannot watch the credential files");
         }
-        if let Some(problem) = first_error(&diagnostics, &loaded) {
-            self.invalid(problem);
-            return;
+        let valid = checked.into_valid().map_err(ReconcileError::Invalid)?;
+        self.follow_namespace(&valid.config.velero.namespace, &valid.config.velero.owner);
+        if !self.leads().await {
+            return Ok(Round::Standby);
         }
-        let Some(config) = loaded.config.clone() else {
-            self.invalid(format!("{}: cannot be read", file.display()));
-            return;
-        };
-        if http::lock(&self.health).invalid_file.take().is_some() {
-            info!("the file validates again");
-        }
-        self.follow_namespace(&config.velero.namespace, &config.velero.owner);
-        if let Some(leading) = &self.leading {
-            // A fresh elector needs a moment for its first round.
-            for _ in 0..20 {
-                if leading.load(Ordering::SeqCst) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            let leader = leading.load(Ordering::SeqCst);
-            http::lock(&self.health).leader = leader;
-            if !leader {
-                debug!("another replica holds the lease; not writing");
-                let mut health = http::lock(&self.health);
-                health.reconciled_once = true;
-                return;
-            }
-        }
-
-        let started = Instant::now();
-        let mut desired = crate::render::render(&config, &loaded.materials);
-        desired.allow_mass_delete |= self.options.allow_mass_delete;
-        let observed =
-            match cluster::observe::observe(&self.cluster, &desired, &config.velero.deployment)
-                .await
-            {
-                Ok(observed) => observed,
-                Err(error) => {
-                    error!(%error, "cannot read the cluster");
-                    let mut health = http::lock(&self.health);
-                    health.cluster_reachable = false;
-                    health.apply_failures += 1;
-                    health.last_error = Some(error.to_string());
-                    health.reconciled_once = true;
-                    return;
-                }
-            };
-        let plan = if self.options.bucket_checks {
-            crate::observe::bucket::plan_with_buckets(
-                &config,
-                &loaded.materials,
-                &desired,
-                &observed,
-                self.options.bucket_timeout,
-            )
+        engine::converge(&self.cluster, &valid, self.options.reconcile)
             .await
-        } else {
-            crate::plan::plan(&desired, &observed, &crate::plan::Context::default())
+            .map(|reconciled| Round::Done(Box::new(reconciled)))
+    }
+
+    /// Whether this replica may write (always, without `--leader-elect`).
+    async fn leads(&self) -> bool {
+        let Some(leading) = &self.leading else {
+            return true;
         };
-        let planned_in = started.elapsed().as_secs_f64();
-        {
-            let mut health = http::lock(&self.health);
+        // A fresh elector needs a moment for its first round.
+        for _ in 0..20 {
+            if leading.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let leader = leading.load(Ordering::SeqCst);
+        http::lock(&self.health).leader = leader;
+        leader
+    }
+
+    /// The one place a round's result becomes health: readiness, counters, gauges.
+    fn record(&self, trigger: Trigger, result: &Result<Round, ReconcileError>, took: Duration) {
+        let mut health = http::lock(&self.health);
+        health.reconciled_once = true;
+        let planned = match result {
+            Ok(Round::Standby) => false,
+            Ok(Round::Done(_)) => true,
+            Err(error) => !matches!(
+                error,
+                ReconcileError::Unusable { .. }
+                    | ReconcileError::Invalid(_)
+                    | ReconcileError::Cluster(_)
+            ),
+        };
+        if planned {
             health.cluster_reachable = true;
             health.plans += 1;
-            health.last_plan_seconds = planned_in;
-            health.plan_seconds_sum += planned_in;
-            health.reconciled_once = true;
+            health.last_plan_seconds = took.as_secs_f64();
+            health.plan_seconds_sum += took.as_secs_f64();
+            health.mass_delete_refused = false;
         }
-        let mass_delete = plan
-            .diagnostics
-            .iter()
-            .any(|d| d.code == crate::diagnostic::Code::MassDelete);
-        http::lock(&self.health).mass_delete_refused = mass_delete;
-        if plan.has_errors() {
-            let problem = first_error(&plan.diagnostics, &loaded)
-                .unwrap_or_else(|| "the plan has errors".to_string());
-            error!(reason = reason.as_str(), problem = %problem, "the plan has errors; nothing applied");
-            let mut health = http::lock(&self.health);
-            health.apply_failures += 1;
-            health.last_error = Some(problem);
-            return;
-        }
-        if !plan.has_changes() {
-            debug!(reason = reason.as_str(), "no changes");
-            self.succeeded();
-            return;
-        }
-        log_plan(&plan, reason);
-        if self.options.dry_run {
-            info!("--dry-run: nothing applied");
-            self.succeeded();
-            return;
-        }
-        // The file is the source of truth here: a field someone changed by hand is
-        // taken back (Velero's own rewrites never reach this point: `plan` does not
-        // count them as changes).
-        let options = cluster::apply::Options {
-            force_conflicts: true,
-            ..cluster::apply::Options::default()
-        };
-        let report =
-            cluster::apply::apply(&self.cluster, &plan, &desired, &observed, options).await;
-        for written in &report.written {
-            let object = format!(
-                "{} {}/{}",
-                written.object.kind.as_str(),
-                written.object.namespace,
-                written.object.name
-            );
-            match &written.outcome {
-                cluster::apply::Outcome::Applied => {
-                    info!(action = written.action.as_str(), %object, "applied")
+        match result {
+            Ok(Round::Standby) => {
+                health.invalid_file = None;
+            }
+            Ok(Round::Done(reconciled)) => {
+                let reconciled = reconciled.as_ref();
+                health.invalid_file = None;
+                health.last_error = None;
+                health.last_success_unix = Some(chrono::Utc::now().timestamp());
+                if let Reconciled::Applied { takeovers, .. } = reconciled {
+                    health.applies += 1;
+                    if matches!(trigger, Trigger::Drift | Trigger::Resync) {
+                        health.drift_corrections += 1;
+                    }
+                    for takeover in takeovers {
+                        for manager in &takeover.managers {
+                            *health.takeovers.entry(manager.clone()).or_default() += 1;
+                        }
+                    }
                 }
-                cluster::apply::Outcome::Failed(why) => {
-                    error!(action = written.action.as_str(), %object, error = %why, "failed")
-                }
-                cluster::apply::Outcome::NotAttempted => {
-                    warn!(action = written.action.as_str(), %object, "skipped after an earlier failure")
+            }
+            Err(error) => {
+                *health.failures.entry(error.reason()).or_default() += 1;
+                let problem = log::problem(error);
+                match error {
+                    ReconcileError::Unusable { .. } | ReconcileError::Invalid(_) => {
+                        health.invalid_file = Some(problem);
+                    }
+                    ReconcileError::Cluster(_) => {
+                        health.invalid_file = None;
+                        health.cluster_reachable = false;
+                        health.last_error = Some(problem);
+                    }
+                    _ => {
+                        health.invalid_file = None;
+                        health.mass_delete_refused = error.is_mass_delete();
+                        health.last_error = Some(problem);
+                    }
                 }
             }
         }
-        if report.succeeded() {
-            {
-                let mut health = http::lock(&self.health);
-                health.applies += 1;
-                if matches!(reason, Reason::Drift | Reason::Resync) {
-                    health.drift_corrections += 1;
-                }
-            }
-            // Convergence: a plan of the same file, now, must have nothing left to do.
-            let after =
-                cluster::observe::observe(&self.cluster, &desired, &config.velero.deployment).await;
-            let unconverged = after.ok().and_then(|after| {
-                let replan = crate::plan::plan(&desired, &after, &crate::plan::Context::default());
-                crate::plan::not_converged(&replan, &after)
-            });
-            match unconverged {
-                None => self.succeeded(),
-                Some(problem) => {
-                    error!(problem = %problem.message, "the cluster did not converge to the file");
-                    let mut health = http::lock(&self.health);
-                    health.apply_failures += 1;
-                    health.last_error = Some(problem.message);
-                }
-            }
-        } else {
-            let mut health = http::lock(&self.health);
-            health.apply_failures += 1;
-            let failed = report
-                .written
-                .iter()
-                .filter(|w| matches!(w.outcome, cluster::apply::Outcome::Failed(_)))
-                .count();
-            health.last_error = Some(format!("{failed} write(s) failed; see the log"));
-        }
-    }
-
-    fn succeeded(&self) {
-        let mut health = http::lock(&self.health);
-        health.last_error = None;
-        health.last_success_unix = Some(chrono::Utc::now().timestamp());
-    }
-
-    fn invalid(&self, problem: String) {
-        error!(problem = %problem, "the file does not validate; keeping the last valid state");
-        let mut health = http::lock(&self.health);
-        health.invalid_file = Some(problem);
-        health.reconciled_once = true;
-    }
-}
-
-fn log_plan(plan: &Plan, reason: Reason) {
-    let summary = plan.summary();
-    info!(
-        reason = reason.as_str(),
-        create = summary.create,
-        update = summary.update,
-        delete = summary.delete,
-        "changes to apply"
-    );
-    for change in &plan.changes {
-        info!(
-            action = change.action.as_str(),
-            object = %format!("{} {}/{}", change.object.kind.as_str(), change.object.namespace, change.object.name),
-            risks = %change.risks.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
-            "planned"
-        );
     }
 }

@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use stowage::buckets::{check_all, desired_targets};
 use stowage::observe::Observed;
-use stowage::observe::bucket::{BucketReport, BucketStatus, check_all, desired_targets};
+use stowage::observe::{BucketReport, BucketStatus};
 use stowage::render::render;
 
 use crate::support::{assert_exit, fixture};
@@ -146,7 +147,9 @@ fn base64_of(text: &str) -> String {
 }
 
 fn reports_for(path: &Path) -> Vec<BucketReport> {
-    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("loads");
+    let (loaded, diagnostics) = stowage::engine::check_file(path)
+        .map(|c| (c.loaded.clone(), c.diagnostics))
+        .expect("loads");
     assert!(
         diagnostics.iter().all(|d| !d.is_error()),
         "{diagnostics:#?}"

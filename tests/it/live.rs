@@ -812,7 +812,7 @@ fn a_saved_plan_applies_exactly_or_is_refused_when_anything_changed() {
     );
     // Edited and its digest made to match: the plan made now differs from it.
     let mut document: Value = serde_json::from_str(&edited).unwrap();
-    document["plan_sha256"] = json!(stowage::plan::saved::plan_digest(&document["plan"]));
+    document["plan_sha256"] = json!(stowage::engine::saved::plan_digest(&document["plan"]));
     std::fs::write(&plan_path, document.to_string()).unwrap();
     let out = live.stowage(&["apply", "plan.json", "--auto-approve", "--no-bucket-checks"]);
     assert_exit(&out, 1);

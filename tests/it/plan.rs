@@ -5,14 +5,17 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use stowage::observe::{Observed, from_yaml};
+use stowage::observe::{BucketFindings, BucketReport, BucketStatus, Observed, from_yaml};
 use stowage::plan::{Action, Context, Plan, Risk, plan};
-use stowage::render::{Desired, Kind, render, secret_manifest};
+use stowage::render::{Desired, render, secret_manifest};
+use stowage::velero::Kind;
 
 use crate::support::{assert_exit, example_files, fixture};
 
 fn desired_of(path: &Path) -> Desired {
-    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("loads");
+    let (loaded, diagnostics) = stowage::engine::check_file(path)
+        .map(|c| (c.loaded.clone(), c.diagnostics))
+        .expect("loads");
     assert!(
         diagnostics.iter().all(|d| !d.is_error()),
         "{diagnostics:#?}"
@@ -332,7 +335,19 @@ cron = "0 2 * * *"
     assert_eq!((retired.action, retired.backups), (Action::Delete, Some(1)));
     // Bucket checks know more backups than the cluster does.
     let context = Context {
-        bucket_backups: [("retired".to_string(), 12)].into(),
+        buckets: Some(BucketFindings {
+            declared: Vec::new(),
+            current: vec![BucketReport {
+                location: "retired".to_string(),
+                bucket: "old-bucket".to_string(),
+                prefix: None,
+                status: BucketStatus::Reachable {
+                    backups: 12,
+                    backups_capped: false,
+                    foreign: Vec::new(),
+                },
+            }],
+        }),
     };
     let with_buckets = stowage::plan::plan(&desired, &observed, &context);
     let retired = with_buckets
@@ -638,10 +653,11 @@ fn saved_plans_hold_digests_and_no_secret() {
     assert_exit(&out, 0);
     let saved = std::fs::read_to_string(dir.join("plan.json")).expect("plan file");
     assert!(!saved.contains(canary_new) && !saved.contains(canary_old));
-    let saved: stowage::plan::saved::SavedPlan = serde_json::from_str(&saved).expect("saved plan");
+    let saved: stowage::engine::saved::SavedPlan =
+        serde_json::from_str(&saved).expect("saved plan");
     assert_eq!(saved.kind, "StowagePlan");
     assert_eq!(saved.inputs_sha256.len(), 64);
-    assert_eq!(saved.plan["summary"]["delete"], 1);
+    assert_eq!(saved.plan.summary.delete, 1);
     // The digest follows the credential's content, not only the file's text.
     std::fs::write(
         dir.join("aws.ini"),
@@ -659,7 +675,7 @@ fn saved_plans_hold_digests_and_no_secret() {
             "plan2.json",
         ],
     );
-    let second: stowage::plan::saved::SavedPlan =
+    let second: stowage::engine::saved::SavedPlan =
         serde_json::from_str(&std::fs::read_to_string(dir.join("plan2.json")).unwrap()).unwrap();
     assert_ne!(saved.inputs_sha256, second.inputs_sha256);
     assert_eq!(saved.observed_sha256, second.observed_sha256);

@@ -2,14 +2,17 @@
 //! file equivalent to a Velero CLI command renders the object that command creates.
 
 use serde_json::{Value, json};
-use stowage::render::{Kind, render, to_documents};
+use stowage::render::{render, to_documents};
+use stowage::velero::Kind;
 
 use crate::cluster::stack;
 use crate::crd_schema::problems;
 use crate::support::{example_files, fixture};
 
 fn rendered(path: &std::path::Path) -> stowage::render::Desired {
-    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("loads");
+    let (loaded, diagnostics) = stowage::engine::check_file(path)
+        .map(|c| (c.loaded.clone(), c.diagnostics))
+        .expect("loads");
     assert!(
         diagnostics.iter().all(|d| !d.is_error()),
         "{}: {diagnostics:#?}",

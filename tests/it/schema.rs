@@ -6,7 +6,7 @@ use std::path::Path;
 fn committed_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/stowage.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let current = stowage::cli::schema_text();
+    let current = stowage::config::json_schema_text();
     assert!(
         committed == current,
         "schema/stowage.schema.json is stale: run `cargo run -- schema > schema/stowage.schema.json`"

@@ -62,7 +62,9 @@ pub struct Found {
 
 /// Loads and validates `path`, returning every diagnostic with its position.
 pub fn diagnose(path: &Path) -> Vec<Found> {
-    let (loaded, diagnostics) = stowage::cli::load_and_validate(path).expect("file loads");
+    let (loaded, diagnostics) = stowage::engine::check_file(path)
+        .map(|c| (c.loaded.clone(), c.diagnostics))
+        .expect("file loads");
     stowage::report::diagnostics::locate(&diagnostics, &loaded.source)
         .into_iter()
         .map(|item| Found {

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{Cluster, ClusterError, explain, resource_of};
 use crate::observe::Observed;
-use crate::render::{Desired, Kind};
+use crate::render::Desired;
+use crate::velero::Kind;
 
 /// Items per page: a namespace of a few thousand Velero objects (a few MB) is one
 /// request; larger ones are paged rather than read in one response.
@@ -49,7 +50,7 @@ async fn list_all(
 /// The cluster as the plan needs it: Velero's objects, the Secrets the file names or
 /// stowage manages (others' data is dropped as soon as it is read), the Velero
 /// Deployment, and the Backups (which locations hold them).
-pub async fn observe(
+pub async fn state(
     cluster: &Cluster,
     desired: &Desired,
     deployment: &str,
@@ -59,14 +60,14 @@ pub async fn observe(
         .iter()
         .map(|s| s.object.name.as_str())
         .chain(desired.external.iter().map(|e| e.secret.as_str()))
-        .chain(std::iter::once(crate::validate::INSTALL_SECRET.0))
+        .chain(std::iter::once(crate::velero::INSTALL_SECRET.0))
         .collect();
-    observe_namespace(cluster, &desired.namespace, deployment, &wanted_secrets).await
+    namespace_state(cluster, &desired.namespace, deployment, &wanted_secrets).await
 }
 
 /// The same for a namespace, keeping the data of the named Secrets and of those
 /// stowage manages.
-pub async fn observe_namespace(
+pub async fn namespace_state(
     cluster: &Cluster,
     namespace: &str,
     deployment: &str,
@@ -74,7 +75,7 @@ pub async fn observe_namespace(
 ) -> Result<Observed, ClusterError> {
     let path = cluster.url.as_str();
     let backups = ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk(crate::crd::GROUP, "v1", "Backup"),
+        &kube::core::GroupVersionKind::gvk(crate::velero::GROUP, "v1", "Backup"),
         "backups",
     );
     let deployment_params = ListParams::default().fields(&format!("metadata.name={deployment}"));
@@ -147,8 +148,8 @@ pub async fn observe_namespace(
     }
     for secret in secrets {
         let name = secret["metadata"]["name"].as_str().unwrap_or_default();
-        let managed = secret["metadata"]["labels"][crate::render::MANAGED_BY_LABEL]
-            == crate::render::MANAGED_BY_VALUE;
+        let managed = secret["metadata"]["labels"][crate::velero::MANAGED_BY_LABEL]
+            == crate::velero::MANAGED_BY_VALUE;
         if managed || wanted_secrets.contains(&name) {
             observed.add(path, secret).map_err(to_cluster_error)?;
         }

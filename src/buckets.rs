@@ -1,5 +1,6 @@
-//! Bucket checks: each backup location's bucket, listed with the credential Velero will
-//! use, before Velero marks it `Unavailable`.
+//! Bucket checks, at the I/O edge: each backup location's bucket, listed with the
+//! credential Velero will use, before Velero marks it `Unavailable`. What they find
+//! ([`BucketReport`]) is plain data beside `Observed`, and `plan` reads it from there.
 //!
 //! For every location: reachable or the provider's error in plain words; how many
 //! backups it holds (folders under `backups/` with a `velero-backup.json`); the
@@ -15,8 +16,9 @@ use futures::StreamExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject, string_map};
 use crate::secret::SecretValue;
-use crate::validate::providers::Plugin;
+use crate::velero::Plugin;
 
 /// The top-level folders Velero accepts under a location's prefix.
 pub const VELERO_FOLDERS: [&str; 6] = [
@@ -44,30 +46,6 @@ pub struct BucketTarget {
     pub config: BTreeMap<String, String>,
     pub credential: CredentialValue,
     pub ca_cert: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BucketStatus {
-    Reachable {
-        backups: usize,
-        /// The count stopped at the listing bound: at least this many.
-        backups_capped: bool,
-        foreign: Vec<String>,
-    },
-    Unreachable {
-        reason: String,
-    },
-    NotChecked {
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketReport {
-    pub location: String,
-    pub bucket: String,
-    pub prefix: Option<String>,
-    pub status: BucketStatus,
 }
 
 /// Checks every target concurrently, each within `timeout`; reports come back in the
@@ -640,7 +618,7 @@ fn secret_value(
     secret: &str,
     key: &str,
     desired: &crate::render::Desired,
-    observed: &super::Observed,
+    observed: &Observed,
 ) -> Option<SecretValue> {
     let declared = desired
         .secrets
@@ -660,9 +638,9 @@ fn secret_value(
 fn credential_for(
     selector: Option<(&str, &str)>,
     desired: &crate::render::Desired,
-    observed: &super::Observed,
+    observed: &Observed,
 ) -> CredentialValue {
-    let (secret, key) = selector.unwrap_or(crate::validate::INSTALL_SECRET);
+    let (secret, key) = selector.unwrap_or(crate::velero::INSTALL_SECRET);
     match secret_value(secret, key, desired, observed) {
         Some(value) => CredentialValue::Value(value),
         None if selector.is_none() => CredentialValue::Unavailable(format!(
@@ -679,7 +657,7 @@ pub fn desired_targets(
     config: &crate::config::Config,
     materials: &crate::config::load::Materials,
     desired: &crate::render::Desired,
-    observed: &super::Observed,
+    observed: &Observed,
 ) -> Vec<BucketTarget> {
     config
         .backup_locations
@@ -715,16 +693,16 @@ pub fn desired_targets(
 /// The place a location in the cluster points at now, for one the plan deletes or
 /// repoints: its backup count is what the change puts at risk.
 pub fn current_target(
-    observed_location: &super::ObservedObject,
+    observed_location: &ObservedObject,
     desired: &crate::render::Desired,
-    observed: &super::Observed,
+    observed: &Observed,
 ) -> Option<BucketTarget> {
     use base64::Engine as _;
     let spec = observed_location.spec();
     let text =
         |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_string);
     let storage = spec.get("objectStorage")?;
-    let config = super::string_map(spec.get("config"));
+    let config = string_map(spec.get("config"));
     let credential = spec.get("credential");
     let selector =
         credential.and_then(|c| Some((c.get("name")?.as_str()?, c.get("key")?.as_str()?)));
@@ -742,38 +720,6 @@ pub fn current_target(
         credential: credential_for(selector, desired, observed),
         ca_cert,
     })
-}
-
-/// Plans, checking the declared locations' buckets and the current places of those the
-/// plan deletes or repoints, all concurrently, then plans again with what was found.
-pub async fn plan_with_buckets(
-    config: &crate::config::Config,
-    materials: &crate::config::load::Materials,
-    desired: &crate::render::Desired,
-    observed: &crate::observe::Observed,
-    timeout: Duration,
-) -> crate::plan::Plan {
-    let first = crate::plan::plan(desired, observed, &crate::plan::Context::default());
-    let declared = desired_targets(config, materials, desired, observed);
-    let declared_count = declared.len();
-    let at_risk: Vec<BucketTarget> = crate::plan::places_at_risk(&first, observed)
-        .into_iter()
-        .filter_map(|location| current_target(location, desired, observed))
-        .collect();
-    let mut reports = check_all(declared.into_iter().chain(at_risk).collect(), timeout).await;
-    let current_places = reports.split_off(declared_count);
-    let context = crate::plan::Context {
-        bucket_backups: current_places
-            .into_iter()
-            .filter_map(|report| match report.status {
-                BucketStatus::Reachable { backups, .. } => Some((report.location, backups)),
-                _ => None,
-            })
-            .collect(),
-    };
-    let mut plan = crate::plan::plan(desired, observed, &context);
-    crate::plan::attach_bucket_reports(&mut plan, reports);
-    plan
 }
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+//! `stowage apply [PLAN]`: plan (or verify a saved plan), ask, write, check that the
+//! cluster converged, and optionally wait for Velero's verdict on each location.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::args::ApplyArgs;
+use super::{CliError, ExitStatus, Shared, runtime, show, valid_or_report};
+use crate::engine::{self, ApplyOptions, PlanOptions, StateSource, saved::SavedPlan};
+use crate::report;
+
+pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
+    let path = saved
+        .as_ref()
+        .map(|s| PathBuf::from(&s.file))
+        .unwrap_or_else(|| args.file.file.clone());
+    let Some(file) = valid_or_report(&path, shared.color, false)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let runtime = runtime()?;
+    let cluster = runtime.block_on(crate::cluster::connect(&shared.target))?;
+    // A saved plan is checked against a plan made the same way: with bucket checks
+    // unless --no-bucket-checks, since what the buckets hold decides some risks.
+    let options = PlanOptions {
+        allow_mass_delete: args.mass_delete.allow_mass_delete,
+        bucket_timeout: args.buckets.timeout(),
+    };
+    let planned = runtime.block_on(engine::plan(&file, StateSource::Cluster(&cluster), options))?;
+    if let Some(saved) = &saved {
+        planned.verify(saved, &file)?;
+    }
+    let plan = &planned.plan;
+    show(&plan.diagnostics, &file.source, shared.color)?;
+    report::plan::write_text(
+        plan,
+        &file.source.name,
+        report::plan::TextOptions {
+            color: shared.stdout_color,
+        },
+        &mut std::io::stdout().lock(),
+    )?;
+    if plan.has_errors() {
+        eprintln!("the plan has errors; nothing was applied");
+        return Ok(ExitStatus::Failure);
+    }
+    if plan.has_changes() && !confirmed(args.auto_approve, plan)? {
+        eprintln!("apply cancelled; nothing was applied");
+        return Ok(ExitStatus::Failure);
+    }
+    let options = ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+    };
+    let applied = runtime.block_on(engine::apply(&cluster, &file, &planned, options))?;
+    report::apply::write_text(&applied.report, &mut std::io::stdout().lock())?;
+    if !applied.report.succeeded() {
+        eprintln!(
+            "the apply did not finish; run it again once the cause is fixed: what was written stays, and the next plan shows what is left"
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    if let Some(problem) = &applied.not_converged {
+        show(std::slice::from_ref(problem), &file.source, shared.color)?;
+        return Ok(ExitStatus::Failure);
+    }
+    let Some(timeout) = args.wait else {
+        return Ok(ExitStatus::Success);
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let verdicts = runtime.block_on(engine::wait_for_verdicts(
+        &cluster,
+        &planned,
+        &applied,
+        timeout,
+        |done, all| {
+            if terminal {
+                eprint!("\rwaiting for Velero to validate the locations: {done}/{all}");
+            }
+        },
+    ))?;
+    if terminal && !verdicts.is_empty() {
+        eprintln!();
+    }
+    let all_available = report::apply::write_verdicts(&verdicts, &mut std::io::stdout().lock())?;
+    Ok(if all_available {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Asks on the terminal, naming what the plan deletes; without a terminal, refuses (a
+/// pipeline must say --auto-approve).
+fn confirmed(auto_approve: bool, plan: &crate::plan::Plan) -> Result<bool, CliError> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NoTerminal);
+    }
+    let summary = plan.summary();
+    if summary.delete > 0 {
+        eprintln!(
+            "This deletes {} object{} from the cluster.",
+            summary.delete,
+            if summary.delete == 1 { "" } else { "s" }
+        );
+    }
+    eprint!("Apply these changes? Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,265 @@
+//! The command line's shape: clap structures only. Flags shared by several commands are
+//! declared once and flattened; durations are parsed here, so a bad value is reported
+//! by clap under the flag's own name.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stowage",
+    version,
+    about = "Velero's backup locations, snapshot locations, credentials and schedules, declared in one file",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to colour output.
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the file against every rule Velero enforces, offline.
+    Validate(ValidateArgs),
+    /// Print the Kubernetes objects the file declares, as YAML.
+    Render(RenderArgs),
+    /// Show what applying the file would change.
+    Plan(PlanArgs),
+    /// Write the plan to the cluster, then optionally wait for Velero's verdict.
+    Apply(ApplyArgs),
+    /// Write a desired-state file from the cluster's Velero objects.
+    Import(ImportArgs),
+    /// Velero's locations (phase, last validation, default) and schedules (last and next run).
+    Status(StatusArgs),
+    /// Keep the cluster equal to the file: re-apply on edits, drift and every resync.
+    Watch(WatchArgs),
+    /// Print the JSON Schema of the desired-state file.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileArg {
+    /// The desired-state file (.toml, .yaml or .yml).
+    #[arg(short, long, env = "STOWAGE_FILE", default_value = "stowage.toml")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MassDeleteArg {
+    /// Let the plan delete all of the objects the file manages, or more than half of
+    /// them (refused otherwise: a half-written file would delete what it left out).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BucketCheckArgs {
+    /// Do not list the locations' buckets.
+    #[arg(long)]
+    pub no_bucket_checks: bool,
+    /// How long each bucket check may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub bucket_timeout: u64,
+}
+
+impl BucketCheckArgs {
+    /// How long each check may take; `None` with `--no-bucket-checks`.
+    pub fn timeout(&self) -> Option<Duration> {
+        (!self.no_bucket_checks).then(|| Duration::from_secs(self.bucket_timeout))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Write one file per object into this directory instead of printing them.
+    #[arg(short, long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Leave Secrets out (every other object is printed).
+    #[arg(long)]
+    pub no_secrets: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    #[command(flatten)]
+    pub mass_delete: MassDeleteArg,
+    /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
+    /// velero -o yaml`) instead of the cluster.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Also save the plan (no secret values) for a later `apply`.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when the plan has changes, 0 when it has none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub buckets: BucketCheckArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    #[command(flatten)]
+    pub mass_delete: MassDeleteArg,
+    /// A plan saved with `plan --out`: apply exactly it, or refuse if the file or the
+    /// cluster changed since.
+    #[arg(value_name = "PLAN", conflicts_with = "file")]
+    pub plan: Option<PathBuf>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Wait until Velero has validated every written location (default 5m).
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", require_equals = true, value_parser = go_duration)]
+    pub wait: Option<Duration>,
+    /// Take over fields that another field manager owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    #[command(flatten)]
+    pub buckets: BucketCheckArgs,
+    /// How long one write may take before it is retried.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub request_timeout: f64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Write the file here instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Velero's namespace.
+    #[arg(short, long, default_value = "velero")]
+    pub namespace: String,
+    /// The Velero server's Deployment (read for its default-VSL flag).
+    #[arg(long, default_value = "velero")]
+    pub deployment: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    #[command(flatten)]
+    pub mass_delete: MassDeleteArg,
+    /// Re-plan this often even without events (a Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_go_duration)]
+    pub resync: Duration,
+    /// Serve /healthz, /readyz and /metrics here (`127.0.0.1:0` picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Hold a Lease so that only one replica writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Plan and log, never write.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Take over fields another field manager set (each takeover is logged and
+    /// counted); `--force-conflicts=false` reports the conflict and stays not ready.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub force_conflicts: bool,
+    #[command(flatten)]
+    pub buckets: BucketCheckArgs,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Velero's namespace.
+    #[arg(short, long, default_value = "velero")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    pub fn enabled_for_stderr(self) -> bool {
+        self.enabled(std::io::stderr().is_terminal())
+    }
+
+    pub fn enabled_for_stdout(self) -> bool {
+        self.enabled(std::io::stdout().is_terminal())
+    }
+
+    fn enabled(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal
+            }
+        }
+    }
+}
+
+/// A flag's Go duration (`90s`, `5m`), not negative; clap names the flag in its error.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    let nanos = crate::velero::duration::parse_go_duration(text)?;
+    let nanos = u64::try_from(nanos).map_err(|_| "a duration cannot be negative".to_string())?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// A Go duration above zero, for periods (a zero period would never wait).
+fn positive_go_duration(text: &str) -> Result<Duration, String> {
+    let duration = go_duration(text)?;
+    if duration.is_zero() {
+        return Err("a period must be longer than zero".to_string());
+    }
+    Ok(duration)
+}

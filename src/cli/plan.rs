@@ -1,0 +1,78 @@
+//! `stowage plan`: what applying the file would change, against the cluster or a saved
+//! state; optionally saved for `apply PLAN`.
+
+use std::io::Write;
+
+use super::args::{PlanArgs, PlanFormat};
+use super::{CliError, ExitStatus, Shared, runtime, show, valid_or_report};
+use crate::engine::{self, PlanOptions, StateSource};
+use crate::report::{self, diagnostics as shown};
+
+pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let json = args.format == PlanFormat::Json;
+    let Some(file) = valid_or_report(&args.file.file, shared.color, json)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let options = PlanOptions {
+        allow_mass_delete: args.mass_delete.allow_mass_delete,
+        bucket_timeout: args.buckets.timeout(),
+    };
+    let runtime = runtime()?;
+    let planned = runtime.block_on(async {
+        match &args.observed {
+            Some(path) => engine::plan(&file, StateSource::Saved(path), options).await,
+            None => {
+                let cluster = crate::cluster::connect(&shared.target).await?;
+                engine::plan(&file, StateSource::Cluster(&cluster), options).await
+            }
+        }
+    })?;
+    let plan = &planned.plan;
+
+    // The file's warnings were shown already; the plan's own findings are new.
+    show(&plan.diagnostics, &file.source, shared.color)?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        PlanFormat::Text => report::plan::write_text(
+            plan,
+            &file.source.name,
+            report::plan::TextOptions {
+                color: shared.stdout_color,
+            },
+            &mut stdout,
+        )?,
+        PlanFormat::Markdown => report::plan::write_markdown(plan, &file.source.name, &mut stdout)?,
+        PlanFormat::Json => {
+            let every: Vec<_> = file
+                .diagnostics
+                .iter()
+                .chain(&plan.diagnostics)
+                .cloned()
+                .collect();
+            let located = shown::locate(&every, &file.source);
+            let wire = report::plan::wire(plan, shown::wire(&located, &file.source));
+            serde_json::to_writer_pretty(&mut stdout, &wire)?;
+            stdout.write_all(b"\n")?;
+        }
+    }
+    drop(stdout);
+
+    if plan.has_errors() {
+        eprintln!("the plan has errors; it cannot be applied");
+        return Ok(ExitStatus::Failure);
+    }
+    if let Some(out) = &args.out {
+        let saved = planned.save(&file, &args.file.file.display().to_string());
+        let text = serde_json::to_string_pretty(&saved)?;
+        std::fs::write(out, text + "\n").map_err(|source| CliError::Write {
+            path: out.clone(),
+            source,
+        })?;
+        eprintln!("saved the plan to {}", out.display());
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}

@@ -1,0 +1,64 @@
+//! `stowage watch`: starts the daemon with logging and signal handling.
+
+use super::args::{LogFormat, WatchArgs};
+use super::{CliError, ExitStatus, Shared};
+use crate::engine::{ApplyOptions, PlanOptions, ReconcileOptions};
+
+pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(shared.color).init(),
+    }
+    let options = crate::watch::Options {
+        file: args.file.file.clone(),
+        target: shared.target.clone(),
+        resync: args.resync,
+        listen: args.listen,
+        leader_elect: args.leader_elect,
+        reconcile: ReconcileOptions {
+            plan: PlanOptions {
+                allow_mass_delete: args.mass_delete.allow_mass_delete,
+                bucket_timeout: args.buckets.timeout(),
+            },
+            // The file is the source of truth here: a field someone changed by hand is
+            // taken back, unless --force-conflicts=false.
+            apply: ApplyOptions {
+                force_conflicts: args.force_conflicts,
+                ..ApplyOptions::default()
+            },
+            dry_run: args.dry_run,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    // The handlers exist before the first apply starts, so a SIGTERM during it finishes
+    // that round instead of killing the process mid-write.
+    let shutdown = {
+        let _context = runtime.enter();
+        shutdown_signal().map_err(CliError::Runtime)?
+    };
+    runtime.block_on(crate::watch::run(options, shutdown))?;
+    Ok(ExitStatus::Success)
+}
+
+/// Installs the SIGINT and SIGTERM handlers now; the future ends at the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}

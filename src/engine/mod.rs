@@ -1,0 +1,598 @@
+//! The engine: the single-cluster pipeline, as typed steps that every front end drives.
+//!
+//! load → validate ([`check_file`]) → render ([`ValidFile::desired`]) → observe
+//! ([`observe`], from a saved state or a connected cluster) → check the buckets
+//! ([`check_buckets`]) → plan, once ([`plan`]) → save or verify ([`saved`]) → apply and
+//! check convergence ([`apply`]) → wait for Velero ([`wait_for_verdicts`]).
+//! [`converge`] runs plan → apply → convergence for the daemon. `cli`, `watch`, tests and benches
+//! call these; none of them strings the stages together itself, and the engine prints
+//! nothing: it returns values, and the front end picks a view and an exit code.
+
+pub mod saved;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::buckets;
+use crate::cluster::{self, Cluster, ClusterError};
+use crate::config::Config;
+use crate::config::load::{self, LoadError, Loaded, Materials};
+use crate::config::source::SourceMap;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::observe::{BucketFindings, ObserveError, Observed};
+use crate::plan::{self, Action, Plan};
+use crate::render::{self, Desired};
+use crate::validate;
+use crate::velero::{Kind, ObjectRef};
+
+/// The largest saved state (`--observed`) stowage reads.
+const OBSERVED_LIMIT: u64 = 256 << 20;
+
+/// A file as loaded and validated: every diagnostic of both stages, in one list.
+#[derive(Debug, Clone)]
+pub struct CheckedFile {
+    pub loaded: Loaded,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A file without errors: its model, what it points at, and its warnings.
+#[derive(Debug, Clone)]
+pub struct ValidFile {
+    pub config: Config,
+    pub materials: Materials,
+    pub source: SourceMap,
+    /// Warnings only: a valid file has no errors.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads and validates the file at `path`. `Err` only when it cannot be used at all
+/// (missing, not a regular file, too large, not UTF-8, of an unknown type).
+pub fn check_file(path: &Path) -> Result<CheckedFile, LoadError> {
+    Ok(CheckedFile::of(load::load(path)?))
+}
+
+/// The same for text that is not on disk (what `import` writes), named `name`.
+pub fn check_text(name: &str, text: String, format: crate::config::source::Format) -> CheckedFile {
+    CheckedFile::of(load::parse_str(name, text, format))
+}
+
+impl CheckedFile {
+    fn of(loaded: Loaded) -> CheckedFile {
+        let mut diagnostics = loaded.diagnostics.clone();
+        diagnostics.extend(validate::validate(&loaded));
+        CheckedFile {
+            loaded,
+            diagnostics,
+        }
+    }
+
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+
+    /// The paths whose edits change what the file declares: `file` itself, its
+    /// credential files and CA bundles (relative to the file's folder).
+    pub fn inputs(&self, file: &Path) -> Vec<PathBuf> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut paths = vec![file.to_path_buf()];
+        if let Some(config) = &self.loaded.config {
+            paths.extend(
+                config
+                    .credentials
+                    .values()
+                    .filter_map(|c| c.file.as_ref())
+                    .map(|p| base.join(p)),
+            );
+            paths.extend(
+                config
+                    .backup_locations
+                    .values()
+                    .filter_map(|l| l.ca_cert_file.as_ref())
+                    .map(|p| base.join(p)),
+            );
+        }
+        paths
+    }
+
+    /// The file with its model, when it has no errors; itself otherwise.
+    pub fn into_valid(self) -> Result<ValidFile, Box<CheckedFile>> {
+        if self.errors() > 0 {
+            return Err(Box::new(self));
+        }
+        let CheckedFile {
+            loaded,
+            diagnostics,
+        } = self;
+        match loaded.config {
+            Some(config) => Ok(ValidFile {
+                config,
+                materials: loaded.materials,
+                source: loaded.source,
+                diagnostics,
+            }),
+            None => Err(Box::new(CheckedFile {
+                loaded: Loaded {
+                    config: None,
+                    ..loaded
+                },
+                diagnostics,
+            })),
+        }
+    }
+}
+
+impl ValidFile {
+    /// The objects the file declares; `allow_mass_delete` adds to the file's own.
+    pub fn desired(&self, allow_mass_delete: bool) -> Desired {
+        let mut desired = render::render(&self.config, &self.materials);
+        desired.allow_mass_delete |= allow_mass_delete;
+        desired
+    }
+}
+
+/// Why the engine could not go on. Refusals that are findings about the file or the
+/// plan are diagnostics, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    SavedPlan(#[from] saved::SavedPlanError),
+    #[error(transparent)]
+    Stale(#[from] saved::Stale),
+}
+
+/// Where the state to plan against comes from.
+#[derive(Clone, Copy)]
+pub enum StateSource<'a> {
+    /// A saved `kubectl get … -o yaml` (`--observed FILE`).
+    Saved(&'a Path),
+    /// The cluster, read now.
+    Cluster(&'a Cluster),
+}
+
+/// The observed state and where it came from (a path, or the cluster's URL).
+pub async fn observe(
+    file: &ValidFile,
+    desired: &Desired,
+    source: StateSource<'_>,
+) -> Result<(Observed, String), EngineError> {
+    match source {
+        StateSource::Saved(path) => {
+            let name = path.display().to_string();
+            let read_error = |source| ObserveError::Read {
+                path: name.clone(),
+                source,
+            };
+            let bytes = load::read_bounded(path, OBSERVED_LIMIT).map_err(read_error)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                read_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not UTF-8 text",
+                ))
+            })?;
+            Ok((crate::observe::from_yaml(&name, &text)?, name))
+        }
+        StateSource::Cluster(cluster) => {
+            let observed =
+                cluster::read::state(cluster, desired, &file.config.velero.deployment).await?;
+            Ok((observed, cluster.url.clone()))
+        }
+    }
+}
+
+/// Lists the declared locations' buckets and the current places of the locations a
+/// plan would delete or repoint, all at once, each within `timeout`.
+pub async fn check_buckets(
+    file: &ValidFile,
+    desired: &Desired,
+    observed: &Observed,
+    timeout: Duration,
+) -> BucketFindings {
+    let declared = buckets::desired_targets(&file.config, &file.materials, desired, observed);
+    let declared_count = declared.len();
+    let at_risk = plan::places_at_risk(desired, observed)
+        .into_iter()
+        .filter_map(|location| buckets::current_target(location, desired, observed));
+    let mut reports =
+        buckets::check_all(declared.into_iter().chain(at_risk).collect(), timeout).await;
+    let current = reports.split_off(declared_count);
+    BucketFindings {
+        declared: reports,
+        current,
+    }
+}
+
+/// How to plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// `--allow-mass-delete`.
+    pub allow_mass_delete: bool,
+    /// Check the buckets first, each within this long; `None` skips them.
+    pub bucket_timeout: Option<Duration>,
+}
+
+/// A plan and everything it was made from.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub desired: Desired,
+    pub observed: Observed,
+    /// Where `observed` came from: a path, or the cluster's URL.
+    pub observed_from: String,
+    pub plan: Plan,
+}
+
+/// Renders, observes, checks the buckets (unless told not to) and plans, once.
+pub async fn plan(
+    file: &ValidFile,
+    source: StateSource<'_>,
+    options: PlanOptions,
+) -> Result<Planned, EngineError> {
+    let desired = file.desired(options.allow_mass_delete);
+    let (observed, observed_from) = observe(file, &desired, source).await?;
+    let buckets = match options.bucket_timeout {
+        Some(timeout) => Some(check_buckets(file, &desired, &observed, timeout).await),
+        None => None,
+    };
+    let plan = plan::plan(&desired, &observed, &plan::Context { buckets });
+    Ok(Planned {
+        desired,
+        observed,
+        observed_from,
+        plan,
+    })
+}
+
+impl Planned {
+    /// The plan as `plan --out` saves it; `file` is the path as given.
+    pub fn save(&self, file: &ValidFile, path_given: &str) -> saved::SavedPlan {
+        saved::SavedPlan::new(
+            path_given,
+            &file.source.text,
+            &file.materials,
+            &self.observed,
+            &self.observed_from,
+            &self.plan,
+        )
+    }
+
+    /// Refuses when `saved` no longer describes this plan (see [`saved::Stale`]).
+    pub fn verify(&self, saved: &saved::SavedPlan, file: &ValidFile) -> Result<(), saved::Stale> {
+        saved.verify(
+            &file.source.text,
+            &file.materials,
+            &self.observed,
+            &self.plan,
+        )
+    }
+}
+
+/// How to write.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Take over fields another field manager owns.
+    pub force_conflicts: bool,
+    /// How long one write may take before it is retried.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> ApplyOptions {
+        let defaults = cluster::apply::Options::default();
+        ApplyOptions {
+            force_conflicts: defaults.force_conflicts,
+            request_timeout: defaults.request_timeout,
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub report: cluster::apply::Report,
+    /// After a complete apply: what a plan of the same file still changes, as one
+    /// `stowage::not-converged` error. `None` when nothing is left (or nothing ran).
+    pub not_converged: Option<Diagnostic>,
+    /// When the writes started (RFC 3339, seconds): Velero's validations after this
+    /// are verdicts on them.
+    pub started: String,
+}
+
+impl Applied {
+    /// Every write landed and the cluster now equals the file.
+    pub fn converged(&self) -> bool {
+        self.report.succeeded() && self.not_converged.is_none()
+    }
+}
+
+/// Writes the plan's changes in order, then plans the same file again against the
+/// cluster: after a complete apply nothing may be left to change.
+pub async fn apply(
+    cluster: &Cluster,
+    file: &ValidFile,
+    planned: &Planned,
+    options: ApplyOptions,
+) -> Result<Applied, EngineError> {
+    let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let report = cluster::apply::apply(
+        cluster,
+        &planned.plan,
+        &planned.desired,
+        &planned.observed,
+        cluster::apply::Options {
+            force_conflicts: options.force_conflicts,
+            request_timeout: options.request_timeout,
+        },
+    )
+    .await;
+    let mut not_converged = None;
+    if report.succeeded() && planned.plan.has_changes() {
+        let after =
+            cluster::read::state(cluster, &planned.desired, &file.config.velero.deployment).await?;
+        let replan = plan::plan(&planned.desired, &after, &plan::Context::default());
+        not_converged = plan::not_converged(&replan, &after);
+    }
+    Ok(Applied {
+        report,
+        not_converged,
+        started,
+    })
+}
+
+/// The locations an apply wrote (and did not delete): the ones Velero validates next.
+pub fn written_locations(applied: &Applied) -> Vec<String> {
+    applied
+        .report
+        .applied()
+        .filter(|w| w.object.kind == Kind::BackupStorageLocation && w.action != Action::Delete)
+        .map(|w| w.object.name.clone())
+        .collect()
+}
+
+/// Waits until Velero has validated each location the apply wrote, or `timeout`.
+pub async fn wait_for_verdicts(
+    cluster: &Cluster,
+    planned: &Planned,
+    applied: &Applied,
+    timeout: Duration,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<(String, cluster::apply::Verdict)>, EngineError> {
+    let locations = written_locations(applied);
+    if locations.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(cluster::apply::wait_for_locations(
+        cluster,
+        &planned.desired.namespace,
+        &locations,
+        &applied.started,
+        timeout,
+        progress,
+    )
+    .await?)
+}
+
+/// What `import` read: the file it writes, checked like any other.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub text: String,
+    pub checked: CheckedFile,
+}
+
+/// Reads Velero's objects in `namespace` and writes them as a file named `name`.
+pub async fn import(
+    cluster: &Cluster,
+    namespace: &str,
+    deployment: &str,
+    name: &str,
+) -> Result<Imported, EngineError> {
+    let observed = cluster::read::namespace_state(cluster, namespace, deployment, &[]).await?;
+    let text = crate::import::import(&observed, namespace, deployment);
+    let checked = check_text(name, text.clone(), crate::config::source::Format::Toml);
+    Ok(Imported { text, checked })
+}
+
+/// Velero's objects in `namespace`, with their status, for `stowage status`.
+pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Observed, EngineError> {
+    Ok(cluster::read::namespace_state(cluster, namespace, "velero", &[]).await?)
+}
+
+/// How the daemon reconciles.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconcileOptions {
+    pub plan: PlanOptions,
+    pub apply: ApplyOptions,
+    /// Plan and report, never write.
+    pub dry_run: bool,
+}
+
+/// A reconcile that did what it should.
+#[derive(Debug, Clone)]
+pub enum Reconciled {
+    /// The cluster already equals the file.
+    Unchanged { plan: Plan },
+    /// `--dry-run`: the plan has changes; nothing was written.
+    DryRun { plan: Plan },
+    /// The changes were written and the cluster now equals the file.
+    Applied {
+        plan: Plan,
+        applied: Box<Applied>,
+        /// Fields the apply took from other field managers (with `force_conflicts`).
+        takeovers: Vec<Takeover>,
+    },
+}
+
+/// A field another field manager had set, which a forced apply took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    pub object: ObjectRef,
+    /// The field's path as the plan shows it.
+    pub field: String,
+    /// The managers that owned it before.
+    pub managers: Vec<String>,
+}
+
+/// The fields a plan's updates change that a manager other than stowage owns in the
+/// observed state: what a forced apply takes over.
+pub fn takeovers(plan: &Plan, observed: &Observed) -> Vec<Takeover> {
+    let mut found = Vec::new();
+    for change in plan.changes.iter().filter(|c| c.action == Action::Update) {
+        let Some(live) = observed.objects.get(&change.object) else {
+            continue;
+        };
+        for field in &change.fields {
+            let managers: Vec<String> = live
+                .managers_of(&field.path)
+                .into_iter()
+                .filter(|manager| *manager != cluster::apply::FIELD_MANAGER)
+                .map(str::to_string)
+                .collect();
+            if !managers.is_empty() {
+                found.push(Takeover {
+                    object: change.object.clone(),
+                    field: field.path.clone(),
+                    managers,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Why a reconcile failed. Each has its own [`FailureReason`], the label of
+/// `stowage_apply_failures_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{path}: {error}")]
+    Unusable { path: String, error: LoadError },
+    #[error("the file does not validate")]
+    Invalid(Box<CheckedFile>),
+    #[error("cannot read the cluster: {0}")]
+    Cluster(EngineError),
+    #[error("the plan has errors; nothing applied")]
+    Refused { file: SourceMap, plan: Plan },
+    #[error("the apply did not finish")]
+    ApplyFailed { plan: Plan, applied: Applied },
+    #[error("the cluster did not converge to the file")]
+    NotConverged {
+        file: SourceMap,
+        plan: Plan,
+        applied: Applied,
+    },
+}
+
+/// The kinds of reconcile failure, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureReason {
+    InvalidFile,
+    ClusterUnreachable,
+    PlanRefused,
+    /// A write refused because another field manager owns the field
+    /// (`--force-conflicts=false`).
+    Conflict,
+    ApplyFailed,
+    NotConverged,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::InvalidFile,
+        FailureReason::ClusterUnreachable,
+        FailureReason::PlanRefused,
+        FailureReason::Conflict,
+        FailureReason::ApplyFailed,
+        FailureReason::NotConverged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::InvalidFile => "invalid_file",
+            FailureReason::ClusterUnreachable => "cluster_unreachable",
+            FailureReason::PlanRefused => "plan_refused",
+            FailureReason::Conflict => "conflict",
+            FailureReason::ApplyFailed => "apply_failed",
+            FailureReason::NotConverged => "not_converged",
+        }
+    }
+}
+
+impl ReconcileError {
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            ReconcileError::Unusable { .. } | ReconcileError::Invalid(_) => {
+                FailureReason::InvalidFile
+            }
+            ReconcileError::Cluster(_) => FailureReason::ClusterUnreachable,
+            ReconcileError::Refused { .. } => FailureReason::PlanRefused,
+            ReconcileError::ApplyFailed { applied, .. }
+                if applied.report.conflicts().next().is_some() =>
+            {
+                FailureReason::Conflict
+            }
+            ReconcileError::ApplyFailed { .. } => FailureReason::ApplyFailed,
+            ReconcileError::NotConverged { .. } => FailureReason::NotConverged,
+        }
+    }
+
+    /// Whether the plan was refused by the deletion guard.
+    pub fn is_mass_delete(&self) -> bool {
+        matches!(self, ReconcileError::Refused { plan, .. }
+            if plan.diagnostics.iter().any(|d| d.code == Code::MassDelete))
+    }
+}
+
+/// Plans `file` against the cluster and, unless `dry_run`, applies the plan and checks
+/// that the cluster converged: one round of the daemon after its file was validated.
+pub async fn converge(
+    cluster: &Cluster,
+    file: &ValidFile,
+    options: ReconcileOptions,
+) -> Result<Reconciled, ReconcileError> {
+    let planned = plan(file, StateSource::Cluster(cluster), options.plan)
+        .await
+        .map_err(ReconcileError::Cluster)?;
+    if planned.plan.has_errors() {
+        return Err(ReconcileError::Refused {
+            file: file.source.clone(),
+            plan: planned.plan,
+        });
+    }
+    if !planned.plan.has_changes() {
+        return Ok(Reconciled::Unchanged { plan: planned.plan });
+    }
+    if options.dry_run {
+        return Ok(Reconciled::DryRun { plan: planned.plan });
+    }
+    let applied = apply(cluster, file, &planned, options.apply)
+        .await
+        .map_err(ReconcileError::Cluster)?;
+    if !applied.report.succeeded() {
+        return Err(ReconcileError::ApplyFailed {
+            plan: planned.plan,
+            applied,
+        });
+    }
+    if applied.not_converged.is_some() {
+        return Err(ReconcileError::NotConverged {
+            file: file.source.clone(),
+            plan: planned.plan,
+            applied,
+        });
+    }
+    let takeovers = if options.apply.force_conflicts {
+        takeovers(&planned.plan, &planned.observed)
+    } else {
+        Vec::new()
+    };
+    Ok(Reconciled::Applied {
+        plan: planned.plan,
+        applied: Box::new(applied),
+        takeovers,
+    })
+}
