@@ -72,7 +72,12 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
-    let h = lock(&shared).clone();
+    let text = metrics_text(&lock(&shared));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The health as Prometheus' text format.
+pub fn metrics_text(h: &Health) -> String {
     let mut text = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         text.push_str(&format!(
@@ -162,7 +167,7 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
             .map(|(manager, count)| (format!("manager=\"{}\"", escape_label(manager)), *count))
             .collect(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    text
 }
 
 /// A counter with one series per label set.

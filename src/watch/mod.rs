@@ -166,7 +166,8 @@ pub async fn run(
             trigger = trigger.min(Trigger::File);
         }
         while events.drift.try_recv().is_ok() {}
-        daemon.round(trigger).await;
+        // What the round did is logged and recorded; the loop only goes on.
+        let _ = daemon.round(trigger).await;
     }
     info!("stopping");
     daemon.stop().await;
@@ -222,7 +223,8 @@ impl Daemon {
             .is_some_and(|l| !l.load(Ordering::SeqCst))
     }
 
-    async fn stop(mut self) {
+    /// Stops the drift watchers and gives up the Lease.
+    pub async fn stop(mut self) {
         for task in self.drift_tasks.drain(..) {
             task.abort();
         }
@@ -326,8 +328,9 @@ impl Daemon {
         self.health.clone()
     }
 
-    /// One round: reconcile, log what it did, record it in the health.
-    pub async fn round(&mut self, trigger: Trigger) {
+    /// One round: reconcile, log what it did, record it in the health; returns what
+    /// it did.
+    pub async fn round(&mut self, trigger: Trigger) -> Result<Round, ReconcileError> {
         let started = Instant::now();
         let result = self.reconcile().await;
         let shown = match &result {
@@ -337,11 +340,12 @@ impl Daemon {
         };
         log::round(trigger.as_str(), shown);
         self.record(trigger, &result, started.elapsed());
+        result
     }
 
     /// Checks the file, follows its namespace, and unless another replica leads,
     /// converges the cluster to it.
-    pub async fn reconcile(&mut self) -> Result<Round, ReconcileError> {
+    async fn reconcile(&mut self) -> Result<Round, ReconcileError> {
         let file = self.options.file.clone();
         let checked = engine::check_file(&file).map_err(|error| ReconcileError::Unusable {
             path: file.display().to_string(),
@@ -439,5 +443,63 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends an event every `every`, `count` times.
+    fn burst(events: mpsc::Sender<()>, every: Duration, count: usize) {
+        tokio::spawn(async move {
+            for _ in 0..count {
+                let _ = events.try_send(());
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
+    /// How long `settle` (quiet 200 ms, limit 2 s) waits for `count` events `every`
+    /// apart, on paused time.
+    async fn settling_time(every: Duration, count: usize) -> (Duration, mpsc::Receiver<()>) {
+        let (sender, mut events) = mpsc::channel(1);
+        burst(sender, every, count);
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        settle(
+            &mut events,
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        )
+        .await;
+        (started.elapsed(), events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_read_once_it_has_been_quiet() {
+        // Five edits 100 ms apart: quiet for 200 ms only after the last.
+        let (waited, mut events) = settling_time(Duration::from_millis(100), 5).await;
+        assert!(
+            waited >= Duration::from_millis(400) && waited <= Duration::from_millis(800),
+            "{waited:?}"
+        );
+        assert!(events.try_recv().is_err(), "the burst was consumed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_that_never_goes_quiet_is_read_at_the_limit() {
+        let (waited, _) = settling_time(Duration::from_millis(50), 1_000).await;
+        assert!(
+            waited >= Duration::from_secs(2) && waited <= Duration::from_millis(2_200),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_event_waits_one_quiet_period() {
+        // The event that woke the daemon was received already; nothing follows it.
+        let (waited, _) = settling_time(Duration::from_millis(100), 0).await;
+        assert_eq!(waited, Duration::from_millis(200));
     }
 }

@@ -137,6 +137,23 @@ impl TestCluster {
         std::fs::write(self.dir.path().join("secrets/s3.ini"), text).unwrap();
     }
 
+    /// A kubeconfig like this cluster's whose server is a closed port on 127.0.0.1,
+    /// and that server's address.
+    pub fn unreachable_kubeconfig(&self) -> (PathBuf, String) {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("127.0.0.1:{}", closed.local_addr().unwrap().port());
+        drop(closed);
+        let path = self.dir.path().join("unreachable.kubeconfig");
+        std::fs::write(
+            &path,
+            stack()
+                .admin_kubeconfig()
+                .replace(&stack().url, &format!("https://{address}")),
+        )
+        .unwrap();
+        (path, address)
+    }
+
     /// stowage with this cluster's kubeconfig, in this test's folder.
     pub fn command(&self) -> Command {
         self.command_with(&self.kubeconfig)

@@ -543,17 +543,7 @@ fn cluster_errors_say_what_is_wrong() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let unreachable = live.dir.path().join("unreachable.kubeconfig");
-    std::fs::write(
-        &unreachable,
-        stack()
-            .admin_kubeconfig()
-            .replace(&stack().url, &format!("https://127.0.0.1:{port}")),
-    )
-    .unwrap();
+    let (unreachable, address) = live.unreachable_kubeconfig();
     let out = live
         .command_with(&unreachable)
         .args(["plan", "--no-bucket-checks"])
@@ -563,7 +553,7 @@ fn cluster_errors_say_what_is_wrong() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "the cluster at https://127.0.0.1:{port}/ cannot be reached"
+            "the cluster at https://{address}/ cannot be reached"
         )),
         "{stderr}"
     );

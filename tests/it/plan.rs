@@ -356,6 +356,24 @@ cron = "0 2 * * *"
         .find(|c| c.object.name == "retired")
         .expect("delete");
     assert_eq!(retired.backups, Some(12));
+
+    // The places counted before planning are exactly the locations the plan deletes
+    // or repoints: computed from declared and observed state, not from a first plan.
+    let mut at_risk: Vec<String> = stowage::plan::places_at_risk(&desired, &observed)
+        .into_iter()
+        .map(|o| o.object.name.clone())
+        .collect();
+    at_risk.sort();
+    let mut deleted_or_repointed: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.object.kind == Kind::BackupStorageLocation)
+        .filter(|c| c.action == Action::Delete || c.risks.contains(&Risk::Repoint))
+        .map(|c| c.object.name.clone())
+        .collect();
+    deleted_or_repointed.sort();
+    assert!(!at_risk.is_empty());
+    assert_eq!(at_risk, deleted_or_repointed);
 }
 
 #[test]

@@ -1,0 +1,206 @@
+//! The daemon's round in-process, against the real API server: what
+//! `watch::Daemon::round` returns and what it records for a success, an invalid file,
+//! an unreachable cluster and a conflict with another field manager, each failure
+//! counted under its own reason; and a forced round's takeovers, counted by manager.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use stowage::cluster::Target;
+use stowage::engine::{
+    ApplyOptions, FailureReason, PlanOptions, ReconcileError, ReconcileOptions, Reconciled,
+};
+use stowage::watch::{Daemon, Round, Trigger, http};
+
+use crate::cluster::{CANARY, Options, TestCluster, cluster};
+
+fn daemon(live: &TestCluster, kubeconfig: &Path, force_conflicts: bool) -> Daemon {
+    let target = Target {
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        context: None,
+    };
+    let options = stowage::watch::Options {
+        file: live.dir.path().join("stowage.toml"),
+        target: target.clone(),
+        resync: Duration::from_secs(300),
+        listen: None,
+        leader_elect: false,
+        reconcile: ReconcileOptions {
+            plan: PlanOptions::default(),
+            apply: ApplyOptions {
+                force_conflicts,
+                ..ApplyOptions::default()
+            },
+            dry_run: false,
+        },
+    };
+    let cluster = futures_block(stowage::cluster::connect(&target)).expect("a kubeconfig");
+    Daemon::new(options, cluster).expect("the daemon starts").0
+}
+
+/// Connecting builds a client that belongs to the runtime it was made in: each test
+/// runs in one runtime, entered here.
+fn futures_block<T>(future: impl std::future::Future<Output = T>) -> T {
+    RUNTIME.block_on(future)
+}
+
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
+fn failures(daemon: &Daemon, reason: FailureReason) -> u64 {
+    http::lock(&daemon.health())
+        .failures
+        .get(&reason)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn metrics(daemon: &Daemon) -> String {
+    http::metrics_text(&http::lock(&daemon.health()))
+}
+
+#[test]
+fn a_round_applies_refuses_and_counts_each_failure_under_its_reason() {
+    let live = cluster("reconcile-in-process", Options::default());
+    let file = live.location("primary", "primary", "default = true\n");
+    live.write_file(&file);
+    let mut daemon = daemon(&live, &live.kubeconfig, false);
+
+    // Success: the location is written and nothing is counted as a failure.
+    let round = futures_block(daemon.round(Trigger::Start));
+    match round {
+        Ok(Round::Done(done)) => assert!(matches!(*done, Reconciled::Applied { .. }), "{done:?}"),
+        other => panic!("expected an apply, got {other:?}"),
+    }
+    let prefix = format!("{}/primary", live.namespace());
+    assert_eq!(
+        live.bsl("primary").expect("written")["spec"]["objectStorage"]["prefix"],
+        prefix.as_str()
+    );
+    for reason in FailureReason::ALL {
+        assert_eq!(failures(&daemon, reason), 0, "{reason:?}");
+    }
+    let round = futures_block(daemon.round(Trigger::Resync));
+    assert!(
+        matches!(&round, Ok(Round::Done(done)) if matches!(**done, Reconciled::Unchanged { .. })),
+        "{round:?}"
+    );
+
+    // Another manager moves the prefix: without --force-conflicts the round reports
+    // the conflict and writes nothing over it.
+    live.ns
+        .merge_patch(
+            "velero.io/v1",
+            "BackupStorageLocation",
+            "primary",
+            json!({"spec": {"objectStorage": {"prefix": "moved-by-hand"}}}),
+            "kubectl-edit",
+        )
+        .unwrap();
+    let round = futures_block(daemon.round(Trigger::Drift));
+    let error = round.expect_err("a conflict");
+    assert_eq!(error.reason(), FailureReason::Conflict, "{error:?}");
+    assert!(matches!(error, ReconcileError::ApplyFailed { .. }));
+    assert_eq!(failures(&daemon, FailureReason::Conflict), 1);
+    assert_eq!(
+        live.bsl("primary").unwrap()["spec"]["objectStorage"]["prefix"],
+        "moved-by-hand"
+    );
+    let problem = http::lock(&daemon.health())
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(problem.contains("another field manager"), "{problem}");
+
+    // An invalid file: nothing planned, counted as invalid_file.
+    live.write_file(&file.replace("bucket =", "buckett ="));
+    let error = futures_block(daemon.round(Trigger::File)).expect_err("invalid");
+    assert_eq!(error.reason(), FailureReason::InvalidFile);
+    assert!(matches!(error, ReconcileError::Invalid(_)));
+    assert_eq!(failures(&daemon, FailureReason::InvalidFile), 1);
+    assert!(http::lock(&daemon.health()).invalid_file.is_some());
+
+    // Each reason is its own series; the conflict's did not move with the file's.
+    let text = metrics(&daemon);
+    assert!(
+        text.contains("stowage_apply_failures_total{reason=\"conflict\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stowage_apply_failures_total{reason=\"invalid_file\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stowage_apply_failures_total{reason=\"cluster_unreachable\"} 0\n"),
+        "{text}"
+    );
+
+    // The file fixed and the daemon forcing, as it does by default: the field is taken
+    // back, and the takeover is counted under the manager it came from.
+    live.write_file(&file);
+    let mut forcing = daemon_for_forcing(&live);
+    let round = futures_block(forcing.round(Trigger::File));
+    match round {
+        Ok(Round::Done(done)) => match *done {
+            Reconciled::Applied { takeovers, .. } => {
+                assert!(
+                    takeovers
+                        .iter()
+                        .any(|t| t.field == "spec.objectStorage.prefix"
+                            && t.managers == ["kubectl-edit"]),
+                    "{takeovers:?}"
+                );
+            }
+            other => panic!("expected an apply, got {other:?}"),
+        },
+        other => panic!("expected an apply, got {other:?}"),
+    }
+    assert_eq!(
+        live.bsl("primary").unwrap()["spec"]["objectStorage"]["prefix"],
+        prefix.as_str()
+    );
+    let text = metrics(&forcing);
+    assert!(
+        text.contains("stowage_takeovers_total{manager=\"kubectl-edit\"} 1\n"),
+        "{text}"
+    );
+    assert!(!text.contains(CANARY));
+    futures_block(forcing.stop());
+    futures_block(daemon.stop());
+}
+
+fn daemon_for_forcing(live: &TestCluster) -> Daemon {
+    daemon(live, &live.kubeconfig, true)
+}
+
+#[test]
+fn a_round_against_an_unreachable_cluster_is_counted_as_such() {
+    let live = cluster("reconcile-unreachable", Options::default());
+    live.write_file(&live.location("primary", "primary", "default = true\n"));
+    let (unreachable, address) = live.unreachable_kubeconfig();
+    let mut daemon = daemon(&live, &unreachable, true);
+    let error = futures_block(daemon.round(Trigger::Start)).expect_err("unreachable");
+    assert_eq!(
+        error.reason(),
+        FailureReason::ClusterUnreachable,
+        "{error:?}"
+    );
+    assert_eq!(failures(&daemon, FailureReason::ClusterUnreachable), 1);
+    for reason in FailureReason::ALL
+        .into_iter()
+        .filter(|r| *r != FailureReason::ClusterUnreachable)
+    {
+        assert_eq!(failures(&daemon, reason), 0, "{reason:?}");
+    }
+    let health = http::lock(&daemon.health()).clone();
+    assert!(!health.cluster_reachable);
+    assert!(health.last_error.unwrap_or_default().contains(&address),);
+    assert!(live.bsl("primary").is_none());
+    futures_block(daemon.stop());
+}
