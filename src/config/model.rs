@@ -56,6 +56,9 @@ pub struct Velero {
     /// Let a plan delete all of the objects this file manages, or more than half of
     /// them (otherwise refused as `stowage::mass-delete`, like `--allow-mass-delete`).
     pub allow_mass_delete: bool,
+    /// When several files share a namespace, the owner whose file declares the default
+    /// location; this file then declares no default itself.
+    pub default_location_owner: Option<String>,
 }
 
 impl Default for Velero {
@@ -67,6 +70,7 @@ impl Default for Velero {
             default_volume_snapshot_locations: BTreeMap::new(),
             manage_server_flags: false,
             allow_mass_delete: false,
+            default_location_owner: None,
         }
     }
 }

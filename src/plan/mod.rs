@@ -261,6 +261,7 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     planner.server_flag();
     planner.leftovers();
     planner.mass_delete_guard();
+    planner.default_taken_from_another_owner();
     planner
         .plan
         .diagnostics
@@ -494,6 +495,43 @@ impl Planner<'_> {
                 risks,
                 backups,
             });
+        }
+    }
+
+    /// Declaring a default while another owner's location is the default would take
+    /// it from that file, which takes it back at its next apply: two files flipping
+    /// `spec.default` forever. Refused, naming both.
+    fn default_taken_from_another_owner(&mut self) {
+        let Some(ours) = self
+            .desired
+            .objects
+            .iter()
+            .find(|o| o.object.kind == Kind::BackupStorageLocation && is_default(&o.manifest))
+        else {
+            return;
+        };
+        let theirs = self.observed.objects.values().find(|o| {
+            o.object.kind == Kind::BackupStorageLocation
+                && o.object.namespace == self.desired.namespace
+                && o.object != ours.object
+                && o.spec().get("default") == Some(&Value::Bool(true))
+        });
+        let Some(theirs) = theirs else {
+            return;
+        };
+        if let Ownership::Other(owner) = ownership(&theirs.labels, &self.desired.owner) {
+            let diagnostic = Diagnostic::error(
+                Code::DefaultLocation,
+                format!(
+                    "`{}` would become the default location and take it from {}, which owner `{owner}` manages: each file would take it back from the other",
+                    ours.object.name, theirs.object
+                ),
+            )
+            .at(ours.origin.clone().as_key())
+            .help(format!(
+                "leave the default to `{owner}`: set [velero] default_location_owner = \"{owner}\" here and remove `default = true`; or remove the default from owner `{owner}`'s file first"
+            ));
+            self.plan.diagnostics.push(diagnostic);
         }
     }
 

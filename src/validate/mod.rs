@@ -208,6 +208,20 @@ impl Checker<'_> {
                 out,
             );
         }
+        if velero.default_location_owner.as_deref() == Some("") {
+            out.push(
+                Diagnostic::error(Code::Name, "the default location's owner must not be empty")
+                    .at(at.child("default_location_owner")),
+            );
+        } else if let Some(other) = &velero.default_location_owner {
+            name_check(
+                other,
+                at.child("default_location_owner"),
+                "owner",
+                names::check_label_value,
+                out,
+            );
+        }
         for (provider, vsl_name) in &velero.default_volume_snapshot_locations {
             let entry_at = at
                 .child("default_volume_snapshot_locations")
@@ -510,6 +524,31 @@ impl Checker<'_> {
     }
 
     fn defaults(&self, defaults: &[&str], out: &mut Vec<Diagnostic>) {
+        if let Some(other) = &self.config.velero.default_location_owner {
+            let at = Pointer::value(["velero", "default_location_owner"]);
+            if *other == self.config.velero.owner {
+                out.push(
+                    Diagnostic::error(
+                        Code::DefaultLocation,
+                        format!("`{other}` is this file's own owner"),
+                    )
+                    .at(at.clone())
+                    .help("name the owner of the file that declares the default, or remove the key and declare the default here"),
+                );
+            }
+            for name in defaults {
+                out.push(
+                    Diagnostic::error(
+                        Code::DefaultLocation,
+                        format!("`{name}` is declared the default, but the default location belongs to owner `{other}`"),
+                    )
+                    .at(Pointer::value(["backup_locations", *name, "default"]))
+                    .related(at.clone(), "the default is left to this owner")
+                    .help("remove `default = true`, or remove `default_location_owner` to take the default over (and remove it from the other file)"),
+                );
+            }
+            return;
+        }
         if self.config.backup_locations.is_empty() {
             return;
         }

@@ -1345,3 +1345,71 @@ fn fields_another_manager_set_that_the_file_leaves_unset_are_removed_and_apply_c
             .is_none()
     );
 }
+
+#[test]
+fn two_owners_in_one_namespace_leave_the_default_to_one_of_them() {
+    let live = cluster("two-owners-default", Options::default());
+    // Owner `platform` manages the default location already.
+    live.seed(
+        json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "platform-main", "namespace": live.namespace(),
+                "labels": {"app.kubernetes.io/managed-by": "stowage", "stowage.io/owner": "platform"}},
+            "spec": {"provider": "aws", "default": true,
+                "objectStorage": {"bucket": crate::cluster::LIVE_BUCKET, "prefix": format!("{}/platform", live.namespace())},
+                "config": {"region": "us-east-1"}}}),
+        "stowage",
+    );
+    // A second file declaring its own default would take it from platform's: refused,
+    // naming the owner and the way out.
+    let team = |extra: &str| {
+        live.header().replace(
+            "[velero]\n",
+            &format!("[velero]\nowner = \"team\"\n{extra}"),
+        ) + &live.location("team-main", "team", "")
+    };
+    live.write_whole(
+        &(team("").replace(
+            "[backup_locations.team-main]\n",
+            "[backup_locations.team-main]\ndefault = true\n",
+        )),
+    );
+    let out = live.stowage(&["plan", "--no-bucket-checks"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stowage::default-location"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "take it from BackupStorageLocation/platform-main, which owner `platform` manages"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("default_location_owner = \"platform\""),
+        "{stderr}"
+    );
+
+    // Declaring a default while leaving it to platform is a located mistake.
+    live.write_whole(&team("default_location_owner = \"platform\"\n").replace(
+        "[backup_locations.team-main]\n",
+        "[backup_locations.team-main]\ndefault = true\n",
+    ));
+    let out = live.stowage(&["validate"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`team-main` is declared the default, but the default location belongs to owner `platform`"),
+        "{stderr}"
+    );
+
+    // Leaving it to platform: the file validates without a default, applies, and
+    // platform's location keeps the default.
+    live.write_whole(&team("default_location_owner = \"platform\"\n"));
+    assert_exit(&live.stowage(&["validate"]), 0);
+    assert_exit(
+        &live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]),
+        0,
+    );
+    assert_eq!(live.bsl("platform-main").unwrap()["spec"]["default"], true);
+    assert_ne!(live.bsl("team-main").unwrap()["spec"]["default"], true);
+    assert!(live.changes().is_empty(), "{:?}", live.changes());
+}
