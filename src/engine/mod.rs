@@ -8,6 +8,7 @@
 //! call these; none of them strings the stages together itself, and the engine prints
 //! nothing: it returns values, and the front end picks a view and an exit code.
 
+pub mod fights;
 pub mod saved;
 
 use std::path::{Path, PathBuf};

@@ -68,6 +68,30 @@ pub fn round(trigger: &str, result: Result<Option<&Reconciled>, &ReconcileError>
     }
 }
 
+/// A fight with another manager over a field, as logged before each wait.
+pub fn fight(backoff: &crate::engine::fights::Backoff) {
+    warn!(
+        object = %object_name(&backoff.object),
+        field = %backoff.field,
+        manager = %backoff.managers.join(","),
+        takeovers = backoff.rounds,
+        wait_seconds = backoff.wait.as_secs_f64(),
+        "another manager keeps setting a field the file declares; backing off before taking it back"
+    );
+}
+
+/// The same for `/readyz`.
+pub fn fight_problem(backoff: &crate::engine::fights::Backoff) -> String {
+    format!(
+        "fighting with {} over {} of {} ({} takeovers): waiting {} s before taking it back; stop the other writer or declare its value in the file",
+        backoff.managers.join(", "),
+        backoff.field,
+        object_name(&backoff.object),
+        backoff.rounds,
+        backoff.wait.as_secs()
+    )
+}
+
 /// A failed round in a few words (several lines for a file's errors), as `/readyz`
 /// reports it.
 pub fn problem(failure: &ReconcileError) -> String {

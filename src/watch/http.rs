@@ -14,6 +14,8 @@ pub struct Health {
     pub applies: u64,
     /// Failed rounds by why they failed.
     pub failures: std::collections::BTreeMap<crate::engine::FailureReason, u64>,
+    /// The fight the daemon is backing off from, if any.
+    pub fight: Option<crate::engine::fights::Backoff>,
     /// Fields taken over from other field managers, by manager.
     pub takeovers: std::collections::BTreeMap<String, u64>,
     pub drift_corrections: u64,
@@ -58,6 +60,9 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     }
     if let Some(error) = &health.last_error {
         problems.push(format!("last apply failed: {error}"));
+    }
+    if let Some(fight) = &health.fight {
+        problems.push(crate::report::watch::fight_problem(fight));
     }
     if let Some(invalid) = &health.invalid_file {
         problems.push(format!(
@@ -167,6 +172,18 @@ pub fn metrics_text(h: &Health) -> String {
             .map(|(manager, count)| (format!("manager=\"{}\"", escape_label(manager)), *count))
             .collect(),
     );
+    text.push_str(
+        "# HELP stowage_fight_backoff_seconds How long the daemon waits before taking back a field another manager keeps setting.\n# TYPE stowage_fight_backoff_seconds gauge\n",
+    );
+    if let Some(fight) = &h.fight {
+        text.push_str(&format!(
+            "stowage_fight_backoff_seconds{{object=\"{}\",field=\"{}\",manager=\"{}\"}} {}\n",
+            escape_label(&fight.object.to_string()),
+            escape_label(&fight.field),
+            escape_label(&fight.managers.join(",")),
+            fight.wait.as_secs_f64()
+        ));
+    }
     text
 }
 

@@ -102,6 +102,8 @@ pub struct Daemon {
     elector_stop: tokio::sync::watch::Sender<bool>,
     elector_task: Option<tokio::task::JoinHandle<()>>,
     identity: String,
+    /// Fields taken back from other managers lately, to back off from a fight.
+    fights: crate::engine::fights::Fights,
 }
 
 /// What wakes the daemon between rounds: an edit of the file or one of its inputs, and
@@ -160,6 +162,16 @@ pub async fn run(
         if trigger == Trigger::File {
             settle(&mut events.file, DEBOUNCE, MAX_SETTLE).await;
             wait_until_steady(&daemon.options.file, FILE_QUIET, MAX_FILE_WAIT).await;
+        }
+        // A field that keeps being taken back is a fight: wait before taking it again
+        // (an edit of the file is never held back).
+        if matches!(trigger, Trigger::Drift | Trigger::Resync)
+            && let Some(wait) = daemon.fight_backoff()
+        {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
         // Fold what else arrived into this round.
         while events.file.try_recv().is_ok() {
@@ -315,6 +327,7 @@ impl Daemon {
             elector_stop: tokio::sync::watch::channel(false).0,
             elector_task: None,
             identity,
+            fights: crate::engine::fights::Fights::default(),
         };
         let events = Events {
             file: file_rx,
@@ -364,6 +377,21 @@ impl Daemon {
             .map(|reconciled| Round::Done(Box::new(reconciled)))
     }
 
+    /// How long to wait before the next round that would take a field back, when the
+    /// daemon is fighting another manager over it; logged and shown in the health.
+    fn fight_backoff(&self) -> Option<Duration> {
+        let backoff = self.fights.backoff(
+            Instant::now(),
+            self.options.resync.min(crate::engine::fights::LONGEST_WAIT),
+        );
+        if let Some(backoff) = &backoff {
+            log::fight(backoff);
+        }
+        let wait = backoff.as_ref().map(|b| b.wait);
+        http::lock(&self.health).fight = backoff;
+        wait
+    }
+
     /// Whether this replica may write (always, without `--leader-elect`).
     async fn leads(&self) -> bool {
         let Some(leading) = &self.leading else {
@@ -382,7 +410,14 @@ impl Daemon {
     }
 
     /// The one place a round's result becomes health: readiness, counters, gauges.
-    fn record(&self, trigger: Trigger, result: &Result<Round, ReconcileError>, took: Duration) {
+    fn record(&mut self, trigger: Trigger, result: &Result<Round, ReconcileError>, took: Duration) {
+        if let Ok(Round::Done(reconciled)) = result {
+            let takeovers = match reconciled.as_ref() {
+                Reconciled::Applied { takeovers, .. } => takeovers.as_slice(),
+                _ => &[],
+            };
+            self.fights.record(takeovers, Instant::now());
+        }
         let mut health = http::lock(&self.health);
         health.reconciled_once = true;
         let planned = match result {

@@ -741,3 +741,64 @@ fn sigterm_during_the_first_apply_finishes_it_and_exits_cleanly() {
         .len();
     assert_eq!(written, 300, "the round in flight finished before the exit");
 }
+
+#[test]
+fn a_field_another_manager_keeps_setting_is_a_fight_the_daemon_backs_off_from() {
+    let cluster = cluster("watch-fight", Options::default());
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    // Resync an hour away: only the drift watch brings each change.
+    let daemon = spawn(&cluster, &["--resync", "1h"]);
+    eventually("primary to be created", Duration::from_secs(20), || {
+        cluster.bsl("primary")
+    });
+    let prefix = format!("{}/primary", cluster.namespace());
+    for round in 0..5 {
+        cluster
+            .ns
+            .merge_patch(
+                "velero.io/v1",
+                "BackupStorageLocation",
+                "primary",
+                json!({"spec": {"objectStorage": {"prefix": format!("someone-else-{round}")}}}),
+                "kubectl-edit",
+            )
+            .unwrap();
+        eventually(
+            "the field to be taken back",
+            Duration::from_secs(30),
+            || {
+                (cluster.bsl("primary")?["spec"]["objectStorage"]["prefix"] == prefix.as_str())
+                    .then_some(())
+            },
+        );
+    }
+    let line = daemon.wait_for_log("backing off before taking it back");
+    assert!(line.contains("kubectl-edit"), "{line}");
+    assert!(line.contains("spec.objectStorage.prefix"), "{line}");
+    let (_, metrics) = daemon.get("/metrics");
+    let series = metrics
+        .lines()
+        .find(|l| l.starts_with("stowage_fight_backoff_seconds{"))
+        .unwrap_or_else(|| panic!("no fight in:\n{metrics}"));
+    assert!(series.contains("manager=\"kubectl-edit\""), "{series}");
+    assert!(
+        series.contains("field=\"spec.objectStorage.prefix\""),
+        "{series}"
+    );
+    let wait: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(wait >= 2.0, "the wait doubles: {series}");
+    // Each takeover is counted once its round has recorded it.
+    eventually("five takeovers counted", Duration::from_secs(10), || {
+        daemon
+            .get("/metrics")
+            .1
+            .contains("stowage_takeovers_total{manager=\"kubectl-edit\"} 5\n")
+            .then_some(())
+    });
+    let (status, body) = daemon.get("/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("fighting with kubectl-edit over spec.objectStorage.prefix"),
+        "{body}"
+    );
+}
