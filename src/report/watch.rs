@@ -135,15 +135,16 @@ pub fn error_lines(diagnostics: &[Diagnostic], source: &SourceMap) -> Option<Str
     let errors: Vec<String> = located
         .iter()
         .filter(|l| l.diagnostic.is_error())
-        .map(|l| {
-            format!(
-                "{}:{}:{}: {}: {}",
-                source.name,
-                l.line.unwrap_or(0),
-                l.column.unwrap_or(0),
-                l.diagnostic.code,
-                l.diagnostic.message
-            )
+        .map(|l| match (l.line, l.column) {
+            (Some(line), Some(column)) => format!(
+                "{}:{line}:{column}: {}: {}",
+                source.name, l.diagnostic.code, l.diagnostic.message
+            ),
+            // Not at a place in the file (what it no longer declares): no 0:0.
+            _ => format!(
+                "{}: {}: {}",
+                source.name, l.diagnostic.code, l.diagnostic.message
+            ),
         })
         .collect();
     (!errors.is_empty()).then(|| errors.join("\n"))

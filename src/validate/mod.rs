@@ -829,8 +829,13 @@ impl Checker<'_> {
             } else {
                 at.clone().as_key()
             };
-            if let Err(problem) = names::check_subdomain(&instance.object_name) {
-                out.push(
+            // An entry name that is not a name was reported once, at the entry; the
+            // Velero objects named after it inherit the mistake and are not reported
+            // again.
+            let entry_name_reported = names::check_subdomain(name).is_err();
+            match names::check_subdomain(&instance.object_name) {
+                _ if entry_name_reported => {}
+                Err(problem) => out.push(
                     Diagnostic::error(
                         Code::Name,
                         format!(
@@ -839,9 +844,8 @@ impl Checker<'_> {
                         ),
                     )
                     .at(instance_at.clone()),
-                );
-            } else if instance.object_name.len() > MAX_SCHEDULE_NAME {
-                out.push(
+                ),
+                Ok(()) if instance.object_name.len() > MAX_SCHEDULE_NAME => out.push(
                     Diagnostic::error(
                         Code::Name,
                         format!(
@@ -853,7 +857,8 @@ impl Checker<'_> {
                     .at(instance_at.clone())
                     .label("too long")
                     .help("Velero labels every backup with its schedule's name, and label values stop at 63 characters: every backup of this schedule would fail to be created"),
-                );
+                ),
+                Ok(()) => {}
             }
             match object_names.get(&instance.object_name) {
                 Some(first) => out.push(

@@ -171,6 +171,26 @@ fn a_round_applies_refuses_and_counts_each_failure_under_its_reason() {
         "{text}"
     );
     assert!(!text.contains(CANARY));
+
+    // A protected location left out of the file: the plan is refused, and the error
+    // names the file without a made-up place (it was reported at 0:0).
+    live.write_file(&live.location("primary", "primary", "default = true\nprotect = true\n"));
+    assert!(futures_block(forcing.round(Trigger::File)).is_ok());
+    live.write_whole(&live.header());
+    let error = futures_block(forcing.round(Trigger::File)).expect_err("protected");
+    assert_eq!(error.reason(), FailureReason::PlanRefused, "{error:?}");
+    let problem = http::lock(&forcing.health())
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        problem.ends_with(
+            "stowage.toml: stowage::protected: BackupStorageLocation/primary is protected and cannot be deleted"
+        ),
+        "{problem}"
+    );
+    assert!(!problem.contains(":0:0:"), "{problem}");
+    assert!(live.bsl("primary").is_some());
     futures_block(forcing.stop());
     futures_block(daemon.stop());
 }

@@ -172,6 +172,13 @@ const CASES: &[Case] = &[
         extra: &[],
     },
     Case {
+        // Reported once, at the entry: not again for the Velero Schedule named after it.
+        code: Code::Name,
+        file: "stowage.toml",
+        text: "version = 1\n[backup_locations.primary]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.⟨Nightly_Backup]\ncron = \"@daily\"\n",
+        extra: &[],
+    },
+    Case {
         // 31 + 1 + 32 = 64 characters once fanned out.
         code: Code::Name,
         file: "stowage.toml",
