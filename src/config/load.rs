@@ -178,6 +178,10 @@ pub fn read_materials(
             read_file(&base_dir.join(file), file)
         } else if let Some(variable) = &credential.env {
             match env(variable) {
+                Some(value) if value.len() as u64 > SECRET_LIMIT => Material::Missing(format!(
+                    "environment variable {variable} holds {} bytes; a Secret holds at most 1 MiB",
+                    value.len()
+                )),
                 Some(value) => Material::Value(SecretValue::new(value.into_encoded_bytes())),
                 None => Material::Missing(format!("environment variable {variable} is not set")),
             }

@@ -333,7 +333,9 @@ pub fn to_json(node: &Node) -> Value {
         NodeValue::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)
             .unwrap_or(Value::Null),
-        NodeValue::String(s) | NodeValue::Datetime(s) => Value::String(s.clone()),
+        NodeValue::String(s) | NodeValue::Datetime(s) | NodeValue::LargeInteger(s) => {
+            Value::String(s.clone())
+        }
         NodeValue::List(items) => Value::Array(items.iter().map(to_json).collect()),
         NodeValue::Map(entries) => Value::Object(
             entries

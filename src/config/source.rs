@@ -37,6 +37,9 @@ pub enum NodeValue {
     Null,
     Bool(bool),
     Integer(i64),
+    /// An integer beyond i64, as written: no key takes one, and saying "a string"
+    /// would mislead.
+    LargeInteger(String),
     Float(f64),
     String(String),
     /// TOML dates and times: kept as text; no key of the format takes one.
@@ -59,6 +62,7 @@ impl NodeValue {
             NodeValue::Null => "null",
             NodeValue::Bool(_) => "a boolean",
             NodeValue::Integer(_) => "an integer",
+            NodeValue::LargeInteger(_) => "an integer too large to read",
             NodeValue::Float(_) => "a float",
             NodeValue::String(_) => "a string",
             NodeValue::Datetime(_) => "a date-time",
@@ -96,8 +100,7 @@ fn parse_toml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
             DeValue::String(s) => NodeValue::String(s.to_string()),
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => NodeValue::Integer(n),
-                // The parser already refuses integers out of range; keep text to be safe.
-                Err(_) => NodeValue::String(i.as_str().to_string()),
+                Err(_) => NodeValue::LargeInteger(i.as_str().to_string()),
             },
             DeValue::Float(f) => NodeValue::Float(f.as_str().parse().unwrap_or(f64::NAN)),
             DeValue::Boolean(b) => NodeValue::Bool(*b),
@@ -196,6 +199,7 @@ mod yaml {
         Null,
         Bool(bool),
         Integer(i64),
+        LargeInteger(String),
         Float(f64),
         String(String),
         List(Vec<Spanned<Raw>>),
@@ -234,19 +238,19 @@ mod yaml {
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
             Ok(match i64::try_from(v) {
                 Ok(v) => Raw::Integer(v),
-                Err(_) => Raw::String(v.to_string()),
+                Err(_) => Raw::LargeInteger(v.to_string()),
             })
         }
         fn visit_i128<E: de::Error>(self, v: i128) -> Result<Raw, E> {
             Ok(match i64::try_from(v) {
                 Ok(v) => Raw::Integer(v),
-                Err(_) => Raw::String(v.to_string()),
+                Err(_) => Raw::LargeInteger(v.to_string()),
             })
         }
         fn visit_u128<E: de::Error>(self, v: u128) -> Result<Raw, E> {
             Ok(match i64::try_from(v) {
                 Ok(v) => Raw::Integer(v),
-                Err(_) => Raw::String(v.to_string()),
+                Err(_) => Raw::LargeInteger(v.to_string()),
             })
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
@@ -290,6 +294,7 @@ mod yaml {
                 Raw::Null => "null".to_string(),
                 Raw::Bool(b) => b.to_string(),
                 Raw::Integer(i) => i.to_string(),
+                Raw::LargeInteger(i) => i.clone(),
                 Raw::Float(f) => f.to_string(),
                 Raw::String(s) => s,
                 Raw::List(_) | Raw::Map(_) => {
@@ -329,6 +334,7 @@ mod yaml {
             Raw::Null => NodeValue::Null,
             Raw::Bool(b) => NodeValue::Bool(*b),
             Raw::Integer(i) => NodeValue::Integer(*i),
+            Raw::LargeInteger(i) => NodeValue::LargeInteger(i.clone()),
             Raw::Float(f) => NodeValue::Float(*f),
             Raw::String(s) => NodeValue::String(s.clone()),
             Raw::List(items) => NodeValue::List(

@@ -117,6 +117,53 @@ fn day_hint(value: &str) -> Option<String> {
     ))
 }
 
+/// What the location's provider refuses in a bucket (Azure: container) name, when it
+/// has rules stowage knows; `None` when the name is acceptable. A name with `/` is
+/// left to the prefix rule. An S3-compatible endpoint (`s3Url`) may allow other names.
+fn bucket_name_problem(location: &BackupLocation, bucket: &str) -> Option<String> {
+    if bucket.contains('/') {
+        return None;
+    }
+    let (what, allowed, max): (&str, fn(char) -> bool, usize) = match Plugin::of(
+        &location.provider,
+    )? {
+        Plugin::Aws if !location.config.contains_key("s3Url") => (
+            "S3 bucket names are 3-63 lowercase letters, digits, '.' and '-'",
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-',
+            63,
+        ),
+        Plugin::Gcp => (
+            "Cloud Storage bucket names are 3-63 lowercase letters, digits, '-', '_' and '.' (up to 222 with dots)",
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'),
+            if bucket.contains('.') { 222 } else { 63 },
+        ),
+        Plugin::Azure => (
+            "Azure container names are 3-63 lowercase letters, digits and '-'",
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+            63,
+        ),
+        _ => return None,
+    };
+    let ends_ok = bucket
+        .chars()
+        .next()
+        .zip(bucket.chars().last())
+        .is_some_and(|(first, last)| first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric());
+    let fits = (3..=max).contains(&bucket.len()) && bucket.chars().all(allowed) && ends_ok;
+    let azure_double_dash =
+        matches!(Plugin::of(&location.provider), Some(Plugin::Azure)) && bucket.contains("--");
+    (!fits || azure_double_dash).then(|| {
+        format!(
+            "is refused by the provider: {what}, starting and ending with a letter or digit{}",
+            if azure_double_dash {
+                ", without '--'"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
 fn name_check(
     name: &str,
     at: Pointer,
@@ -258,6 +305,7 @@ impl Checker<'_> {
     }
 
     fn credentials(&self, out: &mut Vec<Diagnostic>) {
+        self.secret_sizes(out);
         let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
         for (name, credential) in &self.config.credentials {
             let at = Pointer::value(["credentials", name.as_str()]);
@@ -364,6 +412,43 @@ impl Checker<'_> {
         }
     }
 
+    /// A Secret holds at most 1 MiB in all: credentials that share one must fit
+    /// together, or the API server refuses the Secret and Velero never sees any.
+    fn secret_sizes(&self, out: &mut Vec<Diagnostic>) {
+        let mut by_secret: BTreeMap<&str, Vec<(&str, usize)>> = BTreeMap::new();
+        for (name, credential) in &self.config.credentials {
+            if let Some(Material::Value(value)) = self.materials.credentials.get(name) {
+                by_secret
+                    .entry(credential.secret_name(name))
+                    .or_default()
+                    .push((name.as_str(), value.len()));
+            }
+        }
+        for (secret, credentials) in by_secret {
+            let total: usize = credentials.iter().map(|(_, size)| size).sum();
+            if total as u64 <= crate::config::load::SECRET_LIMIT {
+                continue;
+            }
+            let (largest, _) = credentials
+                .iter()
+                .max_by_key(|(_, size)| *size)
+                .copied()
+                .unwrap_or(("", 0));
+            let names: Vec<String> = credentials.iter().map(|(n, _)| format!("`{n}`")).collect();
+            out.push(
+                Diagnostic::error(
+                    Code::CredentialSource,
+                    format!(
+                        "Secret `{secret}` would hold {total} bytes ({}): a Secret holds at most 1 MiB",
+                        names.join(", ")
+                    ),
+                )
+                .at(Pointer::key(["credentials", largest]))
+                .help("give the largest credentials Secrets of their own (`secret = \"...\"`)"),
+            );
+        }
+    }
+
     fn backup_locations(&self, out: &mut Vec<Diagnostic>) {
         let mut defaults = Vec::new();
         for (name, location) in &self.config.backup_locations {
@@ -448,6 +533,13 @@ impl Checker<'_> {
             out.push(
                 Diagnostic::error(Code::Bucket, "the bucket name must not be empty")
                     .at(at.child("bucket")),
+            );
+        } else if let Some(problem) = bucket_name_problem(location, bucket) {
+            out.push(
+                Diagnostic::error(Code::Bucket, format!("bucket name {bucket:?} {problem}"))
+                    .at(at.child("bucket"))
+                    .label("the provider refuses this name")
+                    .help("use the bucket's (container's) name exactly as the provider shows it"),
             );
         } else if bucket.contains('/') {
             let (head, tail) = bucket.split_once('/').unwrap_or((bucket, ""));

@@ -18,7 +18,7 @@ fn stowage(args: &[&str]) -> std::process::Output {
 fn validate_exit_codes_and_json_shape() {
     let good = fixture(
         "stowage.toml",
-        "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n",
+        "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n",
         &[],
     );
     let out = stowage(&["validate", "-f", good.path.to_str().unwrap()]);
@@ -84,7 +84,7 @@ fn file_comes_from_the_environment_and_missing_files_fail_clearly() {
 fn canary_secret_appears_in_no_output() {
     let canary = "CANARY-7d1e-NEVER-PRINT";
     let ini = format!("[other]\naws_access_key_id = AKIA\naws_secret_access_key = {canary}\n");
-    let text = "version = 1\n[credentials.primary]\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"primary\"\nconfig = { region = \"r\" }\n";
+    let text = "version = 1\n[credentials.primary]\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = \"primary\"\nconfig = { region = \"r\" }\n";
     let fixture = fixture("stowage.toml", text, &[("aws.ini", &ini)]);
     let path = fixture.path.to_str().unwrap();
     for args in [
@@ -227,7 +227,7 @@ fn files_that_are_not_regular_or_too_large_are_refused_with_a_json_document() {
     std::fs::write(path("big.ini"), vec![b'#'; 1_100_000]).unwrap();
     std::os::unix::fs::symlink("/dev/zero", path("zero.ini")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", path("zero.yaml")).unwrap();
-    let text = "version = 1\n[credentials.big]\nfile = \"big.ini\"\n[credentials.zero]\nfile = \"zero.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"big\"\nca_cert_file = \"zero.ini\"\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"c\"\ncredential = \"zero\"\nconfig = { region = \"r\" }\n";
+    let text = "version = 1\n[credentials.big]\nfile = \"big.ini\"\n[credentials.zero]\nfile = \"zero.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = \"big\"\nca_cert_file = \"zero.ini\"\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-c\"\ncredential = \"zero\"\nconfig = { region = \"r\" }\n";
     std::fs::write(path("stowage.toml"), text).unwrap();
     let out = stowage_bounded(&["validate", "--format", "json"], dir.path());
     assert_exit(&out, 1);
@@ -252,7 +252,7 @@ fn files_that_are_not_regular_or_too_large_are_refused_with_a_json_document() {
         2,
         "the credential and the CA file: {messages:?}"
     );
-    std::fs::write(path("stowage.toml"), "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n").unwrap();
+    std::fs::write(path("stowage.toml"), "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n").unwrap();
     let out = stowage_bounded(
         &["plan", "--observed", "zero.yaml", "--no-bucket-checks"],
         dir.path(),

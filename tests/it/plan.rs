@@ -755,20 +755,20 @@ fn a_plan_deleting_most_of_what_the_file_manages_is_refused_unless_allowed() {
     let full = r#"version = 1
 [backup_locations.a]
 provider = "aws"
-bucket = "a"
+bucket = "bucket-a"
 default = true
 config = { region = "us-east-1" }
 [backup_locations.b]
 provider = "aws"
-bucket = "b"
+bucket = "bucket-b"
 config = { region = "us-east-1" }
 [backup_locations.c]
 provider = "aws"
-bucket = "c"
+bucket = "bucket-c"
 config = { region = "us-east-1" }
 [backup_locations.d]
 provider = "aws"
-bucket = "d"
+bucket = "bucket-d"
 config = { region = "us-east-1" }
 "#;
     let applied = fixture("stowage.toml", full, &[]);
@@ -809,7 +809,7 @@ config = { region = "us-east-1" }
 
 #[test]
 fn a_plan_left_over_after_an_apply_names_its_fields_and_their_managers() {
-    let text = "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"a\"\ndefault = true\nconfig = { region = \"us-east-1\" }\n[schedules.daily]\ncron = \"@daily\"\nstorage_location = \"a\"\n";
+    let text = "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"us-east-1\" }\n[schedules.daily]\ncron = \"@daily\"\nstorage_location = \"a\"\n";
     let fixture = fixture("stowage.toml", text, &[]);
     let desired = desired_of(&fixture.path);
     let mut items = as_cluster_after_velero(&desired);

@@ -47,7 +47,7 @@ fn the_checker_sees_every_field_stowage_can_render() {
     let text = r#"version = 1
 [backup_locations.a]
 provider = "aws"
-bucket = "b"
+bucket = "bucket-b"
 prefix = "p"
 default = true
 access_mode = "ReadOnly"
@@ -58,7 +58,7 @@ labels = { tier = "gold" }
 config = { region = "r" }
 [backup_locations.b]
 provider = "aws"
-bucket = "c"
+bucket = "bucket-c"
 ca_cert_ref = { secret = "ca", key = "ca.pem" }
 config = { region = "r" }
 [snapshot_locations.v]
@@ -288,7 +288,7 @@ fn server_flag_is_rendered_when_managed() {
 fn render_command_prints_and_writes_documents_and_hides_secrets_on_request() {
     let canary = "CANARY-render-5b1d";
     let ini = format!("[default]\naws_access_key_id = AKIA\naws_secret_access_key = {canary}\n");
-    let text = "version = 1\n[credentials.c]\nsecret = \"creds\"\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"c\"\nconfig = { region = \"r\" }\n";
+    let text = "version = 1\n[credentials.c]\nsecret = \"creds\"\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = \"c\"\nconfig = { region = \"r\" }\n";
     let fixture = fixture("stowage.toml", text, &[("aws.ini", &ini)]);
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
@@ -342,7 +342,7 @@ fn render_command_prints_and_writes_documents_and_hides_secrets_on_request() {
 fn render_to_a_folder_writes_secrets_for_their_owner_only_and_leaves_nothing_stale() {
     use std::os::unix::fs::PermissionsExt;
     let ini = "[default]\naws_access_key_id = AKIA\naws_secret_access_key = CANARY-stale-9e\n";
-    let two = "version = 1\n[credentials.c]\nsecret = \"creds\"\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"c\"\nconfig = { region = \"r\" }\n[backup_locations.z]\nprovider = \"aws\"\nbucket = \"z\"\ncredential = \"c\"\nconfig = { region = \"r\" }\n";
+    let two = "version = 1\n[credentials.c]\nsecret = \"creds\"\nfile = \"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = \"c\"\nconfig = { region = \"r\" }\n[backup_locations.z]\nprovider = \"aws\"\nbucket = \"bucket-z\"\ncredential = \"c\"\nconfig = { region = \"r\" }\n";
     let fixture = fixture("stowage.toml", two, &[("aws.ini", ini)]);
     let out = fixture.path.parent().unwrap().join("out");
     std::fs::create_dir(&out).unwrap();

@@ -32,19 +32,19 @@ const CASES: &[Case] = &[
     Case {
         code: Code::Parse,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = ⟨\"yes\"\nconfig = { region = \"r\" }\n",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = ⟨\"yes\"\nconfig = { region = \"r\" }\n",
         extra: &[],
     },
     Case {
         code: Code::Parse,
         file: "stowage.yaml",
-        text: "version: 1\nbackup_locations:\n  a:\n    provider: aws\n    bucket: b\n    default: true\n    access_mode: ⟨ReadWriteOnce\n    config: {region: r}\n",
+        text: "version: 1\nbackup_locations:\n  a:\n    provider: aws\n    bucket: bucket-b\n    default: true\n    access_mode: ⟨ReadWriteOnce\n    config: {region: r}\n",
         extra: &[],
     },
     Case {
         code: Code::UnknownKey,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\n⟨prefx = \"p\"\nconfig = { region = \"r\" }\n",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\n⟨prefx = \"p\"\nconfig = { region = \"r\" }\n",
         extra: &[],
     },
     Case {
@@ -68,7 +68,7 @@ const CASES: &[Case] = &[
     Case {
         code: Code::Reference,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = ⟨\"primray\"\nconfig = { region = \"r\" }\n[credentials.primary]\nexternal = true\n",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = ⟨\"primray\"\nconfig = { region = \"r\" }\n[credentials.primary]\nexternal = true\n",
         extra: &[],
     },
     Case {
@@ -80,13 +80,13 @@ const CASES: &[Case] = &[
     Case {
         code: Code::DefaultLocation,
         file: "stowage.toml",
-        text: "version = 1\n[⟨backup_locations.a]\nprovider = \"aws\"\nbucket = \"a\"\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"b\"\nconfig = { region = \"r\" }\n",
+        text: "version = 1\n[⟨backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\nconfig = { region = \"r\" }\n",
         extra: &[],
     },
     Case {
         code: Code::DefaultLocation,
         file: "stowage.yaml",
-        text: "version: 1\nbackup_locations:\n  a: {provider: aws, bucket: a, default: true, config: {region: r}}\n  b: {provider: aws, bucket: b, default: ⟨true, config: {region: r}}\n",
+        text: "version: 1\nbackup_locations:\n  a: {provider: aws, bucket: bucket-a, default: true, config: {region: r}}\n  b: {provider: aws, bucket: bucket-b, default: ⟨true, config: {region: r}}\n",
         extra: &[],
     },
     Case {
@@ -130,7 +130,7 @@ const CASES: &[Case] = &[
     Case {
         code: Code::Duration,
         file: "stowage.yaml",
-        text: "version: 1\nbackup_locations:\n  a:\n    provider: aws\n    bucket: b\n    default: true\n    validation_frequency: ⟨1w\n    config: {region: r}\n",
+        text: "version: 1\nbackup_locations:\n  a:\n    provider: aws\n    bucket: bucket-b\n    default: true\n    validation_frequency: ⟨1w\n    config: {region: r}\n",
         extra: &[],
     },
     Case {
@@ -168,27 +168,27 @@ const CASES: &[Case] = &[
     Case {
         code: Code::Name,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.⟨Primary]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n",
+        text: "version = 1\n[backup_locations.⟨Primary]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n",
         extra: &[],
     },
     Case {
         // Reported once, at the entry: not again for the Velero Schedule named after it.
         code: Code::Name,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.primary]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.⟨Nightly_Backup]\ncron = \"@daily\"\n",
+        text: "version = 1\n[backup_locations.primary]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.⟨Nightly_Backup]\ncron = \"@daily\"\n",
         extra: &[],
     },
     Case {
         // 31 + 1 + 32 = 64 characters once fanned out.
         code: Code::Name,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.location-with-a-thirty-two-chr-name]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.schedule-whose-name-is-31-chars]\ncron = \"@daily\"\nstorage_locations = [⟨\"location-with-a-thirty-two-chr-name\"]\n",
+        text: "version = 1\n[backup_locations.location-with-a-thirty-two-chr-name]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.schedule-whose-name-is-31-chars]\ncron = \"@daily\"\nstorage_locations = [⟨\"location-with-a-thirty-two-chr-name\"]\n",
         extra: &[],
     },
     Case {
         code: Code::NameCollision,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.a]\ncron = \"@daily\"\nstorage_locations = [\"b\"]\n[schedules.⟨a-b]\ncron = \"@hourly\"\n",
+        text: "version = 1\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.a]\ncron = \"@daily\"\nstorage_locations = [\"b\"]\n[schedules.⟨a-b]\ncron = \"@hourly\"\n",
         extra: &[],
     },
     Case {
@@ -200,7 +200,7 @@ const CASES: &[Case] = &[
     Case {
         code: Code::ProviderConfig,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = { ⟨regoin = \"us-east-1\" }\n",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nconfig = { ⟨regoin = \"us-east-1\" }\n",
         extra: &[],
     },
     Case {
@@ -224,13 +224,13 @@ const CASES: &[Case] = &[
     Case {
         code: Code::CredentialFormat,
         file: "stowage.toml",
-        text: "version = 1\n[credentials.primary]\nfile = ⟨\"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\ncredential = \"primary\"\nconfig = { region = \"r\", profile = \"backup\" }\n",
+        text: "version = 1\n[credentials.primary]\nfile = ⟨\"aws.ini\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\ncredential = \"primary\"\nconfig = { region = \"r\", profile = \"backup\" }\n",
         extra: &[("aws.ini", AWS_INI)],
     },
     Case {
         code: Code::CaCert,
         file: "stowage.toml",
-        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nca_cert_file = \"ca.pem\"\n⟨ca_cert_ref = { secret = \"ca\", key = \"ca.pem\" }\nconfig = { region = \"r\" }\n",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ndefault = true\nca_cert_file = \"ca.pem\"\n⟨ca_cert_ref = { secret = \"ca\", key = \"ca.pem\" }\nconfig = { region = \"r\" }\n",
         extra: &[(
             "ca.pem",
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
@@ -405,9 +405,9 @@ fn credential_problems_never_show_the_secret() {
 [credentials.aws]\nfile = \"aws.ini\"\n\
 [credentials.azure]\nfile = \"azure.env\"\n\
 [credentials.gcp]\nfile = \"gcp.json\"\n\
-[backup_locations.a]\nprovider = \"aws\"\nbucket = \"a\"\ndefault = true\ncredential = \"aws\"\nconfig = { region = \"r\" }\n\
-[backup_locations.b]\nprovider = \"azure\"\nbucket = \"b\"\ncredential = \"azure\"\nconfig = { storageAccount = \"s\", resourceGroup = \"g\" }\n\
-[backup_locations.c]\nprovider = \"gcp\"\nbucket = \"c\"\ncredential = \"gcp\"\n";
+[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\ncredential = \"aws\"\nconfig = { region = \"r\" }\n\
+[backup_locations.b]\nprovider = \"azure\"\nbucket = \"bucket-b\"\ncredential = \"azure\"\nconfig = { storageAccount = \"s\", resourceGroup = \"g\" }\n\
+[backup_locations.c]\nprovider = \"gcp\"\nbucket = \"bucket-c\"\ncredential = \"gcp\"\n";
     let fixture = fixture(
         "stowage.toml",
         text,
@@ -425,4 +425,90 @@ fn credential_problems_never_show_the_secret() {
     assert_eq!(formats, 3, "{found:#?}");
     let everything = format!("{found:?}");
     assert!(!everything.contains(canary), "{everything}");
+}
+
+#[test]
+fn provider_limits_sizes_and_huge_numbers_are_located_errors() {
+    // Bucket names the provider refuses.
+    let text = "version = 1\n\
+[backup_locations.a]\nprovider = \"aws\"\nbucket = \"My_Bucket\"\ndefault = true\nconfig = { region = \"r\" }\n\
+[backup_locations.b]\nprovider = \"azure\"\nbucket = \"velero--backups\"\nconfig = { storageAccount = \"s\", resourceGroup = \"g\" }\n\
+[backup_locations.c]\nprovider = \"gcp\"\nbucket = \"ab\"\n\
+[backup_locations.d]\nprovider = \"aws\"\nbucket = \"Any_Name\"\nconfig = { region = \"r\", s3Url = \"http://minio:9000\" }\n";
+    let files = fixture("stowage.toml", text, &[]);
+    let found = diagnose(&files.path);
+    let buckets: Vec<(usize, &str)> = found
+        .iter()
+        .filter(|f| f.code == Code::Bucket)
+        .map(|f| (f.line, f.message.as_str()))
+        .collect();
+    assert_eq!(
+        buckets.len(),
+        3,
+        "an S3-compatible endpoint keeps its names: {found:#?}"
+    );
+    assert_eq!(buckets[0].0, 4);
+    assert!(
+        buckets[0].1.contains("S3 bucket names are 3-63"),
+        "{buckets:?}"
+    );
+    assert!(buckets[1].1.contains("without '--'"), "{buckets:?}");
+    assert!(buckets[2].1.contains("Cloud Storage"), "{buckets:?}");
+
+    // A version past any integer says so, not "found a string".
+    let files = fixture("stowage.toml", "version = 99999999999999999999\n", &[]);
+    let found = diagnose(&files.path);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].message,
+        "expected an integer, found an integer too large to read"
+    );
+
+    // Credentials sharing a Secret that together pass a Secret's 1 MiB.
+    let big = format!(
+        "[default]\naws_access_key_id = A\naws_secret_access_key = B\n{}",
+        "# padding\n".repeat(60_000)
+    );
+    let text = "version = 1\n\
+[credentials.one]\nfile = \"one.ini\"\nsecret = \"shared\"\nkey = \"one\"\n\
+[credentials.two]\nfile = \"two.ini\"\nsecret = \"shared\"\nkey = \"two\"\n\
+[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\ncredential = \"one\"\nconfig = { region = \"r\" }\n\
+[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\ncredential = \"two\"\nconfig = { region = \"r\" }\n";
+    let files = fixture(
+        "stowage.toml",
+        text,
+        &[("one.ini", &big), ("two.ini", &big)],
+    );
+    let found = diagnose(&files.path);
+    let sizes: Vec<&crate::support::Found> = found
+        .iter()
+        .filter(|f| f.message.contains("a Secret holds at most 1 MiB"))
+        .collect();
+    assert_eq!(sizes.len(), 1, "{found:#?}");
+    assert_eq!(sizes[0].code, Code::CredentialSource);
+    assert!(
+        sizes[0].message.contains("Secret `shared` would hold"),
+        "{sizes:?}"
+    );
+    assert!(sizes[0].line > 0);
+
+    // An environment variable past 1 MiB is refused when read (exec cannot pass one
+    // that large on Linux, so the loader is called with its environment).
+    let loaded = stowage::config::load::parse_str(
+        "stowage.toml",
+        "version = 1\n[credentials.env]\nenv = \"HUGE\"\n".to_string(),
+        stowage::config::source::Format::Toml,
+    );
+    let config = loaded.config.expect("a model");
+    let huge = std::ffi::OsString::from("x".repeat((1 << 20) + 1));
+    let materials =
+        stowage::config::load::read_materials(&config, std::path::Path::new("."), &|_| {
+            Some(huge.clone())
+        });
+    match &materials.credentials["env"] {
+        stowage::config::load::Material::Missing(reason) => {
+            assert!(reason.contains("a Secret holds at most 1 MiB"), "{reason}")
+        }
+        other => panic!("read: {other:?}"),
+    }
 }
