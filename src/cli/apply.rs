@@ -30,6 +30,24 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     if let Some(saved) = &saved {
         planned.verify(saved, &file)?;
     }
+    let mut planned = planned;
+    // On a terminal, the deletion guard asks instead of refusing: the count must be
+    // typed back. A pipeline is refused and told about --allow-mass-delete.
+    if !args.auto_approve && std::io::stdin().is_terminal() && only_mass_delete(&planned.plan) {
+        show(&planned.plan.diagnostics, &file.source, shared.color)?;
+        let deleted = planned.plan.summary().delete;
+        eprint!("To delete these {deleted} objects anyway, type `delete {deleted}`: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != format!("delete {deleted}") {
+            eprintln!("apply cancelled; nothing was applied");
+            return Ok(ExitStatus::Failure);
+        }
+        planned
+            .plan
+            .diagnostics
+            .retain(|d| d.code != crate::diagnostic::Code::MassDelete);
+    }
     let plan = &planned.plan;
     show(&plan.diagnostics, &file.source, shared.color)?;
     report::plan::write_text(
@@ -88,6 +106,12 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Whether the deletion guard is the plan's only error.
+fn only_mass_delete(plan: &crate::plan::Plan) -> bool {
+    let mut errors = plan.diagnostics.iter().filter(|d| d.is_error()).peekable();
+    errors.peek().is_some() && errors.all(|d| d.code == crate::diagnostic::Code::MassDelete)
 }
 
 /// Asks on the terminal, naming what the plan deletes; without a terminal, refuses (a

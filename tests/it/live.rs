@@ -1290,6 +1290,44 @@ fn apply_refuses_a_mass_delete_until_asked_for_it_by_name() {
 }
 
 #[test]
+fn interactive_apply_asks_for_a_mass_delete_by_its_count() {
+    let live = cluster("mass-delete-asked", Options::default());
+    live.write_file(&format!(
+        "{}{}",
+        live.location("primary", "primary", "default = true\n"),
+        live.location("secondary", "secondary", ""),
+    ));
+    assert_exit(
+        &live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]),
+        0,
+    );
+    live.write_file("");
+    let mut apply = live.command();
+    apply.args(["apply", "--no-bucket-checks", "--color", "never"]);
+    // A "yes" is not consent to a mass delete: the count must be typed back.
+    let (code, output) = crate::support::on_terminal(&apply, "yes\nyes\n");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("To delete these 2 objects anyway, type `delete 2`"),
+        "{output}"
+    );
+    assert!(
+        output.contains("apply cancelled; nothing was applied"),
+        "{output}"
+    );
+    assert!(live.bsl("primary").is_some() && live.bsl("secondary").is_some());
+    // The count typed back, then the usual confirmation.
+    let (code, output) = crate::support::on_terminal(&apply, "delete 2\nyes\n");
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("This deletes 2 objects from the cluster."),
+        "{output}"
+    );
+    assert!(live.bsl("primary").is_none() && live.bsl("secondary").is_none());
+    assert!(!output.contains(CANARY));
+}
+
+#[test]
 fn fields_another_manager_set_that_the_file_leaves_unset_are_removed_and_apply_converges() {
     let live = cluster("converges", Options::default());
     live.write_file(&format!(

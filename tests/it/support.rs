@@ -107,3 +107,51 @@ pub fn assert_exit(out: &std::process::Output, code: i32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `command` on a terminal (a pseudo-terminal through Python's `pty` module, as a
+/// person's shell would), with `typed` already typed into it. The exit code, and all
+/// it printed (stdout and stderr share the terminal; what was typed is echoed).
+pub fn on_terminal(command: &std::process::Command, typed: &str) -> (Option<i32>, String) {
+    const DRIVER: &str = r#"
+import json, os, pty, sys
+spec = json.loads(sys.argv[1])
+pid, fd = pty.fork()
+if pid == 0:
+    if spec["cwd"]:
+        os.chdir(spec["cwd"])
+    os.environ.update(spec["env"])
+    os.execv(spec["program"], [spec["program"]] + spec["args"])
+os.write(fd, spec["typed"].encode())
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+    let spec = serde_json::json!({
+        "program": text(command.get_program()),
+        "args": command.get_args().map(text).collect::<Vec<_>>(),
+        "cwd": command.get_current_dir().map(|d| d.display().to_string()),
+        "env": command
+            .get_envs()
+            .filter_map(|(k, v)| Some((text(k), text(v?))))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "typed": typed,
+    });
+    let out = std::process::Command::new("python3")
+        .args(["-c", DRIVER, &spec.to_string()])
+        .output()
+        .expect("python3 runs (tests/run needs it for the emulators)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
