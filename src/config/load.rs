@@ -114,8 +114,39 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// Parses, shape-checks and decodes `text`; reads nothing else.
+/// The stack the parsers run on. Their recursion costs tens of KiB per nesting level
+/// in debug builds, so a deeply nested file would overflow the caller's stack (a tokio
+/// worker's is 2 MiB) before the parsers' own depth limits refuse it.
+const PARSER_STACK: usize = 64 << 20;
+
+/// Parses, shape-checks and decodes `text`; reads nothing else. Runs on a thread with
+/// a stack of its own ([`PARSER_STACK`]).
 pub fn parse_str(name: &str, text: String, format: Format) -> Loaded {
+    // The text moves to the parser thread, or stays here if no thread can be had.
+    let handed_over = std::sync::Mutex::new(Some(text));
+    let take = || {
+        handed_over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    };
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("stowage-parse".to_string())
+            .stack_size(PARSER_STACK)
+            .spawn_scoped(scope, || parse_here(name, take(), format));
+        match spawned {
+            Ok(parser) => match parser.join() {
+                Ok(loaded) => loaded,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => parse_here(name, take(), format),
+        }
+    })
+}
+
+fn parse_here(name: &str, text: String, format: Format) -> Loaded {
     let (root, mut diagnostics) = source::parse(&text, format);
     let mut config = None;
     if let Some(root) = &root

@@ -1,5 +1,6 @@
-//! The loader and validator never panic: arbitrary bytes, and mutations of every
-//! example, in both formats. Case counts are fixed so the run is bounded.
+//! The loader, validator and text renderer never panic: arbitrary bytes, mutations of
+//! every example (long lines and deep nesting among them), and generated deep and wide
+//! documents, in both formats. Case counts are fixed so the run is bounded.
 
 use proptest::prelude::*;
 use stowage::config::load::parse_str;
@@ -35,10 +36,34 @@ fn examples() -> Vec<(String, Format)> {
 
 #[derive(Debug, Clone)]
 enum Mutation {
-    Delete { at: usize, len: usize },
-    Insert { at: usize, bytes: String },
-    Duplicate { at: usize, len: usize },
-    Swap { a: usize, b: usize },
+    Delete {
+        at: usize,
+        len: usize,
+    },
+    Insert {
+        at: usize,
+        bytes: String,
+    },
+    Duplicate {
+        at: usize,
+        len: usize,
+    },
+    Swap {
+        a: usize,
+        b: usize,
+    },
+    /// A run of one character long enough to pass miette's and the excerpt's limits.
+    LongLine {
+        at: usize,
+        len: usize,
+    },
+    /// Brackets or braces opened `depth` times and closed again.
+    Nest {
+        at: usize,
+        depth: usize,
+        open: &'static str,
+        close: &'static str,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -66,6 +91,23 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), token).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
         (any::<usize>(), 0usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap { a, b }),
+        (any::<usize>(), 60_000usize..70_000).prop_map(|(at, len)| Mutation::LongLine { at, len }),
+        (
+            any::<usize>(),
+            1usize..400,
+            prop_oneof![
+                Just(("[", "]")),
+                Just(("{a=", "}")),
+                Just(("{a: ", "}")),
+                Just(("- ", "")),
+            ]
+        )
+            .prop_map(|(at, depth, (open, close))| Mutation::Nest {
+                at,
+                depth,
+                open,
+                close
+            }),
     ]
 }
 
@@ -103,6 +145,22 @@ fn apply(text: &str, mutation: &Mutation) -> String {
             }
             text = lines.join("\n");
         }
+        Mutation::LongLine { at, len } => {
+            let at = char_boundary(&text, *at);
+            text.insert_str(at, &"x".repeat(*len));
+        }
+        Mutation::Nest {
+            at,
+            depth,
+            open,
+            close,
+        } => {
+            let at = char_boundary(&text, *at);
+            text.insert_str(
+                at,
+                &format!("{}1{}", open.repeat(*depth), close.repeat(*depth)),
+            );
+        }
     }
     text
 }
@@ -129,6 +187,40 @@ proptest! {
             text = apply(&text, mutation);
         }
         load_and_validate(text, *format);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Deep documents (up to 5,000 levels, past every parser's limit) and wide ones
+    /// (a key's value on one line of up to 200,000 characters), in both formats.
+    #[test]
+    fn deep_and_wide_documents(
+        depth in 0usize..5_000,
+        width in 0usize..200_000,
+        inline_table in any::<bool>(),
+    ) {
+        let (open, close) = if inline_table { ("{a=", "}") } else { ("[", "]") };
+        let toml = format!(
+            "version = 1\nx = {}1{}\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"{}\"\n",
+            open.repeat(depth),
+            close.repeat(depth),
+            "b".repeat(width)
+        );
+        load_and_validate(toml, Format::Toml);
+        let (open, close) = if inline_table { ("{a: ", "}") } else { ("[", "]") };
+        let yaml = format!(
+            "version: 1\nx: {}1{}\nbackup_locations:\n  a: {{provider: aws, bucket: {}}}\n",
+            open.repeat(depth),
+            close.repeat(depth),
+            "b".repeat(width)
+        );
+        load_and_validate(yaml, Format::Yaml);
+        let indented: String = (0..depth.min(2_000))
+            .map(|level| format!("{}k{level}:\n", "  ".repeat(level)))
+            .collect();
+        load_and_validate(format!("version: 1\nx:\n{indented}"), Format::Yaml);
     }
 }
 

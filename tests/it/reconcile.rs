@@ -16,12 +16,16 @@ use stowage::watch::{Daemon, Round, Trigger, http};
 use crate::cluster::{CANARY, Options, TestCluster, cluster};
 
 fn daemon(live: &TestCluster, kubeconfig: &Path, force_conflicts: bool) -> Daemon {
+    daemon_on(live, kubeconfig, force_conflicts, "stowage.toml")
+}
+
+fn daemon_on(live: &TestCluster, kubeconfig: &Path, force_conflicts: bool, file: &str) -> Daemon {
     let target = Target {
         kubeconfig: Some(kubeconfig.to_path_buf()),
         context: None,
     };
     let options = stowage::watch::Options {
-        file: live.dir.path().join("stowage.toml"),
+        file: live.dir.path().join(file),
         target: target.clone(),
         resync: Duration::from_secs(300),
         listen: None,
@@ -222,5 +226,26 @@ fn a_round_against_an_unreachable_cluster_is_counted_as_such() {
     assert!(!health.cluster_reachable);
     assert!(health.last_error.unwrap_or_default().contains(&address),);
     assert!(live.bsl("primary").is_none());
+    futures_block(daemon.stop());
+}
+
+#[test]
+fn a_deeply_nested_file_is_refused_in_a_round_not_a_crash() {
+    // The round runs on a tokio worker (a 2 MiB stack); the YAML parser's recursion
+    // once overflowed it at about a hundred levels, before its own depth limit.
+    let live = cluster("reconcile-deep", Options::default());
+    let depth = 2_000;
+    std::fs::write(
+        live.dir.path().join("stowage.yaml"),
+        format!(
+            "version: 1\nx: {}1{}\n",
+            "{a: ".repeat(depth),
+            "}".repeat(depth)
+        ),
+    )
+    .unwrap();
+    let mut daemon = daemon_on(&live, &live.kubeconfig, true, "stowage.yaml");
+    let error = futures_block(daemon.round(Trigger::Start)).expect_err("refused");
+    assert_eq!(error.reason(), FailureReason::InvalidFile, "{error:?}");
     futures_block(daemon.stop());
 }
