@@ -14,8 +14,50 @@ use stowage_test_harness::{Namespace, Proxy, Stack, VeleroServer};
 
 use crate::buckets::emulators;
 
-/// Rides along in every credential file the tests write; must never be printed.
-pub const CANARY: &str = "canary-5b1e-never-printed";
+/// Rides along in every credential file the tests write; must never be printed, in
+/// any form. Mixed case, `/`, `+` and `=` make its lower-cased, percent-encoded and
+/// base64 forms differ from it.
+pub const CANARY: &str = "Canary/5b1e+Never=Printed";
+
+/// The forms a secret could leak in: as is, in either case, percent-encoded (either
+/// hex case), and base64 (standard and URL-safe) at each of the three alignments it
+/// could have inside a longer encoded value.
+pub fn canary_forms(canary: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let encoded = percent_encoding::utf8_percent_encode(canary, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let mut forms = vec![
+        canary.to_string(),
+        canary.to_lowercase(),
+        canary.to_uppercase(),
+        encoded.clone(),
+        encoded.to_lowercase(),
+    ];
+    for engine in [&STANDARD, &URL_SAFE] {
+        for offset in 0..3 {
+            let padded = format!("{}{canary}", "x".repeat(offset));
+            let text = engine.encode(padded.as_bytes());
+            // Drop the characters the prefix and the end padding touch.
+            let start = (offset * 4).div_ceil(3) + 1;
+            let end = text.trim_end_matches('=').len().saturating_sub(2);
+            if start < end {
+                forms.push(text[start..end].to_string());
+            }
+        }
+    }
+    forms
+}
+
+/// Fails naming the form, if `text` holds the canary in any form.
+pub fn assert_no_canary_in(text: &str, what: &str) {
+    for form in canary_forms(CANARY) {
+        assert!(
+            !text.contains(&form),
+            "the canary secret was printed as {form:?} in {what}"
+        );
+    }
+}
 
 /// The bucket real Velero writes into; each test under a prefix named after its
 /// namespace, so tests never see each other's backups.
@@ -38,6 +80,15 @@ pub struct TestCluster {
     /// The desired-state file stowage reads (`STOWAGE_FILE`), in `dir`.
     pub file: std::cell::Cell<&'static str>,
     transcript: RefCell<String>,
+}
+
+/// Every test's stowage output is searched for the canary when the test ends.
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_canary();
+        }
+    }
 }
 
 pub fn stack() -> &'static Stack {
@@ -251,13 +302,30 @@ impl TestCluster {
     }
 
     pub fn assert_no_canary(&self) {
-        assert!(
-            !self.transcript.borrow().contains(CANARY),
-            "the canary secret was printed"
-        );
+        assert_no_canary_in(&self.transcript.borrow(), "stowage's output");
     }
 
     pub fn proxy(&self) -> &Proxy {
         self.proxy.as_ref().expect("a cluster started with a proxy")
     }
+}
+
+#[test]
+fn the_canary_check_sees_every_form() {
+    use base64::Engine as _;
+    let forms = canary_forms(CANARY);
+    assert!(forms.contains(&"Canary%2F5b1e%2BNever%3DPrinted".to_string()));
+    assert!(forms.contains(&"canary/5b1e+never=printed".to_string()));
+    // Inside a longer base64 value, at each alignment, in both alphabets.
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for prefix in ["", "a", "ab", "[default]\n# "] {
+            let encoded = engine.encode(format!("{prefix}{CANARY}\naws_secret = x\n"));
+            let caught = std::panic::catch_unwind(|| assert_no_canary_in(&encoded, "a test"));
+            assert!(caught.is_err(), "{prefix:?}: {encoded}");
+        }
+    }
+    assert_no_canary_in("nothing secret here", "a test");
 }

@@ -77,6 +77,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every daemon's whole log is searched for the canary, in every form.
+        if !std::thread::panicking() {
+            crate::cluster::assert_no_canary_in(&self.log(), "the daemon's log");
+        }
     }
 }
 
@@ -285,10 +289,13 @@ fn two_replicas_with_leader_election_have_one_writer_and_the_second_takes_over()
     eventually("secondary to be created", Duration::from_secs(20), || {
         cluster.bsl("secondary")
     });
-    assert!(first.log().contains(&format!(
-        "BackupStorageLocation {}/secondary",
-        cluster.namespace()
-    )));
+    // The round logs its writes when it ends, after its convergence check.
+    let written = format!("BackupStorageLocation {}/secondary", cluster.namespace());
+    eventually(
+        "the leader to log the write",
+        Duration::from_secs(10),
+        || first.log().contains(&written).then_some(()),
+    );
     assert!(
         !second.log().contains("\"applied\"") && !second.log().contains(" applied "),
         "the follower never writes"
