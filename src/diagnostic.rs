@@ -38,10 +38,11 @@ pub enum Code {
     File,
     MassDelete,
     NotConverged,
+    Stagger,
 }
 
 impl Code {
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 29] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -70,6 +71,7 @@ impl Code {
         Code::File,
         Code::MassDelete,
         Code::NotConverged,
+        Code::Stagger,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +104,7 @@ impl Code {
             Code::File => "stowage::file",
             Code::MassDelete => "stowage::mass-delete",
             Code::NotConverged => "stowage::not-converged",
+            Code::Stagger => "stowage::stagger",
         }
     }
 

@@ -198,6 +198,9 @@ pub struct Schedule {
     pub cron: String,
     /// Fan out: one Schedule per location, identical but for the location.
     pub storage_locations: Option<Vec<String>>,
+    /// With `storage_locations`: copy k (in the listed order) fires k × this Go
+    /// duration after the cron's time, so the copies do not all run at once.
+    pub stagger: Option<String>,
     /// Pause the schedule.
     #[serde(default)]
     pub paused: bool,
@@ -410,6 +413,8 @@ pub struct ScheduleInstance<'a> {
     pub storage_location: Option<&'a str>,
     /// Index into `storage_locations` when the entry fans out.
     pub fan_out_index: Option<usize>,
+    /// The cron this Velero Schedule runs on: the entry's, moved by its stagger.
+    pub cron: String,
 }
 
 impl Schedule {
@@ -424,13 +429,42 @@ impl Schedule {
                     object_name: format!("{name}-{location}"),
                     storage_location: Some(location.as_str()),
                     fan_out_index: Some(index),
+                    cron: self.copy_cron(index).unwrap_or_else(|_| self.cron.clone()),
                 })
                 .collect(),
             None => vec![ScheduleInstance {
                 object_name: name.to_string(),
                 storage_location: self.template.storage_location.as_deref(),
                 fan_out_index: None,
+                cron: self.cron.clone(),
             }],
+        }
+    }
+
+    /// The stagger as a duration: `Ok(None)` without one, `Err` when it is not a Go
+    /// duration above zero.
+    pub fn stagger(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(text) = &self.stagger else {
+            return Ok(None);
+        };
+        let nanos = crate::velero::duration::parse_go_duration(text)?;
+        if nanos <= 0 {
+            return Err(format!("a stagger must be longer than zero, not {text}"));
+        }
+        Ok(Some(std::time::Duration::from_nanos(
+            u64::try_from(nanos).map_err(|_| format!("{text} is too long"))?,
+        )))
+    }
+
+    /// The cron copy `index` of a fanned-out schedule runs on: the declared one moved
+    /// by `index` × stagger.
+    pub fn copy_cron(&self, index: usize) -> Result<String, String> {
+        match self.stagger()? {
+            None => Ok(self.cron.clone()),
+            Some(stagger) => {
+                let by = stagger.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                crate::velero::cron::shifted(&self.cron, by)
+            }
         }
     }
 }

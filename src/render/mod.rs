@@ -204,7 +204,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
             let mut template = schedule.template.clone();
             template.storage_location = instance.storage_location.map(str::to_string);
             let spec = ScheduleSpec {
-                schedule: schedule.cron.clone(),
+                schedule: instance.cron.clone(),
                 template,
                 use_owner_references_in_backup: schedule.use_owner_references_in_backup,
                 paused: schedule.paused,

@@ -615,6 +615,67 @@ impl Checker<'_> {
         }
     }
 
+    /// A stagger moves copy k of a fanned-out schedule by k × stagger: it needs
+    /// several copies, a duration above zero, a cron that moves exactly, and room
+    /// before the next run.
+    fn stagger(&self, name: &str, schedule: &Schedule, at: &Pointer, out: &mut Vec<Diagnostic>) {
+        if schedule.stagger.is_none() {
+            return;
+        }
+        let stagger_at = at.child("stagger");
+        let refuse = |message: String, help: &str| {
+            Diagnostic::error(Code::Stagger, message)
+                .at(stagger_at.clone())
+                .help(help.to_string())
+        };
+        let copies = schedule.storage_locations.as_ref().map_or(0, Vec::len);
+        if copies < 2 {
+            out.push(refuse(
+                format!("`{name}` has no copies to stagger"),
+                "stagger spreads the copies of a schedule with several `storage_locations`; remove it or list more locations",
+            ));
+            return;
+        }
+        let stagger = match schedule.stagger() {
+            Ok(Some(stagger)) => stagger,
+            Ok(None) => return,
+            Err(problem) => {
+                out.push(refuse(
+                    problem,
+                    "give a Go duration above zero in whole minutes, e.g. \"20m\"",
+                ));
+                return;
+            }
+        };
+        if crate::velero::cron::check_cron(&schedule.cron).is_err() {
+            return;
+        }
+        if let Some(Err(problem)) = (1..copies)
+            .map(|index| schedule.copy_cron(index))
+            .find(Result::is_err)
+        {
+            out.push(refuse(
+                format!("the cron {:?} cannot be moved by {} exactly: {problem}", schedule.cron, schedule.stagger.as_deref().unwrap_or_default()),
+                "use a single minute and hour (e.g. \"0 1 * * *\"), or write one schedule per location with its own cron",
+            ));
+            return;
+        }
+        let last = stagger.saturating_mul(u32::try_from(copies - 1).unwrap_or(u32::MAX));
+        if let Some(period) = crate::velero::cron::shortest_period(&schedule.cron)
+            && let Ok(period) = period.to_std()
+            && last >= period
+        {
+            out.push(refuse(
+                format!(
+                    "the last of {copies} copies would start {} min after the cron's time, at or after its next run ({} min later)",
+                    last.as_secs() / 60,
+                    period.as_secs() / 60
+                ),
+                "use a shorter stagger, or fewer copies",
+            ));
+        }
+    }
+
     fn defaults(&self, defaults: &[&str], out: &mut Vec<Diagnostic>) {
         if let Some(other) = &self.config.velero.default_location_owner {
             let at = Pointer::value(["velero", "default_location_owner"]);
@@ -826,6 +887,7 @@ impl Checker<'_> {
                         .help("Velero accepts it and never backs up: check the day of month against the month"),
                 );
             }
+            self.stagger(name, schedule, &at, out);
             let locations_known = self.usable(&["schedules", name, "storage_locations"])
                 && self.usable(&["schedules", name, "storage_location"]);
             if locations_known {

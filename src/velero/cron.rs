@@ -377,3 +377,144 @@ mod tests {
         }
     }
 }
+
+/// The schedule `spec` moved later by `by` (whole minutes), exactly: the minute and
+/// hour fields shifted, wrapping into the next hour or day where the other fields allow
+/// it. `Err` says why a spec cannot be moved exactly: a list, range or step in the
+/// minute or hour field, a day that would have to move with restricted day fields, an
+/// `@every` interval, or a shift that is not whole minutes.
+pub fn shifted(spec: &str, by: std::time::Duration) -> Result<String, String> {
+    if by.as_secs() % 60 != 0 || by.subsec_nanos() != 0 {
+        return Err("a stagger must be whole minutes: cron has no seconds".to_string());
+    }
+    let minutes = by.as_secs() / 60;
+    let spec = spec.trim();
+    let (prefix, body) = match spec.split_once(' ') {
+        Some((first, rest)) if first.starts_with("TZ=") || first.starts_with("CRON_TZ=") => {
+            (format!("{first} "), rest.trim())
+        }
+        _ => (String::new(), spec),
+    };
+    let body = match body {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        other if other.starts_with("@every") => {
+            return Err("an @every schedule has no time of day to move; stagger needs a 5-field cron or a descriptor such as @daily".to_string());
+        }
+        other => other,
+    };
+    let fields: Vec<&str> = body.split_whitespace().collect();
+    let [minute, hour, day_of_month, month, day_of_week] = fields.as_slice() else {
+        return Err(format!("expected 5 fields in {body:?}"));
+    };
+    let single = |field: &str, what: &str| {
+        field.parse::<u64>().map_err(|_| {
+            format!("the {what} field {field:?} is not a single value, so the copies cannot be moved exactly")
+        })
+    };
+    let minute = single(minute, "minute")?;
+    let total = minute + minutes;
+    let (new_minute, carry_hours) = (total % 60, total / 60);
+    if carry_hours == 0 {
+        return Ok(format!(
+            "{prefix}{new_minute} {hour} {day_of_month} {month} {day_of_week}"
+        ));
+    }
+    if *hour == "*" {
+        // Every hour: the shifted minute of the same hour-grid is the same schedule
+        // moved, as long as the move is less than an hour.
+        if minutes >= 60 {
+            return Err("the hour field is `*` (every hour): a stagger of an hour or more would overlap the next run".to_string());
+        }
+        return Ok(format!(
+            "{prefix}{new_minute} * {day_of_month} {month} {day_of_week}"
+        ));
+    }
+    let hour = single(hour, "hour")?;
+    let total_hours = hour + carry_hours;
+    let (new_hour, carry_days) = (total_hours % 24, total_hours / 24);
+    if carry_days == 0 {
+        return Ok(format!(
+            "{prefix}{new_minute} {new_hour} {day_of_month} {month} {day_of_week}"
+        ));
+    }
+    if carry_days == 1
+        && [*day_of_month, *month, *day_of_week]
+            .iter()
+            .all(|f| *f == "*")
+    {
+        return Ok(format!("{prefix}{new_minute} {new_hour} * * *"));
+    }
+    Err(
+        "the copies would move into the next day, and the day fields would have to move with them"
+            .to_string(),
+    )
+}
+
+/// The shortest time between two runs of a valid schedule, judged over its next 64 runs
+/// from a fixed date (validation never reads the clock); `None` when it never fires.
+pub fn shortest_period(spec: &str) -> Option<chrono::Duration> {
+    let mut at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_735_689_600, 0)?;
+    let mut previous = next_run(spec, at)?;
+    let mut shortest: Option<chrono::Duration> = None;
+    for _ in 0..64 {
+        at = previous;
+        let next = next_run(spec, at)?;
+        let gap = next - previous;
+        shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+        previous = next;
+    }
+    shortest
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::shifted;
+    use std::time::Duration;
+
+    fn minutes(m: u64) -> Duration {
+        Duration::from_secs(m * 60)
+    }
+
+    #[test]
+    fn shifts_across_hour_and_day_boundaries_or_says_why_not() {
+        let table: &[(&str, u64, Result<&str, &str>)] = &[
+            ("0 1 * * *", 0, Ok("0 1 * * *")),
+            ("0 1 * * *", 20, Ok("20 1 * * *")),
+            ("0 1 * * *", 40, Ok("40 1 * * *")),
+            ("50 1 * * *", 20, Ok("10 2 * * *")),
+            ("30 23 * * *", 45, Ok("15 0 * * *")),
+            ("30 23 * * 1", 45, Err("next day")),
+            ("30 22 * * 1", 45, Ok("15 23 * * 1")),
+            ("15 * * * *", 30, Ok("45 * * * *")),
+            ("45 * * * *", 30, Ok("15 * * * *")),
+            ("45 * * * *", 60, Err("overlap")),
+            ("@daily", 90, Ok("30 1 * * *")),
+            (
+                "CRON_TZ=Europe/Berlin 0 2 * * *",
+                30,
+                Ok("CRON_TZ=Europe/Berlin 30 2 * * *"),
+            ),
+            ("0,30 1 * * *", 10, Err("minute field")),
+            ("0 1-3 * * *", 70, Err("hour field")),
+            ("*/5 * * * *", 1, Err("minute field")),
+            ("@every 6h", 30, Err("@every")),
+        ];
+        for (spec, by, expected) in table {
+            let got = shifted(spec, minutes(*by));
+            match (expected, &got) {
+                (Ok(want), Ok(have)) => assert_eq!(have, want, "{spec} + {by}m"),
+                (Err(why), Err(have)) => assert!(have.contains(why), "{spec} + {by}m: {have}"),
+                _ => panic!("{spec} + {by}m: expected {expected:?}, got {got:?}"),
+            }
+        }
+        assert!(
+            shifted("0 1 * * *", Duration::from_secs(90))
+                .unwrap_err()
+                .contains("whole minutes")
+        );
+    }
+}

@@ -172,6 +172,12 @@ const CASES: &[Case] = &[
         extra: &[],
     },
     Case {
+        code: Code::Stagger,
+        file: "stowage.toml",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\nconfig = { region = \"r\" }\n[schedules.daily]\ncron = \"0,30 1 * * *\"\nstorage_locations = [\"a\", \"b\"]\nstagger = ⟨\"10m\"\n",
+        extra: &[],
+    },
+    Case {
         // Reported once, at the entry: not again for the Velero Schedule named after it.
         code: Code::Name,
         file: "stowage.toml",
@@ -510,5 +516,95 @@ fn provider_limits_sizes_and_huge_numbers_are_located_errors() {
             assert!(reason.contains("a Secret holds at most 1 MiB"), "{reason}")
         }
         other => panic!("read: {other:?}"),
+    }
+}
+
+#[test]
+fn staggered_copies_render_exact_crons_and_every_refusal_is_located_at_stagger() {
+    let locations = "version = 1\n\
+[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n\
+[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\nconfig = { region = \"r\" }\n\
+[backup_locations.c]\nprovider = \"aws\"\nbucket = \"bucket-c\"\nconfig = { region = \"r\" }\n";
+    let with = |schedule: &str| format!("{locations}[schedules.nightly]\n{schedule}");
+    // Three copies of 0 1 * * *, 20 minutes apart.
+    let files = fixture(
+        "stowage.toml",
+        &with(
+            "cron = \"0 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"20m\"\n",
+        ),
+        &[],
+    );
+    assert!(
+        diagnose(&files.path).is_empty(),
+        "{:#?}",
+        diagnose(&files.path)
+    );
+    let loaded = stowage::config::load::load(&files.path).unwrap();
+    let desired = stowage::render::render(loaded.config.as_ref().unwrap(), &loaded.materials);
+    let crons: Vec<(String, String)> = desired
+        .objects
+        .iter()
+        .filter(|o| o.object.kind == stowage::velero::Kind::Schedule)
+        .map(|o| {
+            (
+                o.object.name.clone(),
+                o.manifest["spec"]["schedule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        crons,
+        [
+            ("nightly-a".to_string(), "0 1 * * *".to_string()),
+            ("nightly-b".to_string(), "20 1 * * *".to_string()),
+            ("nightly-c".to_string(), "40 1 * * *".to_string()),
+        ]
+    );
+    // Each refusal, located at the stagger key (line 18 of these files).
+    let refused = [
+        (
+            "cron = \"0 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"0s\"\n",
+            "longer than zero",
+        ),
+        (
+            "cron = \"@every 6h\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"20m\"\n",
+            "@every",
+        ),
+        (
+            "cron = \"0,30 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"20m\"\n",
+            "not a single value",
+        ),
+        (
+            "cron = \"0 23 * * 1\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"40m\"\n",
+            "next day",
+        ),
+        (
+            "cron = \"0 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"12h\"\n",
+            "at or after its next run",
+        ),
+        (
+            "cron = \"0 * * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"30m\"\n",
+            "would overlap the next run",
+        ),
+        (
+            "cron = \"0 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nstagger = \"90s\"\n",
+            "whole minutes",
+        ),
+        (
+            "cron = \"0 1 * * *\"\nstorage_location = \"a\"\nstagger = \"20m\"\n",
+            "no copies to stagger",
+        ),
+    ];
+    for (schedule, why) in refused {
+        let files = fixture("stowage.toml", &with(schedule), &[]);
+        let found = diagnose(&files.path);
+        assert_eq!(found.len(), 1, "{schedule}: {found:#?}");
+        assert_eq!(found[0].code, Code::Stagger, "{schedule}: {found:#?}");
+        assert_eq!(found[0].line, 18, "{schedule}: {found:#?}");
+        assert!(
+            found[0].message.contains(why),
+            "{schedule}: {}",
+            found[0].message
+        );
     }
 }
