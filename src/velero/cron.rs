@@ -384,7 +384,7 @@ mod tests {
 /// minute or hour field, a day that would have to move with restricted day fields, an
 /// `@every` interval, or a shift that is not whole minutes.
 pub fn shifted(spec: &str, by: std::time::Duration) -> Result<String, String> {
-    if by.as_secs() % 60 != 0 || by.subsec_nanos() != 0 {
+    if !by.as_secs().is_multiple_of(60) || by.subsec_nanos() != 0 {
         return Err("a stagger must be whole minutes: cron has no seconds".to_string());
     }
     let minutes = by.as_secs() / 60;
