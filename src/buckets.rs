@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use object_store::path::Path as StorePath;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig};
 
 use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject, string_map};
 use crate::secret::SecretValue;
@@ -124,13 +124,45 @@ fn is_true(value: Option<&String>) -> bool {
 
 /// The endpoint a location's config overrides, if any.
 fn endpoint(target: &BucketTarget) -> Option<&str> {
-    let key = match Plugin::of(&target.provider)? {
-        Plugin::Aws => "s3Url",
-        Plugin::Azure => "storageAccountURI",
-        Plugin::Gcp => "storeEndpoint",
-        Plugin::Portworx => return None,
-    };
+    let key = Plugin::of(&target.provider)?.endpoint_key()?;
     target.config.get(key).map(String::as_str)
+}
+
+/// Whether each backup's `velero-backup.json` is under its location's
+/// `<prefix>/backups/<name>/`, read with the location's own credential, each within
+/// `timeout`, all at once; answers in the order asked.
+pub async fn find_backups(
+    wanted: Vec<(BucketTarget, String)>,
+    timeout: Duration,
+) -> Vec<crate::copies::Presence> {
+    use crate::copies::Presence;
+    let clients = Clients::default();
+    let clients = &clients;
+    let finds = wanted.into_iter().map(|(target, backup)| async move {
+        let secrets = secret_words(&target.credential);
+        let store = match store_for(&target, clients) {
+            Ok(store) => store,
+            Err(BucketStatus::NotChecked { reason } | BucketStatus::Unreachable { reason }) => {
+                return Presence::Unknown(reason);
+            }
+            Err(BucketStatus::Reachable { .. }) => {
+                return Presence::Unknown("no store".to_string());
+            }
+        };
+        let root = target.prefix.as_deref().unwrap_or("").trim_matches('/');
+        let key = if root.is_empty() {
+            format!("backups/{backup}/velero-backup.json")
+        } else {
+            format!("{root}/backups/{backup}/velero-backup.json")
+        };
+        match tokio::time::timeout(timeout, store.head(&StorePath::from(key))).await {
+            Ok(Ok(_)) => Presence::Present,
+            Ok(Err(object_store::Error::NotFound { .. })) => Presence::Absent,
+            Ok(Err(error)) => Presence::Unknown(plain_reason(&error, &secrets)),
+            Err(_) => Presence::Unknown(format!("no answer within {}s", timeout.as_secs())),
+        }
+    });
+    futures::future::join_all(finds).await
 }
 
 async fn check(target: &BucketTarget, clients: &Clients) -> BucketStatus {

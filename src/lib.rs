@@ -24,6 +24,7 @@ pub mod buckets;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod copies;
 pub mod crd;
 pub mod diagnostic;
 pub mod engine;

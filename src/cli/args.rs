@@ -209,9 +209,15 @@ pub enum LogFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Velero's namespace.
-    #[arg(short, long, default_value = "velero")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Exit 1 when any copy of a schedule is behind or missing.
+    #[arg(long)]
+    pub check: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub buckets: BucketCheckArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -399,9 +399,52 @@ pub async fn import(
     Ok(Imported { text, checked })
 }
 
-/// Velero's objects in `namespace`, with their status, for `stowage status`.
-pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Observed, EngineError> {
-    Ok(cluster::read::namespace_state(cluster, namespace, "velero", &[]).await?)
+/// What `stowage status` shows: Velero's objects with their status, and every copy of
+/// every declared schedule with its verdict.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub observed: Observed,
+    pub copies: Vec<crate::copies::CopyStatus>,
+    /// Whether the buckets were read to find each copy's last success.
+    pub buckets_checked: bool,
+}
+
+/// Reads the cluster, judges each copy at `now`, and unless `bucket_timeout` is
+/// `None`, looks for each `ok` copy's last success in its location's bucket.
+pub async fn status(
+    cluster: &Cluster,
+    file: &ValidFile,
+    bucket_timeout: Option<Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Status, EngineError> {
+    use crate::copies::{self, Presence};
+    let desired = file.desired(false);
+    let (observed, _) = observe(file, &desired, StateSource::Cluster(cluster)).await?;
+    let mut judged = copies::copies(&file.config, &observed, now);
+    if let Some(timeout) = bucket_timeout {
+        let targets: std::collections::BTreeMap<String, buckets::BucketTarget> =
+            buckets::desired_targets(&file.config, &file.materials, &desired, &observed)
+                .into_iter()
+                .map(|target| (target.location.clone(), target))
+                .collect();
+        let wanted: Vec<(String, String)> = copies::backups_to_find(&judged)
+            .into_iter()
+            .filter(|(location, _)| targets.contains_key(location))
+            .collect();
+        let asks = wanted
+            .iter()
+            .filter_map(|(location, backup)| Some((targets.get(location)?.clone(), backup.clone())))
+            .collect();
+        let answers = buckets::find_backups(asks, timeout).await;
+        let found: std::collections::BTreeMap<(String, String), Presence> =
+            wanted.into_iter().zip(answers).collect();
+        copies::with_presence(&mut judged, &found);
+    }
+    Ok(Status {
+        observed,
+        copies: judged,
+        buckets_checked: bucket_timeout.is_some(),
+    })
 }
 
 /// How the daemon reconciles.

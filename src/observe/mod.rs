@@ -68,13 +68,24 @@ pub struct ObservedSecret {
     pub uid: Option<String>,
 }
 
-/// A Velero Backup, for the risks of deleting what it depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Velero Backup: for the risks of deleting what it depends on, and for whether
+/// each copy of a schedule lands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObservedBackup {
     pub name: String,
     pub namespace: String,
     pub storage_location: Option<String>,
     pub volume_snapshot_locations: Vec<String>,
+    /// The Velero Schedule that made it (label `velero.io/schedule-name`).
+    pub schedule: Option<String>,
+    /// `status.phase`; `None` before Velero has looked at it.
+    pub phase: Option<String>,
+    /// When it started (`status.startTimestamp`, else its creation), RFC 3339.
+    pub started: Option<String>,
+    /// `status.completionTimestamp`, RFC 3339.
+    pub completed: Option<String>,
+    /// Velero's reason when it failed: `status.failureReason` or its validation errors.
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +281,19 @@ impl Observed {
                             .collect()
                     })
                     .unwrap_or_default(),
+                schedule: labels.get("velero.io/schedule-name").cloned(),
+                phase: text_at(&item, "/status/phase"),
+                started: text_at(&item, "/status/startTimestamp")
+                    .or_else(|| text_at(&item, "/metadata/creationTimestamp")),
+                completed: text_at(&item, "/status/completionTimestamp"),
+                failure: text_at(&item, "/status/failureReason").or_else(|| {
+                    let errors: Vec<&str> = item
+                        .pointer("/status/validationErrors")
+                        .and_then(Value::as_array)
+                        .map(|list| list.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    (!errors.is_empty()).then(|| errors.join("; "))
+                }),
             });
             return Ok(());
         }
@@ -366,6 +390,14 @@ impl Observed {
     pub fn saw_kind(&mut self, kind: Kind) {
         self.kinds_seen.insert(kind);
     }
+}
+
+/// A non-empty string at `pointer` in `item`.
+fn text_at(item: &Value, pointer: &str) -> Option<String> {
+    item.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+        .map(str::to_string)
 }
 
 fn incomplete(path: &str, kind: &str, field: &'static str) -> ObserveError {

@@ -5,6 +5,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::copies::CopyStatus;
 use crate::observe::{Observed, ObservedObject};
 use crate::velero::Kind;
 
@@ -185,4 +186,122 @@ pub fn write_text(
         ],
         &rows,
     )
+}
+
+/// Each declared schedule with its copies side by side: verdict, last backup and last
+/// success, and why when a copy is not `ok`.
+pub fn write_copies(
+    copies: &[CopyStatus],
+    buckets_checked: bool,
+    now: DateTime<Utc>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(out, "\nCopies")?;
+    let rows: Vec<Vec<String>> = copies
+        .iter()
+        .map(|copy| {
+            vec![
+                copy.schedule.clone(),
+                copy.location
+                    .clone()
+                    .unwrap_or_else(|| "(default)".to_string()),
+                copy.verdict.as_str().to_string(),
+                copy.last_backup
+                    .as_ref()
+                    .map(|b| {
+                        format!(
+                            "{} {}",
+                            b.phase,
+                            b.started
+                                .as_deref()
+                                .map(|t| ago(t, now))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "-".to_string()),
+                copy.last_success
+                    .as_ref()
+                    .and_then(|b| b.completed.as_deref().or(b.started.as_deref()))
+                    .map(|t| ago(t, now))
+                    .unwrap_or_else(|| "never".to_string()),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "SCHEDULE",
+            "LOCATION",
+            "VERDICT",
+            "LAST BACKUP",
+            "LAST SUCCESS",
+        ],
+        &rows,
+    )?;
+    for copy in copies {
+        let location = copy.location.as_deref().unwrap_or("(default)");
+        if let Some(reason) = &copy.reason {
+            writeln!(out, "  {} → {location}: {reason}", copy.schedule)?;
+        }
+        if let Some(why) = &copy.bucket_check {
+            writeln!(
+                out,
+                "  {} → {location}: the bucket could not be read to find its last backup: {why}",
+                copy.schedule
+            )?;
+        }
+    }
+    if !buckets_checked {
+        writeln!(
+            out,
+            "(--no-bucket-checks: Completed backups were not looked for in the buckets)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `status --format json` (product.md §5).
+#[derive(Debug, serde::Serialize)]
+pub struct WireCopies<'a> {
+    pub format_version: u32,
+    pub buckets_checked: bool,
+    pub copies: Vec<WireCopy<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct WireCopy<'a> {
+    pub schedule: &'a str,
+    pub location: Option<&'a str>,
+    pub velero_schedule: &'a str,
+    pub verdict: &'static str,
+    pub reason: Option<&'a str>,
+    pub last_backup: Option<&'a str>,
+    pub last_backup_phase: Option<&'a str>,
+    pub last_success: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_check: Option<&'a str>,
+}
+
+pub fn wire_copies(copies: &[CopyStatus], buckets_checked: bool) -> WireCopies<'_> {
+    WireCopies {
+        format_version: super::FORMAT_VERSION,
+        buckets_checked,
+        copies: copies
+            .iter()
+            .map(|copy| WireCopy {
+                schedule: &copy.schedule,
+                location: copy.location.as_deref(),
+                velero_schedule: &copy.velero_schedule,
+                verdict: copy.verdict.as_str(),
+                reason: copy.reason.as_deref(),
+                last_backup: copy.last_backup.as_ref().map(|b| b.name.as_str()),
+                last_backup_phase: copy.last_backup.as_ref().map(|b| b.phase.as_str()),
+                last_success: copy
+                    .last_success
+                    .as_ref()
+                    .and_then(|b| b.completed.as_deref().or(b.started.as_deref())),
+                bucket_check: copy.bucket_check.as_deref(),
+            })
+            .collect(),
+    }
 }

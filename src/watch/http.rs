@@ -14,6 +14,8 @@ pub struct Health {
     pub applies: u64,
     /// Failed rounds by why they failed.
     pub failures: std::collections::BTreeMap<crate::engine::FailureReason, u64>,
+    /// Every copy of every declared schedule, as last judged.
+    pub copies: Vec<crate::copies::CopyStatus>,
     /// The fight the daemon is backing off from, if any.
     pub fight: Option<crate::engine::fights::Backoff>,
     /// Fields taken over from other field managers, by manager.
@@ -172,6 +174,7 @@ pub fn metrics_text(h: &Health) -> String {
             .map(|(manager, count)| (format!("manager=\"{}\"", escape_label(manager)), *count))
             .collect(),
     );
+    copy_metrics(&mut text, &h.copies);
     text.push_str(
         "# HELP stowage_fight_backoff_seconds How long the daemon waits before taking back a field another manager keeps setting.\n# TYPE stowage_fight_backoff_seconds gauge\n",
     );
@@ -201,4 +204,48 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Per schedule and location: the last success, the verdict as one gauge per state,
+/// and whether the bucket could be read to find the last success.
+fn copy_metrics(text: &mut String, copies: &[crate::copies::CopyStatus]) {
+    let labels = |copy: &crate::copies::CopyStatus| {
+        format!(
+            "schedule=\"{}\",location=\"{}\"",
+            escape_label(&copy.schedule),
+            escape_label(copy.location.as_deref().unwrap_or(""))
+        )
+    };
+    text.push_str("# HELP stowage_copy_last_success_timestamp_seconds When the copy's last successful backup completed (Unix time; 0: never).\n# TYPE stowage_copy_last_success_timestamp_seconds gauge\n");
+    for copy in copies {
+        let when = copy
+            .last_success
+            .as_ref()
+            .and_then(|b| b.completed.as_deref().or(b.started.as_deref()))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp());
+        text.push_str(&format!(
+            "stowage_copy_last_success_timestamp_seconds{{{}}} {when}\n",
+            labels(copy)
+        ));
+    }
+    text.push_str("# HELP stowage_copy_verdict 1 for the copy's current verdict (ok, waiting, paused, behind, missing).\n# TYPE stowage_copy_verdict gauge\n");
+    for copy in copies {
+        for verdict in crate::copies::Verdict::ALL {
+            text.push_str(&format!(
+                "stowage_copy_verdict{{{},verdict=\"{}\"}} {}\n",
+                labels(copy),
+                verdict.as_str(),
+                u8::from(copy.verdict == verdict)
+            ));
+        }
+    }
+    text.push_str("# HELP stowage_copy_bucket_check_failed 1 when the copy's bucket could not be read to find its last backup.\n# TYPE stowage_copy_bucket_check_failed gauge\n");
+    for copy in copies {
+        text.push_str(&format!(
+            "stowage_copy_bucket_check_failed{{{}}} {}\n",
+            labels(copy),
+            u8::from(copy.bucket_check.is_some())
+        ));
+    }
 }

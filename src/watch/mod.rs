@@ -104,6 +104,8 @@ pub struct Daemon {
     identity: String,
     /// Fields taken back from other managers lately, to back off from a fight.
     fights: crate::engine::fights::Fights,
+    /// The file as last validated: whose schedules' copies the metrics follow.
+    last_valid: Option<engine::ValidFile>,
 }
 
 /// What wakes the daemon between rounds: an edit of the file or one of its inputs, and
@@ -328,6 +330,7 @@ impl Daemon {
             elector_task: None,
             identity,
             fights: crate::engine::fights::Fights::default(),
+            last_valid: None,
         };
         let events = Events {
             file: file_rx,
@@ -353,7 +356,23 @@ impl Daemon {
         };
         log::round(trigger.as_str(), shown);
         self.record(trigger, &result, started.elapsed());
+        if let Ok(Round::Done(_)) = &result {
+            self.follow_copies().await;
+        }
         result
+    }
+
+    /// Judges every copy of every declared schedule (with the bucket checks, unless
+    /// they are off) for the copy metrics.
+    async fn follow_copies(&self) {
+        let Some(file) = &self.last_valid else {
+            return;
+        };
+        let bucket_timeout = self.options.reconcile.plan.bucket_timeout;
+        match engine::status(&self.cluster, file, bucket_timeout, chrono::Utc::now()).await {
+            Ok(status) => http::lock(&self.health).copies = status.copies,
+            Err(error) => warn!(%error, "cannot read the schedules' backups"),
+        }
     }
 
     /// Checks the file, follows its namespace, and unless another replica leads,
@@ -368,6 +387,7 @@ impl Daemon {
             warn!(%error, "cannot watch the credential files");
         }
         let valid = checked.into_valid().map_err(ReconcileError::Invalid)?;
+        self.last_valid = Some(valid.clone());
         self.follow_namespace(&valid.config.velero.namespace, &valid.config.velero.owner);
         if !self.leads().await {
             return Ok(Round::Standby);

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("observe", 4),
     ("plan", 5),
     ("import", 5),
+    ("copies", 5),
     ("cluster", 6),
     ("buckets", 6),
     ("engine", 7),

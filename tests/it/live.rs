@@ -1015,7 +1015,7 @@ fn a_wrong_credential_gets_velero_s_own_words_and_status_shows_them() {
         "{velero_message}"
     );
 
-    let out = live.stowage(&["status", "-n", live.namespace()]);
+    let out = live.stowage(&["status", "--no-bucket-checks"]);
     assert_exit(&out, 0);
     let table = String::from_utf8_lossy(&out.stdout);
     let row = table.lines().find(|l| l.starts_with("primary ")).unwrap();
@@ -1164,17 +1164,7 @@ fn the_proxy_s_404_is_the_real_server_s_for_a_resource_it_does_not_serve() {
 fn s3_keys(bucket: &str, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
-    let e = crate::buckets::emulators();
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(e["s3"]["url"].as_str().unwrap())
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_region("us-east-1")
-        .with_bucket_name(bucket)
-        .with_access_key_id(e["s3"]["access_key_id"].as_str().unwrap())
-        .with_secret_access_key(e["s3"]["secret_access_key"].as_str().unwrap())
-        .build()
-        .unwrap();
+    let store = s3_store(bucket);
     let prefix = object_store::path::Path::from(prefix);
     stack().block_on(async {
         store
@@ -1252,7 +1242,84 @@ fn a_schedule_fanned_out_to_two_locations_lands_a_backup_in_each_bucket() {
         s3_keys("velero-live-2", &format!("{ns}/primary")),
         Vec::<String>::new()
     );
+
+    // Both copies have landed (by hand: the cron fires on New Year).
+    let copies = |out: &std::process::Output| -> Vec<(String, String)> {
+        let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+        document["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["location"].as_str().unwrap().to_string(),
+                    c["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let out = live.stowage(&["status", "--check", "--format", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        copies(&out),
+        [
+            ("primary".to_string(), "ok".to_string()),
+            ("secondary".to_string(), "ok".to_string())
+        ]
+    );
+    // The secondary's files removed from its bucket: Velero still says Completed, and
+    // only that copy is missing.
+    s3_delete("velero-live-2", &format!("{ns}/secondary/backups"));
+    let out = live.stowage(&["status", "--check", "--format", "json"]);
+    assert_exit(&out, 1);
+    assert_eq!(
+        copies(&out),
+        [
+            ("primary".to_string(), "ok".to_string()),
+            ("secondary".to_string(), "missing".to_string())
+        ]
+    );
+    // Without the bucket checks, nobody looks: said so, not passed silently.
+    let out = live.stowage(&["status", "--no-bucket-checks"]);
+    assert_exit(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("--no-bucket-checks: Completed backups were not looked for"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     live.assert_no_canary();
+}
+
+/// The S3 emulator's `bucket`, with the emulator's own keys.
+fn s3_store(bucket: &str) -> object_store::aws::AmazonS3 {
+    let e = crate::buckets::emulators();
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(e["s3"]["url"].as_str().unwrap())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id(e["s3"]["access_key_id"].as_str().unwrap())
+        .with_secret_access_key(e["s3"]["secret_access_key"].as_str().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Deletes every object under `prefix` in the S3 emulator's `bucket`.
+fn s3_delete(bucket: &str, prefix: &str) {
+    use object_store::ObjectStoreExt as _;
+    let store = s3_store(bucket);
+    let keys = s3_keys(bucket, prefix);
+    assert!(!keys.is_empty(), "nothing under {bucket}/{prefix}");
+    stack().block_on(async {
+        for key in keys {
+            store
+                .delete(&object_store::path::Path::from(key))
+                .await
+                .unwrap();
+        }
+    });
 }
 
 #[test]

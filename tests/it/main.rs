@@ -6,6 +6,7 @@ mod cluster;
 
 mod buckets;
 mod cli;
+mod copies;
 mod crd_schema;
 mod examples;
 mod kubectl;

@@ -1,0 +1,506 @@
+//! Copies: whether each declared schedule's backups land in each of its locations.
+//!
+//! A schedule fanned out to several locations is one Velero Schedule per location; each
+//! is a copy. [`copies`] gives every copy a [`Verdict`] from what the cluster holds (the
+//! Schedule, its Backups) and the time; [`with_presence`] adds what the buckets hold
+//! (whether a Completed backup's `velero-backup.json` is really there). Pure: the
+//! engine reads the cluster and the buckets and passes them in.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::observe::{Observed, ObservedBackup};
+use crate::velero::{Kind, ObjectRef};
+
+/// A copy's state, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Ok,
+    /// No run is due yet.
+    Waiting,
+    Paused,
+    /// The last success is older than the schedule's period plus grace, or the latest
+    /// backup failed.
+    Behind,
+    /// Velero says Completed, but the backup's files are not in the bucket.
+    Missing,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Ok,
+        Verdict::Waiting,
+        Verdict::Paused,
+        Verdict::Behind,
+        Verdict::Missing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Waiting => "waiting",
+            Verdict::Paused => "paused",
+            Verdict::Behind => "behind",
+            Verdict::Missing => "missing",
+        }
+    }
+
+    /// What `status --check` fails on.
+    pub fn is_failing(self) -> bool {
+        matches!(self, Verdict::Behind | Verdict::Missing)
+    }
+}
+
+/// A backup as a copy's row shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSeen {
+    pub name: String,
+    pub phase: String,
+    pub started: Option<String>,
+    pub completed: Option<String>,
+}
+
+/// One copy of one declared schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStatus {
+    /// The declared schedule (the file's entry).
+    pub schedule: String,
+    /// The location this copy writes to (`None`: Velero's default location).
+    pub location: Option<String>,
+    /// The Velero Schedule object.
+    pub velero_schedule: String,
+    pub verdict: Verdict,
+    /// Why, in words: Velero's reason for a failure, the age of the last success, ...
+    pub reason: Option<String>,
+    pub last_backup: Option<BackupSeen>,
+    pub last_success: Option<BackupSeen>,
+    /// What the bucket check found out about the last success, when it ran and could
+    /// not tell (the verdict then stands on the cluster's word alone).
+    pub bucket_check: Option<String>,
+}
+
+/// What a bucket holds for a Completed backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Present,
+    Absent,
+    /// The bucket could not be read: why (scrubbed).
+    Unknown(String),
+}
+
+const FAILED: [&str; 3] = ["Failed", "PartiallyFailed", "FailedValidation"];
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn seen(backup: &ObservedBackup) -> BackupSeen {
+    BackupSeen {
+        name: backup.name.clone(),
+        phase: backup.phase.clone().unwrap_or_else(|| "New".to_string()),
+        started: backup.started.clone(),
+        completed: backup.completed.clone(),
+    }
+}
+
+/// How late a run may finish and still count: half the period, at least two minutes
+/// (Velero looks at schedules once a minute), at most an hour.
+pub fn grace(period: Duration) -> Duration {
+    (period / 2).clamp(Duration::minutes(2), Duration::hours(1))
+}
+
+/// The latest run of `cron` at or before `at`, if one falls after `since`.
+pub fn previous_run(cron: &str, at: DateTime<Utc>, since: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut window = Duration::minutes(2);
+    loop {
+        let mut from = at - window;
+        if from < since {
+            from = since;
+        }
+        let mut latest = None;
+        let mut tick = crate::velero::cron::next_run(cron, from);
+        let mut steps = 0;
+        while let Some(t) = tick {
+            if t > at || steps > 10_000 {
+                break;
+            }
+            latest = Some(t);
+            tick = crate::velero::cron::next_run(cron, t);
+            steps += 1;
+        }
+        if latest.is_some() || from <= since || window > Duration::days(800) {
+            return latest;
+        }
+        window = window * 4;
+    }
+}
+
+/// Every copy of every declared schedule, judged at `now` from `observed`.
+pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<CopyStatus> {
+    let namespace = &config.velero.namespace;
+    let mut out = Vec::new();
+    for (name, schedule) in &config.schedules {
+        for instance in schedule.instances(name) {
+            let velero_schedule = instance.object_name.clone();
+            let object = observed.objects.get(&ObjectRef {
+                kind: Kind::Schedule,
+                namespace: namespace.clone(),
+                name: velero_schedule.clone(),
+            });
+            let mut backups: Vec<&ObservedBackup> = observed
+                .backups
+                .iter()
+                .filter(|b| {
+                    b.namespace == *namespace && b.schedule.as_deref() == Some(&velero_schedule)
+                })
+                .collect();
+            backups.sort_by_key(|b| (b.started.clone(), b.name.clone()));
+            let last_backup = backups.last().map(|b| seen(b));
+            let last_success = backups
+                .iter()
+                .rev()
+                .find(|b| b.phase.as_deref() == Some("Completed"))
+                .map(|b| seen(b));
+            let (verdict, reason) = judge(
+                object.map(|o| &o.manifest),
+                &instance.cron,
+                last_backup.as_ref(),
+                last_success.as_ref(),
+                backups.last().copied(),
+                now,
+            );
+            out.push(CopyStatus {
+                schedule: name.clone(),
+                location: instance.storage_location.map(str::to_string),
+                velero_schedule,
+                verdict,
+                reason,
+                last_backup,
+                last_success,
+                bucket_check: None,
+            });
+        }
+    }
+    out
+}
+
+fn judge(
+    schedule: Option<&Value>,
+    cron: &str,
+    last_backup: Option<&BackupSeen>,
+    last_success: Option<&BackupSeen>,
+    latest: Option<&ObservedBackup>,
+    now: DateTime<Utc>,
+) -> (Verdict, Option<String>) {
+    let Some(schedule) = schedule else {
+        return (
+            Verdict::Waiting,
+            Some("the Schedule is not in the cluster yet: apply the file".to_string()),
+        );
+    };
+    if schedule.pointer("/spec/paused") == Some(&Value::Bool(true)) {
+        return (Verdict::Paused, None);
+    }
+    if let (Some(last), Some(latest)) = (last_backup, latest)
+        && FAILED.contains(&last.phase.as_str())
+    {
+        let why = latest
+            .failure
+            .clone()
+            .unwrap_or_else(|| "Velero gave no reason".to_string());
+        return (
+            Verdict::Behind,
+            Some(format!(
+                "the latest backup {} is {}: {why}",
+                last.name, last.phase
+            )),
+        );
+    }
+    let created = schedule
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .unwrap_or(now);
+    let Some(next) = crate::velero::cron::next_run(cron, now) else {
+        return (Verdict::Waiting, Some("the cron never fires".to_string()));
+    };
+    let period = crate::velero::cron::next_run(cron, next)
+        .map(|after| after - next)
+        .unwrap_or(Duration::days(1));
+    let grace = grace(period);
+    let success_started = last_success
+        .and_then(|s| s.started.as_deref())
+        .and_then(parse_time);
+    // The last run whose backup should be finished by now. Before the first, a copy
+    // that has landed since the Schedule was made is ok; one that has not is waiting.
+    let Some(due) = previous_run(cron, now - grace, created) else {
+        if success_started.is_some_and(|started| started >= created - Duration::minutes(1)) {
+            return (Verdict::Ok, None);
+        }
+        return (
+            Verdict::Waiting,
+            Some(format!(
+                "the first run is due at {}",
+                next.format("%Y-%m-%dT%H:%M:%SZ")
+            )),
+        );
+    };
+    // Velero starts a run within a minute of its tick; a backup started by hand since
+    // counts as well.
+    match success_started {
+        Some(started) if started >= due - Duration::minutes(1) => (Verdict::Ok, None),
+        Some(started) => (
+            Verdict::Behind,
+            Some(format!(
+                "the last successful backup started {} ago; a run was due at {}",
+                age(now - started),
+                due.format("%Y-%m-%dT%H:%M:%SZ")
+            )),
+        ),
+        None => (
+            Verdict::Behind,
+            Some(format!(
+                "no successful backup; a run was due at {}",
+                due.format("%Y-%m-%dT%H:%M:%SZ")
+            )),
+        ),
+    }
+}
+
+/// "3m", "2h", "4d".
+pub fn age(span: Duration) -> String {
+    let seconds = span.num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// The backups whose files the buckets should hold: each copy's last success, by
+/// location, for copies judged `ok` or `waiting` (a copy already behind says enough).
+pub fn backups_to_find(copies: &[CopyStatus]) -> Vec<(String, String)> {
+    copies
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Ok | Verdict::Waiting))
+        .filter_map(|c| Some((c.location.clone()?, c.last_success.as_ref()?.name.clone())))
+        .collect()
+}
+
+/// Adds what the buckets hold: a last success whose files are absent makes its copy
+/// `missing`; one that could not be checked says so beside its verdict.
+pub fn with_presence(copies: &mut [CopyStatus], found: &BTreeMap<(String, String), Presence>) {
+    for copy in copies {
+        let (Some(location), Some(success)) = (&copy.location, &copy.last_success) else {
+            continue;
+        };
+        match found.get(&(location.clone(), success.name.clone())) {
+            Some(Presence::Absent) if matches!(copy.verdict, Verdict::Ok | Verdict::Waiting) => {
+                copy.verdict = Verdict::Missing;
+                copy.reason = Some(format!(
+                    "Velero says {} Completed, but its velero-backup.json is not in location {location}'s bucket",
+                    success.name
+                ));
+            }
+            Some(Presence::Unknown(why)) => copy.bucket_check = Some(why.clone()),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        parse_time(text).unwrap()
+    }
+
+    fn backup(name: &str, phase: &str, started: &str) -> ObservedBackup {
+        ObservedBackup {
+            name: name.to_string(),
+            namespace: "velero".to_string(),
+            schedule: Some("nightly".to_string()),
+            phase: Some(phase.to_string()),
+            started: Some(started.to_string()),
+            completed: Some(started.to_string()),
+            failure: (phase != "Completed")
+                .then(|| "BackupStorageLocation \"dr\" is unavailable".to_string()),
+            ..ObservedBackup::default()
+        }
+    }
+
+    fn verdict_of(
+        schedule: Value,
+        cron: &str,
+        backups: &[ObservedBackup],
+        now: &str,
+    ) -> (Verdict, Option<String>) {
+        let mut sorted: Vec<&ObservedBackup> = backups.iter().collect();
+        sorted.sort_by_key(|b| b.started.clone());
+        let last = sorted.last().map(|b| seen(b));
+        let success = sorted
+            .iter()
+            .rev()
+            .find(|b| b.phase.as_deref() == Some("Completed"))
+            .map(|b| seen(b));
+        judge(
+            Some(&schedule),
+            cron,
+            last.as_ref(),
+            success.as_ref(),
+            sorted.last().copied(),
+            at(now),
+        )
+    }
+
+    #[test]
+    fn verdicts_follow_the_cron_and_the_latest_backup() {
+        let created =
+            json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {}});
+        let daily = "0 1 * * *";
+        let ok = backup(
+            "nightly-20261202010000",
+            "Completed",
+            "2026-12-02T01:00:05Z",
+        );
+        let old = backup(
+            "nightly-20261128010000",
+            "Completed",
+            "2026-11-28T01:00:05Z",
+        );
+        let failed = backup(
+            "nightly-20261202010000",
+            "FailedValidation",
+            "2026-12-02T01:00:05Z",
+        );
+        // Last night's run landed.
+        assert_eq!(
+            verdict_of(
+                created.clone(),
+                daily,
+                &[old.clone(), ok.clone()],
+                "2026-12-02T09:00:00Z"
+            )
+            .0,
+            Verdict::Ok
+        );
+        // Still within last night's grace, the night before counts.
+        let before_grace = backup(
+            "nightly-20261201010000",
+            "Completed",
+            "2026-12-01T01:00:05Z",
+        );
+        assert_eq!(
+            verdict_of(
+                created.clone(),
+                daily,
+                &[before_grace],
+                "2026-12-02T01:30:00Z"
+            )
+            .0,
+            Verdict::Ok
+        );
+        // Four days without a success.
+        let (verdict, reason) = verdict_of(
+            created.clone(),
+            daily,
+            std::slice::from_ref(&old),
+            "2026-12-02T09:00:00Z",
+        );
+        assert_eq!(verdict, Verdict::Behind);
+        assert!(reason.unwrap().contains("due at 2026-12-02T01:00:00Z"));
+        // The latest run failed: behind with Velero's reason, whatever came before.
+        let (verdict, reason) = verdict_of(
+            created.clone(),
+            daily,
+            &[old, failed],
+            "2026-12-02T09:00:00Z",
+        );
+        assert_eq!(verdict, Verdict::Behind);
+        let reason = reason.unwrap();
+        assert!(
+            reason.contains("FailedValidation") && reason.contains("is unavailable"),
+            "{reason}"
+        );
+        // A new schedule before its first tick.
+        let new = json!({"metadata": {"creationTimestamp": "2026-12-02T08:00:00Z"}, "spec": {}});
+        let (verdict, reason) = verdict_of(new, daily, &[], "2026-12-02T09:00:00Z");
+        assert_eq!(verdict, Verdict::Waiting);
+        assert!(reason.unwrap().contains("2026-12-03T01:00:00Z"));
+        // A new schedule whose copy was backed up by hand since: landed.
+        let new = json!({"metadata": {"creationTimestamp": "2026-12-02T08:00:00Z"}, "spec": {}});
+        let by_hand = backup("nightly-by-hand", "Completed", "2026-12-02T08:30:00Z");
+        assert_eq!(
+            verdict_of(new, daily, &[by_hand], "2026-12-02T09:00:00Z").0,
+            Verdict::Ok
+        );
+        // Paused.
+        let paused = json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {"paused": true}});
+        assert_eq!(
+            verdict_of(paused, daily, &[], "2026-12-02T09:00:00Z").0,
+            Verdict::Paused
+        );
+        // Every minute: a backup from three minutes ago is behind, one from a minute
+        // ago is fine.
+        let minutely = "* * * * *";
+        let recent = backup("nightly-1", "Completed", "2026-12-02T08:58:30Z");
+        assert_eq!(
+            verdict_of(created.clone(), minutely, &[recent], "2026-12-02T09:00:00Z").0,
+            Verdict::Ok
+        );
+        let stale = backup("nightly-1", "Completed", "2026-12-02T08:50:00Z");
+        assert_eq!(
+            verdict_of(created, minutely, &[stale], "2026-12-02T09:00:00Z").0,
+            Verdict::Behind
+        );
+    }
+
+    #[test]
+    fn a_completed_backup_absent_from_its_bucket_is_missing() {
+        let copy = CopyStatus {
+            schedule: "nightly".into(),
+            location: Some("dr".into()),
+            velero_schedule: "nightly-dr".into(),
+            verdict: Verdict::Ok,
+            reason: None,
+            last_backup: None,
+            last_success: Some(BackupSeen {
+                name: "nightly-dr-1".into(),
+                phase: "Completed".into(),
+                started: None,
+                completed: None,
+            }),
+            bucket_check: None,
+        };
+        let mut copies = vec![
+            copy.clone(),
+            CopyStatus {
+                location: Some("primary".into()),
+                ..copy
+            },
+        ];
+        let found = BTreeMap::from([
+            (
+                ("dr".to_string(), "nightly-dr-1".to_string()),
+                Presence::Absent,
+            ),
+            (
+                ("primary".to_string(), "nightly-dr-1".to_string()),
+                Presence::Unknown("403 forbidden".into()),
+            ),
+        ]);
+        assert_eq!(backups_to_find(&copies).len(), 2);
+        with_presence(&mut copies, &found);
+        assert_eq!(copies[0].verdict, Verdict::Missing);
+        assert_eq!(copies[1].verdict, Verdict::Ok);
+        assert_eq!(copies[1].bucket_check.as_deref(), Some("403 forbidden"));
+    }
+}
