@@ -53,3 +53,56 @@ fn examples_reference_the_committed_schema() {
         );
     }
 }
+
+#[test]
+fn the_alerting_rules_use_only_metrics_the_daemon_exports() {
+    let text =
+        std::fs::read_to_string(crate::support::examples_dir().join("deploy/prometheusrule.yaml"))
+            .unwrap();
+    let rule: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    // A daemon's metrics with one copy and one fight, so that every series exists.
+    let mut health = stowage::watch::http::Health::default();
+    health.copies.push(stowage::copies::CopyStatus {
+        schedule: "nightly".into(),
+        location: Some("dr".into()),
+        velero_schedule: "nightly-dr".into(),
+        verdict: stowage::copies::Verdict::Behind,
+        reason: None,
+        last_backup: None,
+        last_success: None,
+        bucket_check: None,
+    });
+    health.fight = Some(stowage::engine::fights::Backoff {
+        object: stowage::velero::ObjectRef {
+            kind: stowage::velero::Kind::BackupStorageLocation,
+            namespace: "velero".into(),
+            name: "primary".into(),
+        },
+        field: "spec.objectStorage.prefix".into(),
+        managers: vec!["kubectl-edit".into()],
+        rounds: 3,
+        wait: std::time::Duration::from_secs(1),
+    });
+    let exported = stowage::watch::http::metrics_text(&health);
+    let mut used = 0;
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for alert in group["rules"].as_array().unwrap() {
+            let expr = alert["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("stowage_") {
+                    used += 1;
+                    assert!(
+                        exported.contains(&format!("\n{word}{{"))
+                            || exported.contains(&format!("\n{word} ")),
+                        "{} uses {word}, which the daemon does not export:\n{exported}",
+                        alert["alert"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(used >= 5, "{used}");
+    for verdict in ["behind", "missing"] {
+        assert!(text.contains(&format!("verdict=\"{verdict}\"")));
+    }
+}
