@@ -25,6 +25,7 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     let options = PlanOptions {
         allow_mass_delete: args.mass_delete.allow_mass_delete,
         bucket_timeout: args.buckets.timeout(),
+        now: None,
     };
     let planned = runtime.block_on(engine::plan(&file, StateSource::Cluster(&cluster), options))?;
     if let Some(saved) = &saved {

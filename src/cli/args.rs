@@ -132,6 +132,10 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub buckets: BucketCheckArgs,
+    /// Plan as of this time (RFC 3339) instead of now: when each Schedule's first
+    /// backup starts depends on it. For reproducible plans of a saved state.
+    #[arg(long, value_name = "TIME", hide = true, value_parser = rfc3339)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +256,13 @@ impl ColorChoice {
             }
         }
     }
+}
+
+/// An RFC 3339 time, in UTC.
+fn rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time: {e}"))
 }
 
 /// A flag's Go duration (`90s`, `5m`), not negative; clap names the flag in its error.

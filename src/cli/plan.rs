@@ -16,6 +16,7 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
     let options = PlanOptions {
         allow_mass_delete: args.mass_delete.allow_mass_delete,
         bucket_timeout: args.buckets.timeout(),
+        now: args.now,
     };
     let runtime = runtime()?;
     let planned = runtime.block_on(async {

@@ -25,6 +25,7 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
             plan: PlanOptions {
                 allow_mass_delete: args.mass_delete.allow_mass_delete,
                 bucket_timeout: args.buckets.timeout(),
+                now: None,
             },
             // The file is the source of truth here: a field someone changed by hand is
             // taken back, unless --force-conflicts=false.

@@ -217,6 +217,8 @@ pub struct PlanOptions {
     pub allow_mass_delete: bool,
     /// Check the buckets first, each within this long; `None` skips them.
     pub bucket_timeout: Option<Duration>,
+    /// Plan as of this time (when each Schedule's first backup starts); `None`: now.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A plan and everything it was made from.
@@ -241,7 +243,15 @@ pub async fn plan(
         Some(timeout) => Some(check_buckets(file, &desired, &observed, timeout).await),
         None => None,
     };
-    let plan = plan::plan(&desired, &observed, &plan::Context { buckets });
+    let now = options.now.unwrap_or_else(chrono::Utc::now);
+    let plan = plan::plan(
+        &desired,
+        &observed,
+        &plan::Context {
+            buckets,
+            now: Some(now),
+        },
+    );
     Ok(Planned {
         desired,
         observed,

@@ -62,12 +62,14 @@ impl SavedChanges {
         }
     }
 
-    /// The same, without backup counts: they move as Velero backs up, and whether a
-    /// location holds any is in its risks.
+    /// The same, without backup counts and first-backup times: they move with time
+    /// (Velero backs up, the clock runs), and whether a location holds backups or a
+    /// schedule fires at once is in the risks.
     fn without_backup_counts(&self) -> SavedChanges {
         let mut changes = self.clone();
         for change in &mut changes.changes {
             change.backups = None;
+            change.first_backup = None;
         }
         changes
     }

@@ -127,6 +127,23 @@ pub struct Change {
     pub risks: Vec<Risk>,
     /// For deletions of locations: the backups known to be in it (cluster or bucket).
     pub backups: Option<usize>,
+    /// For Schedules created or updated: when Velero will start the first backup
+    /// after the change lands (known when the plan is made with a clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_backup: Option<FirstBackup>,
+}
+
+/// When Velero starts a Schedule's first backup after a change, by its own rule
+/// (velero-semantics.md §3.5): the base time is `status.lastBackup`, else the
+/// creation, or `status.lastSkipped` when later; a run is due once now is past the
+/// cron's next tick after the base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstBackup {
+    /// As soon as the change lands (Velero looks within a minute).
+    Immediately,
+    /// At the cron's next tick, RFC 3339.
+    At(String),
 }
 
 /// An object in the namespace that someone else owns.
@@ -184,6 +201,9 @@ impl Plan {
 pub struct Context {
     /// What the bucket checks found, when they ran.
     pub buckets: Option<BucketFindings>,
+    /// When the plan is made: with it, each Schedule change says when its first backup
+    /// starts, and `immediate-run` is computed by Velero's rule instead of guessed.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Context {
@@ -344,6 +364,7 @@ impl Planner<'_> {
                         .collect(),
                     risks: Vec::new(),
                     backups: None,
+                    first_backup: None,
                 }),
                 Some(observed) => self.update_secret(secret, observed),
             }
@@ -390,6 +411,7 @@ impl Planner<'_> {
                 fields,
                 risks,
                 backups: None,
+                first_backup: None,
             });
         }
     }
@@ -417,16 +439,23 @@ impl Planner<'_> {
         {
             risks.push(Risk::DefaultSwitch);
         }
+        let first_backup = self
+            .context
+            .now
+            .filter(|_| desired.object.kind == Kind::Schedule)
+            .and_then(|now| first_backup(desired, None, now));
         self.plan.changes.push(Change {
             action: Action::Create,
             object: desired.object.clone(),
             fields,
             risks,
             backups: None,
+            first_backup,
         });
     }
 
     fn update_object(&mut self, desired: &DesiredObject, observed: &ObservedObject) {
+        let mut first = None;
         let mut risks = Vec::new();
         let mut backups = None;
         match ownership(&observed.labels, &self.desired.owner) {
@@ -475,16 +504,27 @@ impl Planner<'_> {
                     risks.push(Risk::DefaultSwitch);
                 }
             }
-            Kind::Schedule => {
-                let unpaused = current.get("paused") == Some(&Value::Bool(true))
-                    && wanted.get("paused").is_none();
-                let new_cron = current.get("schedule") != wanted.get("schedule");
-                let skips =
-                    spec_of(&desired.manifest).get("skipImmediately") == Some(&Value::Bool(true));
-                if (unpaused || new_cron) && !skips {
-                    risks.push(Risk::ImmediateRun);
+            // Only a change that lands can start a backup.
+            Kind::Schedule if fields.is_empty() => {}
+            Kind::Schedule => match self.context.now {
+                Some(now) => {
+                    first = first_backup(desired, Some(observed), now);
+                    if first == Some(FirstBackup::Immediately) {
+                        risks.push(Risk::ImmediateRun);
+                    }
                 }
-            }
+                // Without a clock, the changes that can fire a backup at once.
+                None => {
+                    let unpaused = current.get("paused") == Some(&Value::Bool(true))
+                        && wanted.get("paused").is_none();
+                    let new_cron = current.get("schedule") != wanted.get("schedule");
+                    let skips = spec_of(&desired.manifest).get("skipImmediately")
+                        == Some(&Value::Bool(true));
+                    if (unpaused || new_cron) && !skips {
+                        risks.push(Risk::ImmediateRun);
+                    }
+                }
+            },
             _ => {}
         }
         if !fields.is_empty() || !risks.is_empty() {
@@ -494,6 +534,7 @@ impl Planner<'_> {
                 fields,
                 risks,
                 backups,
+                first_backup: first,
             });
         }
     }
@@ -621,6 +662,7 @@ impl Planner<'_> {
                 }],
                 risks: Vec::new(),
                 backups: None,
+                first_backup: None,
             });
         }
     }
@@ -671,6 +713,7 @@ impl Planner<'_> {
                         .collect(),
                     risks: Vec::new(),
                     backups: None,
+                    first_backup: None,
                 }),
                 Ownership::Other(owner) => self.plan.owned_elsewhere.push(OwnedElsewhere {
                     object: object.clone(),
@@ -791,8 +834,50 @@ impl Planner<'_> {
             fields,
             risks,
             backups,
+            first_backup: None,
         });
     }
+}
+
+/// When Velero starts the first backup of the Schedule `desired` once it is applied
+/// over `observed` (`None`: created), by Velero's rule; `None` when it is paused.
+pub fn first_backup(
+    desired: &DesiredObject,
+    observed: Option<&ObservedObject>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<FirstBackup> {
+    let spec = spec_of(&desired.manifest);
+    if spec.get("paused") == Some(&Value::Bool(true)) {
+        return None;
+    }
+    let cron = spec.get("schedule")?.as_str()?;
+    let time = |at: &str| {
+        observed
+            .and_then(|o| o.manifest.pointer(at))
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let base = match observed {
+        // Created now: the first tick after creation.
+        None => now,
+        // skipImmediately: Velero records the skip at once, and counts from it.
+        Some(_) if spec.get("skipImmediately") == Some(&Value::Bool(true)) => now,
+        Some(_) => {
+            let base = time("/status/lastBackup")
+                .or_else(|| time("/metadata/creationTimestamp"))
+                .unwrap_or(now);
+            time("/status/lastSkipped")
+                .filter(|skipped| *skipped > base)
+                .unwrap_or(base)
+        }
+    };
+    let next = crate::velero::cron::next_run(cron, base)?;
+    Some(if next < now {
+        FirstBackup::Immediately
+    } else {
+        FirstBackup::At(next.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    })
 }
 
 fn spec_of(manifest: &Value) -> &Value {
@@ -974,5 +1059,139 @@ impl Planner<'_> {
             }
         }
         self.plan.buckets = reports.to_vec();
+    }
+}
+
+#[cfg(test)]
+mod first_backup_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    fn object() -> ObjectRef {
+        ObjectRef {
+            kind: Kind::Schedule,
+            namespace: "velero".into(),
+            name: "nightly".into(),
+        }
+    }
+
+    fn desired(spec: Value) -> DesiredObject {
+        DesiredObject {
+            object: object(),
+            manifest: json!({"spec": spec}),
+            origin: Pointer::key(["schedules", "nightly"]),
+        }
+    }
+
+    fn observed(spec: Value, status: Value) -> ObservedObject {
+        ObservedObject {
+            object: object(),
+            manifest: json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": spec, "status": status}),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            resource_version: None,
+            uid: None,
+            field_managers: Vec::new(),
+        }
+    }
+
+    /// Velero's rule (velero-semantics.md §3.5), case by case, at 09:00 on 2 December.
+    #[test]
+    fn the_first_backup_follows_velero_s_rule() {
+        let now = at("2026-12-02T09:00:00Z");
+        let daily = json!({"schedule": "0 1 * * *"});
+        let immediately = Some(FirstBackup::Immediately);
+        let at_next = |time: &str| Some(FirstBackup::At(time.to_string()));
+        let old = json!({"lastBackup": "2026-11-20T01:00:00Z"});
+        let recent = json!({"lastBackup": "2026-12-02T01:00:05Z"});
+        let cases: Vec<(
+            &str,
+            DesiredObject,
+            Option<ObservedObject>,
+            Option<FirstBackup>,
+        )> = vec![
+            (
+                "a new schedule waits for its first tick",
+                desired(daily.clone()),
+                None,
+                at_next("2026-12-03T01:00:00Z"),
+            ),
+            (
+                "unpaused with an old last backup: at once",
+                desired(daily.clone()),
+                Some(observed(
+                    json!({"schedule": "0 1 * * *", "paused": true}),
+                    old.clone(),
+                )),
+                immediately.clone(),
+            ),
+            (
+                "unpaused after last night's backup: tonight",
+                desired(daily.clone()),
+                Some(observed(
+                    json!({"schedule": "0 1 * * *", "paused": true}),
+                    recent.clone(),
+                )),
+                at_next("2026-12-03T01:00:00Z"),
+            ),
+            (
+                "a new cron whose tick since the old last backup has passed: at once",
+                desired(json!({"schedule": "0 5 * * *"})),
+                Some(observed(daily.clone(), recent.clone())),
+                immediately.clone(),
+            ),
+            (
+                "a new cron not due since the recent backup",
+                desired(json!({"schedule": "0 23 * * *"})),
+                Some(observed(daily.clone(), recent.clone())),
+                at_next("2026-12-02T23:00:00Z"),
+            ),
+            (
+                "never backed up: counted from the creation",
+                desired(daily.clone()),
+                Some(observed(
+                    json!({"schedule": "0 1 * * *", "paused": true}),
+                    json!({}),
+                )),
+                immediately.clone(),
+            ),
+            (
+                "a later skip counts instead",
+                desired(daily.clone()),
+                Some(observed(
+                    json!({"schedule": "0 1 * * *", "paused": true}),
+                    json!({"lastBackup": "2026-11-20T01:00:00Z", "lastSkipped": "2026-12-02T08:00:00Z"}),
+                )),
+                at_next("2026-12-03T01:00:00Z"),
+            ),
+            (
+                "skipImmediately: the next tick from now",
+                desired(json!({"schedule": "0 1 * * *", "skipImmediately": true})),
+                Some(observed(
+                    json!({"schedule": "0 1 * * *", "paused": true}),
+                    old,
+                )),
+                at_next("2026-12-03T01:00:00Z"),
+            ),
+            (
+                "paused: none",
+                desired(json!({"schedule": "0 1 * * *", "paused": true})),
+                Some(observed(daily, recent)),
+                None,
+            ),
+        ];
+        for (case, desired, observed, expected) in cases {
+            assert_eq!(
+                first_backup(&desired, observed.as_ref(), now),
+                expected,
+                "{case}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use crate::observe::{BucketReport, BucketStatus};
-use crate::plan::{Action, Change, FieldChange, FieldValue, Plan, Risk};
+use crate::plan::{Action, Change, FieldChange, FieldValue, FirstBackup, Plan, Risk};
 
 pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";
 pub const SENSITIVE: &str = "(sensitive value)";
@@ -131,7 +131,18 @@ fn field_lines(change: &Change) -> Vec<(char, String)> {
         };
         lines.push((marker, text));
     }
+    if let Some(first) = &change.first_backup {
+        lines.push(('=', format!("first backup: {}", first_backup_text(first))));
+    }
     lines
+}
+
+/// "immediately", or the time in UTC.
+fn first_backup_text(first: &FirstBackup) -> String {
+    match first {
+        FirstBackup::Immediately => "immediately, once applied".to_string(),
+        FirstBackup::At(time) => time.clone(),
+    }
 }
 
 fn risk_note(change: &Change, risk: Risk) -> String {
@@ -464,6 +475,9 @@ pub struct WireChange<'a> {
     pub risks: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backups: Option<usize>,
+    /// Schedules: `immediately`, or when the first backup after the change starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_backup: Option<String>,
     pub fields: Vec<WireField<'a>>,
 }
 
@@ -524,6 +538,10 @@ pub fn wire<'a>(
                 name: &change.object.name,
                 risks: change.risks.iter().map(|r| r.as_str()).collect(),
                 backups: change.backups,
+                first_backup: change.first_backup.as_ref().map(|first| match first {
+                    FirstBackup::Immediately => "immediately".to_string(),
+                    FirstBackup::At(time) => time.clone(),
+                }),
                 fields: change
                     .fields
                     .iter()

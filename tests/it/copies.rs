@@ -220,3 +220,68 @@ fn every_copy_of_a_fanned_out_schedule_is_judged_and_a_broken_one_is_named() {
     assert_eq!(code, 0, "{copies:?}");
     assert_eq!(verdict_of(&copies, "dr"), "ok", "{copies:?}");
 }
+
+#[test]
+fn the_plan_s_first_backup_prediction_matches_real_velero() {
+    let live = cluster("first-backup", VELERO);
+    let schedules = |paused: bool| {
+        let paused = if paused { "paused = true\n" } else { "" };
+        format!(
+            "{}[schedules.soon]\ncron = \"* * * * *\"\nstorage_location = \"primary\"\nincluded_namespaces = [\"{ns}\"]\nttl = \"1h\"\n{paused}\n[schedules.later]\ncron = \"0 3 1 1 *\"\nstorage_location = \"primary\"\nincluded_namespaces = [\"{ns}\"]\nttl = \"1h\"\n{paused}",
+            live.location("primary", "primary", "default = true\n"),
+            ns = live.namespace()
+        )
+    };
+    live.write_file(&schedules(true));
+    live.apply();
+    // A tick of `soon` passes while both are paused.
+    let created = chrono::Utc::now();
+    let wait = 65 - u64::from(chrono::Timelike::second(&created));
+    std::thread::sleep(Duration::from_secs(wait));
+
+    live.write_file(&schedules(false));
+    let out = live.stowage(&["plan", "--format", "json", "--no-bucket-checks"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = |name: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no change of {name}: {plan:#}"))
+            .clone()
+    };
+    assert_eq!(change("soon")["first_backup"], "immediately", "{plan:#}");
+    assert_eq!(
+        change("soon")["risks"],
+        serde_json::json!(["immediate-run"])
+    );
+    let later = change("later");
+    assert!(
+        later["first_backup"]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-01-01T03:00:00")
+            || later["first_backup"]
+                .as_str()
+                .unwrap()
+                .contains("-01-01T03:00:00"),
+        "{later:#}"
+    );
+    assert_eq!(later["risks"], serde_json::json!([]));
+
+    live.apply();
+    let backups_of = |schedule: &str| {
+        live.ns
+            .list("velero.io/v1", "Backup")
+            .into_iter()
+            .filter(|b| b["metadata"]["labels"]["velero.io/schedule-name"] == schedule)
+            .count()
+    };
+    eventually(
+        "Velero to start `soon` at once",
+        Duration::from_secs(120),
+        || (backups_of("soon") > 0).then_some(()),
+    );
+    assert_eq!(backups_of("later"), 0, "`later` was predicted not to run");
+}

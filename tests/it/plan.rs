@@ -335,6 +335,7 @@ cron = "0 2 * * *"
     assert_eq!((retired.action, retired.backups), (Action::Delete, Some(1)));
     // Bucket checks know more backups than the cluster does.
     let context = Context {
+        now: None,
         buckets: Some(BucketFindings {
             declared: Vec::new(),
             current: vec![BucketReport {
@@ -602,6 +603,9 @@ fn golden_plans_in_three_formats_without_the_canary() {
                 "--color",
                 "never",
                 "--detailed-exitcode",
+                // First backups are computed from the clock: a fixed one.
+                "--now",
+                "2026-12-02T09:00:00Z",
             ],
         );
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
