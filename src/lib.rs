@@ -8,7 +8,8 @@
 //!   it into the Kubernetes objects it declares ([`crd`] holds Velero's kinds).
 //! - [`observe`] is what the cluster and the buckets hold, as plain data; [`cluster`]
 //!   (kube) and [`buckets`] (object_store) are the I/O edges that fill it and write.
-//! - [`plan`] compares declared with observed; [`import`] turns observed into a file.
+//! - [`plan`] compares declared with observed; [`import`] turns observed into a file;
+//!   [`copies`] judges whether each copy of each declared schedule lands.
 //! - [`engine`] strings the stages into the single-cluster pipeline (check, observe,
 //!   plan once, save and verify plans, apply, converge, wait) that every front end
 //!   calls: the command line ([`cli`]), the daemon ([`watch`]), tests and benches.
