@@ -506,25 +506,29 @@ impl Planner<'_> {
             }
             // Only a change that lands can start a backup.
             Kind::Schedule if fields.is_empty() => {}
-            Kind::Schedule => match self.context.now {
-                Some(now) => {
-                    first = first_backup(desired, Some(observed), now);
-                    if first == Some(FirstBackup::Immediately) {
-                        risks.push(Risk::ImmediateRun);
+            Kind::Schedule => {
+                // What about the change can start a backup: unpausing, or a new cron.
+                let unpaused = current.get("paused") == Some(&Value::Bool(true))
+                    && wanted.get("paused").is_none();
+                let new_cron = current.get("schedule") != wanted.get("schedule");
+                let timing = unpaused || new_cron;
+                match self.context.now {
+                    Some(now) => {
+                        first = first_backup(desired, Some(observed), now);
+                        if timing && first == Some(FirstBackup::Immediately) {
+                            risks.push(Risk::ImmediateRun);
+                        }
+                    }
+                    // Without a clock: any such change unless it skips the first run.
+                    None => {
+                        let skips = spec_of(&desired.manifest).get("skipImmediately")
+                            == Some(&Value::Bool(true));
+                        if timing && !skips {
+                            risks.push(Risk::ImmediateRun);
+                        }
                     }
                 }
-                // Without a clock, the changes that can fire a backup at once.
-                None => {
-                    let unpaused = current.get("paused") == Some(&Value::Bool(true))
-                        && wanted.get("paused").is_none();
-                    let new_cron = current.get("schedule") != wanted.get("schedule");
-                    let skips = spec_of(&desired.manifest).get("skipImmediately")
-                        == Some(&Value::Bool(true));
-                    if (unpaused || new_cron) && !skips {
-                        risks.push(Risk::ImmediateRun);
-                    }
-                }
-            },
+            }
             _ => {}
         }
         if !fields.is_empty() || !risks.is_empty() {
