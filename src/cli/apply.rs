@@ -11,15 +11,17 @@ use crate::report;
 
 pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
     let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
-    let path = saved
-        .as_ref()
-        .map(|s| PathBuf::from(&s.file))
-        .unwrap_or_else(|| args.file.file.clone());
+    let path = match (&saved, args.file.single()) {
+        (Some(saved), _) => PathBuf::from(&saved.file),
+        (None, Some(file)) => file.clone(),
+        (None, None) => return super::fleet::apply(args, shared),
+    };
     let Some(file) = valid_or_report(&path, shared.color, false)? else {
         return Ok(ExitStatus::Failure);
     };
     let runtime = runtime()?;
-    let cluster = runtime.block_on(crate::cluster::connect(&shared.target))?;
+    let target = engine::fleet::target_for(&file, &shared.target);
+    let cluster = runtime.block_on(crate::cluster::connect(&target))?;
     // A saved plan is checked against a plan made the same way: with bucket checks
     // unless --no-bucket-checks, since what the buckets hold decides some risks.
     let options = PlanOptions {
@@ -117,7 +119,7 @@ fn only_mass_delete(plan: &crate::plan::Plan) -> bool {
 
 /// Asks on the terminal, naming what the plan deletes; without a terminal, refuses (a
 /// pipeline must say --auto-approve).
-fn confirmed(auto_approve: bool, plan: &crate::plan::Plan) -> Result<bool, CliError> {
+pub(super) fn confirmed(auto_approve: bool, plan: &crate::plan::Plan) -> Result<bool, CliError> {
     if auto_approve {
         return Ok(true);
     }

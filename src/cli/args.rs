@@ -61,6 +61,30 @@ pub struct FileArg {
     pub file: PathBuf,
 }
 
+/// `-f` for the commands that take a fleet: several files, or a directory of them.
+#[derive(Debug, clap::Args)]
+pub struct FilesArg {
+    /// The desired-state file (.toml, .yaml or .yml); repeat it, or name a directory,
+    /// for a fleet (one cluster per file).
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "STOWAGE_FILE",
+        default_value = "stowage.toml",
+        value_name = "FILE|DIR"
+    )]
+    pub files: Vec<PathBuf>,
+}
+
+impl FilesArg {
+    /// The one file of a single-cluster run, when `-f` names exactly one file.
+    pub fn single(&self) -> Option<&PathBuf> {
+        (!crate::engine::fleet::is_fleet(&self.files))
+            .then(|| self.files.first())
+            .flatten()
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct MassDeleteArg {
     /// Let the plan delete all of the objects the file manages, or more than half of
@@ -89,7 +113,7 @@ impl BucketCheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
-    pub file: FileArg,
+    pub file: FilesArg,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -115,7 +139,10 @@ pub struct RenderArgs {
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub file: FileArg,
+    pub file: FilesArg,
+    /// With several files: how many clusters to plan at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
     /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
@@ -141,12 +168,15 @@ pub struct PlanArgs {
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    pub file: FileArg,
+    pub file: FilesArg,
+    /// With several files: how many clusters to plan and apply at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
     /// A plan saved with `plan --out`: apply exactly it, or refuse if the file or the
     /// cluster changed since.
-    #[arg(value_name = "PLAN", conflicts_with = "file")]
+    #[arg(value_name = "PLAN", conflicts_with = "files")]
     pub plan: Option<PathBuf>,
     /// Apply without asking.
     #[arg(long)]

@@ -8,6 +8,7 @@
 
 mod apply;
 pub mod args;
+mod fleet;
 mod import;
 mod plan;
 mod render;
@@ -73,6 +74,8 @@ pub enum CliError {
     NoTerminal,
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
+    #[error("no desired-state files (*.toml, *.yaml, *.yml) in the directories given")]
+    NoFiles,
 }
 
 impl From<engine::saved::Stale> for CliError {

@@ -9,8 +9,11 @@ use crate::engine::{self, PlanOptions, StateSource};
 use crate::report::{self, diagnostics as shown};
 
 pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let Some(path) = args.file.single() else {
+        return super::fleet::plan(args, shared);
+    };
     let json = args.format == PlanFormat::Json;
-    let Some(file) = valid_or_report(&args.file.file, shared.color, json)? else {
+    let Some(file) = valid_or_report(path, shared.color, json)? else {
         return Ok(ExitStatus::Failure);
     };
     let options = PlanOptions {
@@ -18,12 +21,13 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
         bucket_timeout: args.buckets.timeout(),
         now: args.now,
     };
+    let target = engine::fleet::target_for(&file, &shared.target);
     let runtime = runtime()?;
     let planned = runtime.block_on(async {
         match &args.observed {
             Some(path) => engine::plan(&file, StateSource::Saved(path), options).await,
             None => {
-                let cluster = crate::cluster::connect(&shared.target).await?;
+                let cluster = crate::cluster::connect(&target).await?;
                 engine::plan(&file, StateSource::Cluster(&cluster), options).await
             }
         }
@@ -63,7 +67,7 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
         return Ok(ExitStatus::Failure);
     }
     if let Some(out) = &args.out {
-        let saved = planned.save(&file, &args.file.file.display().to_string());
+        let saved = planned.save(&file, &path.display().to_string());
         let text = serde_json::to_string_pretty(&saved)?;
         std::fs::write(out, text + "\n").map_err(|source| CliError::Write {
             path: out.clone(),

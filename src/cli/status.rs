@@ -14,7 +14,8 @@ pub(super) fn run(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliE
     };
     let now = chrono::Utc::now();
     let status = runtime()?.block_on(async {
-        let cluster = crate::cluster::connect(&shared.target).await?;
+        let cluster =
+            crate::cluster::connect(&engine::fleet::target_for(&file, &shared.target)).await?;
         Ok::<_, CliError>(engine::status(&cluster, &file, args.buckets.timeout(), now).await?)
     })?;
     let mut stdout = std::io::stdout().lock();

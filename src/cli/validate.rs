@@ -7,7 +7,9 @@ use super::{CliError, ExitStatus, Shared, count_summary, plural, print_unplanned
 use crate::engine;
 
 pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
-    let path = &args.file.file;
+    let Some(path) = args.file.single() else {
+        return super::fleet::validate(args, shared);
+    };
     let checked = match engine::check_file(path) {
         Ok(checked) => checked,
         Err(error) if args.format == Format::Json => {

@@ -22,6 +22,9 @@ pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 pub struct Config {
     /// File format version; only 1 exists.
     pub version: u32,
+    /// Which cluster this file is for.
+    #[serde(default)]
+    pub cluster: Cluster,
     /// Where Velero runs and how stowage marks what it owns.
     #[serde(default)]
     pub velero: Velero,
@@ -37,6 +40,15 @@ pub struct Config {
     /// Scheduled backups, by name.
     #[serde(default)]
     pub schedules: BTreeMap<String, Schedule>,
+}
+
+/// The cluster a file is for, so that a directory of files (a fleet) says which file
+/// goes where.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// The kubeconfig context to use (`--context` overrides it).
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -9,6 +9,7 @@
 //! nothing: it returns values, and the front end picks a view and an exit code.
 
 pub mod fights;
+pub mod fleet;
 pub mod saved;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,408 @@
+//! Fleet runs of `validate` and `plan`: several files, one cluster each. The engine
+//! runs each cluster's pipeline; this file shows a summary table first, then each
+//! cluster, and aggregates the exit code (1 if any cluster failed; with
+//! `--detailed-exitcode`, 2 if any has changes).
+
+use std::io::Write;
+
+use super::args::{ApplyArgs, Format, PlanArgs, PlanFormat, ValidateArgs};
+use super::{CliError, ExitStatus, Shared, count_summary, runtime, show};
+use crate::engine::fleet::{self, Member, Outcome};
+use crate::engine::{self, ApplyOptions, PlanOptions};
+use crate::report::{self, diagnostics as shown};
+
+fn files(given: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, CliError> {
+    let files = fleet::expand(given)?;
+    if files.is_empty() {
+        return Err(CliError::NoFiles);
+    }
+    Ok(files)
+}
+
+pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let mut failed = 0;
+    let mut documents = Vec::new();
+    let files = files(&args.file.files)?;
+    for path in &files {
+        let (source, diagnostics) = match engine::check_file(path) {
+            Ok(checked) => (checked.loaded.source, checked.diagnostics),
+            Err(error) => {
+                let (source, diagnostic) = super::unusable_file(path, &error);
+                (source, vec![diagnostic])
+            }
+        };
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        if errors > 0 {
+            failed += 1;
+        }
+        match args.format {
+            Format::Text => {
+                show(&diagnostics, &source, shared.color)?;
+                let checked_summary = if errors > 0 {
+                    format!("{errors} error(s)")
+                } else {
+                    "valid".to_string()
+                };
+                eprintln!("{}: {checked_summary}", source.name);
+            }
+            Format::Json => {
+                let located = shown::locate(&diagnostics, &source);
+                documents.push(serde_json::json!({
+                    "file": source.name,
+                    "valid": errors == 0,
+                    "diagnostics": shown::wire(&located, &source),
+                }));
+            }
+        }
+    }
+    if args.format == Format::Json {
+        let document = serde_json::json!({
+            "format_version": report::FORMAT_VERSION,
+            "files": documents,
+        });
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &document)?;
+        stdout.write_all(b"\n")?;
+    } else {
+        eprintln!("{} of {} files valid", files.len() - failed, files.len());
+    }
+    Ok(if failed > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let files = files(&args.file.files)?;
+    let options = PlanOptions {
+        allow_mass_delete: args.mass_delete.allow_mass_delete,
+        bucket_timeout: args.buckets.timeout(),
+        now: args.now,
+    };
+    let members = runtime()?.block_on(fleet::plan(
+        &files,
+        &shared.target,
+        options,
+        usize::from(args.parallel),
+    ));
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        PlanFormat::Text => {
+            write_summary(&members, &mut stdout)?;
+            for member in &members {
+                writeln!(
+                    stdout,
+                    "\n=== {} ({}) ===",
+                    member.file.display(),
+                    context_of(member)
+                )?;
+                write_member_text(member, shared, &mut stdout)?;
+            }
+        }
+        PlanFormat::Markdown => {
+            writeln!(stdout, "### stowage plan: {} clusters\n", members.len())?;
+            writeln!(
+                stdout,
+                "| cluster | context | result | create | update | delete |"
+            )?;
+            writeln!(stdout, "|---|---|---|---|---|---|")?;
+            for member in &members {
+                let (create, update, delete) = counts(member);
+                writeln!(
+                    stdout,
+                    "| `{}` | {} | {} | {create} | {update} | {delete} |",
+                    member.file.display(),
+                    context_of(member),
+                    result_of(member)
+                )?;
+            }
+            for member in &members {
+                writeln!(
+                    stdout,
+                    "\n<details><summary><code>{}</code>: {}</summary>\n",
+                    member.file.display(),
+                    result_of(member)
+                )?;
+                match &member.outcome {
+                    Outcome::Planned(planned) => {
+                        let (file, planned) = planned.as_ref();
+                        report::plan::write_markdown(
+                            &planned.plan,
+                            &file.source.name,
+                            &mut stdout,
+                        )?;
+                    }
+                    _ => writeln!(stdout, "{}", problem_of(member))?,
+                }
+                writeln!(stdout, "\n</details>")?;
+            }
+        }
+        PlanFormat::Json => {
+            let clusters: Vec<serde_json::Value> = members
+                .iter()
+                .map(|member| {
+                    let plan = match &member.outcome {
+                        Outcome::Planned(planned) => {
+                            let (file, planned) = planned.as_ref();
+                            let every: Vec<_> = file
+                                .diagnostics
+                                .iter()
+                                .chain(&planned.plan.diagnostics)
+                                .cloned()
+                                .collect();
+                            let located = shown::locate(&every, &file.source);
+                            serde_json::to_value(report::plan::wire(
+                                &planned.plan,
+                                shown::wire(&located, &file.source),
+                            ))
+                            .unwrap_or_default()
+                        }
+                        _ => serde_json::Value::Null,
+                    };
+                    serde_json::json!({
+                        "file": member.file.display().to_string(),
+                        "context": member.context,
+                        "result": result_of(member),
+                        "error": (!matches!(member.outcome, Outcome::Planned(_))).then(|| problem_of(member)),
+                        "plan": plan,
+                    })
+                })
+                .collect();
+            let document = serde_json::json!({
+                "format_version": report::FORMAT_VERSION,
+                "clusters": clusters,
+            });
+            serde_json::to_writer_pretty(&mut stdout, &document)?;
+            stdout.write_all(b"\n")?;
+        }
+    }
+    drop(stdout);
+    if members.iter().any(|m| !m.succeeded()) {
+        let failed = members.iter().filter(|m| !m.succeeded()).count();
+        eprintln!(
+            "{failed} of {} clusters could not be planned cleanly",
+            members.len()
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    Ok(
+        if args.detailed_exitcode && members.iter().any(Member::has_changes) {
+            ExitStatus::Changes
+        } else {
+            ExitStatus::Success
+        },
+    )
+}
+
+fn context_of(member: &Member) -> String {
+    member
+        .context
+        .clone()
+        .unwrap_or_else(|| "(current context)".to_string())
+}
+
+fn counts(member: &Member) -> (String, String, String) {
+    match &member.outcome {
+        Outcome::Planned(planned) => {
+            let summary = planned.1.plan.summary();
+            (
+                summary.create.to_string(),
+                summary.update.to_string(),
+                summary.delete.to_string(),
+            )
+        }
+        _ => ("-".into(), "-".into(), "-".into()),
+    }
+}
+
+/// A cluster's result in a word or two: `changes`, `no changes`, `errors`, `invalid`,
+/// `unreachable`, `failed`.
+fn result_of(member: &Member) -> &'static str {
+    match &member.outcome {
+        Outcome::Planned(planned) if planned.1.plan.has_errors() => "errors",
+        Outcome::Planned(planned) if planned.1.plan.has_changes() => "changes",
+        Outcome::Planned(_) => "no changes",
+        Outcome::Unusable(_) | Outcome::Invalid(_) => "invalid",
+        Outcome::Unreachable(_) => "unreachable",
+        Outcome::Failed(_) => "failed",
+    }
+}
+
+/// Why a cluster was not planned, in one line.
+fn problem_of(member: &Member) -> String {
+    match &member.outcome {
+        Outcome::Unusable(error) => error.to_string(),
+        Outcome::Invalid(checked) => {
+            format!("{}: {}", checked.loaded.source.name, count_summary(checked))
+        }
+        Outcome::Unreachable(error) => error.to_string(),
+        Outcome::Failed(error) => error.to_string(),
+        Outcome::Planned(_) => String::new(),
+    }
+}
+
+fn write_summary(members: &[Member], out: &mut impl Write) -> std::io::Result<()> {
+    let rows: Vec<[String; 6]> = members
+        .iter()
+        .map(|member| {
+            let (create, update, delete) = counts(member);
+            [
+                member.file.display().to_string(),
+                context_of(member),
+                result_of(member).to_string(),
+                create,
+                update,
+                delete,
+            ]
+        })
+        .collect();
+    let header = ["CLUSTER", "CONTEXT", "RESULT", "CREATE", "UPDATE", "DELETE"];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    let count = |result: &str| members.iter().filter(|m| result_of(m) == result).count();
+    writeln!(
+        out,
+        "{} clusters: {} with changes, {} with errors, {} unreachable",
+        members.len(),
+        count("changes"),
+        count("errors") + count("invalid") + count("failed"),
+        count("unreachable")
+    )
+}
+
+fn write_member_text(
+    member: &Member,
+    shared: &Shared,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    match &member.outcome {
+        Outcome::Planned(planned) => {
+            let (file, planned) = planned.as_ref();
+            show(&planned.plan.diagnostics, &file.source, shared.color)?;
+            report::plan::write_text(
+                &planned.plan,
+                &file.source.name,
+                report::plan::TextOptions {
+                    color: shared.stdout_color,
+                },
+                out,
+            )?;
+        }
+        Outcome::Invalid(checked) => {
+            show(&checked.diagnostics, &checked.loaded.source, shared.color)?;
+            writeln!(out, "{}; nothing planned", problem_of(member))?;
+        }
+        _ => writeln!(out, "{}: {}", result_of(member), problem_of(member))?,
+    }
+    Ok(())
+}
+
+pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    use std::io::IsTerminal;
+    let files = files(&args.file.files)?;
+    let options = PlanOptions {
+        allow_mass_delete: args.mass_delete.allow_mass_delete,
+        bucket_timeout: args.buckets.timeout(),
+        now: None,
+    };
+    let parallel = usize::from(args.parallel);
+    let runtime = runtime()?;
+    let members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
+    let mut stdout = std::io::stdout().lock();
+    write_summary(&members, &mut stdout)?;
+    for member in &members {
+        writeln!(
+            stdout,
+            "\n=== {} ({}) ===",
+            member.file.display(),
+            context_of(member)
+        )?;
+        write_member_text(member, shared, &mut stdout)?;
+    }
+    drop(stdout);
+    let with_changes = members
+        .iter()
+        .filter(|m| m.succeeded() && m.has_changes())
+        .count();
+    if with_changes > 0 && !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::NoTerminal);
+        }
+        eprint!("Apply these changes to {with_changes} clusters? Only 'yes' is accepted: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("apply cancelled; nothing was applied");
+            return Ok(ExitStatus::Failure);
+        }
+    }
+    let apply_options = ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+    };
+    let applied = runtime.block_on(fleet::apply(
+        &members,
+        &shared.target,
+        apply_options,
+        parallel,
+    ));
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = members.iter().filter(|m| !m.succeeded()).count();
+    for (member, applied) in members.iter().zip(&applied) {
+        match applied {
+            fleet::Applied::Skipped => {}
+            fleet::Applied::Done(done) => {
+                writeln!(stdout, "\n=== applied: {} ===", member.file.display())?;
+                report::apply::write_text(&done.report, &mut stdout)?;
+                if let (Some(problem), Outcome::Planned(planned)) =
+                    (&done.not_converged, &member.outcome)
+                {
+                    show(
+                        std::slice::from_ref(problem),
+                        &planned.0.source,
+                        shared.color,
+                    )?;
+                }
+                if !done.converged() {
+                    failed += 1;
+                }
+            }
+            fleet::Applied::Failed(error) => {
+                failed += 1;
+                writeln!(
+                    stdout,
+                    "\n=== not applied: {}: {error} ===",
+                    member.file.display()
+                )?;
+            }
+        }
+    }
+    drop(stdout);
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} clusters did not end equal to their file",
+            members.len()
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    Ok(ExitStatus::Success)
+}

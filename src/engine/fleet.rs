@@ -1,0 +1,206 @@
+//! Fleets: the single-cluster pipeline run once per file, one cluster per file, several
+//! at a time. Nothing here plans or applies on its own: each cluster goes through
+//! [`super::check_file`] and [`super::plan`], and its outcome is kept apart, so one
+//! cluster's failure never stops another.
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt as _;
+
+use super::{CheckedFile, EngineError, PlanOptions, Planned, StateSource, ValidFile};
+use crate::cluster::{self, ClusterError, Target};
+use crate::config::load::LoadError;
+
+fn named_like_a_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("toml" | "yaml" | "yml")
+    )
+}
+
+/// A directory of cluster files (one named like a file, `x.toml/`, is taken for a
+/// file, and refused as one).
+fn is_fleet_dir(path: &Path) -> bool {
+    path.is_dir() && !named_like_a_file(path)
+}
+
+/// The files `-f` names: each file as given, each directory as the desired-state
+/// files directly in it (`*.toml`, `*.yaml`, `*.yml`, not hidden), sorted.
+pub fn expand(given: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in given {
+        if !is_fleet_dir(path) {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|file| {
+                let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !name.starts_with('.') && file.is_file() && named_like_a_file(file)
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Whether `-f` makes a fleet: several files, or a directory.
+pub fn is_fleet(given: &[PathBuf]) -> bool {
+    given.len() > 1 || given.iter().any(|path| is_fleet_dir(path))
+}
+
+/// The cluster a file is for: `--context` when given, else the file's
+/// `[cluster] context`, else the kubeconfig's current context.
+pub fn target_for(file: &ValidFile, given: &Target) -> Target {
+    Target {
+        kubeconfig: given.kubeconfig.clone(),
+        context: given
+            .context
+            .clone()
+            .or_else(|| file.config.cluster.context.clone()),
+    }
+}
+
+/// What became of one cluster of a fleet.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The file could not be read at all.
+    Unusable(LoadError),
+    /// The file has errors: nothing was planned.
+    Invalid(Box<CheckedFile>),
+    /// The cluster could not be reached.
+    Unreachable(ClusterError),
+    /// Reached, but reading it failed otherwise.
+    Failed(EngineError),
+    Planned(Box<(ValidFile, Planned)>),
+}
+
+/// One cluster of a fleet: its file, the context it was planned against, the outcome.
+#[derive(Debug)]
+pub struct Member {
+    pub file: PathBuf,
+    pub context: Option<String>,
+    pub outcome: Outcome,
+}
+
+impl Member {
+    /// Planned, with a plan free of errors.
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.outcome, Outcome::Planned(planned) if !planned.1.plan.has_errors())
+    }
+
+    pub fn has_changes(&self) -> bool {
+        matches!(&self.outcome, Outcome::Planned(planned) if planned.1.plan.has_changes())
+    }
+}
+
+/// Plans every file against its own cluster, at most `parallel` at once; the members
+/// come back in the order of `files`.
+pub async fn plan(
+    files: &[PathBuf],
+    given: &Target,
+    options: PlanOptions,
+    parallel: usize,
+) -> Vec<Member> {
+    let members = futures::stream::iter(files.iter().enumerate())
+        .map(|(index, file)| async move { (index, plan_one(file, given, options).await) })
+        .buffer_unordered(parallel.max(1));
+    let mut members: Vec<(usize, Member)> = members.collect().await;
+    members.sort_by_key(|(index, _)| *index);
+    members.into_iter().map(|(_, member)| member).collect()
+}
+
+async fn plan_one(path: &Path, given: &Target, options: PlanOptions) -> Member {
+    let member = |context: Option<String>, outcome| Member {
+        file: path.to_path_buf(),
+        context,
+        outcome,
+    };
+    let checked = match super::check_file(path) {
+        Ok(checked) => checked,
+        Err(error) => return member(given.context.clone(), Outcome::Unusable(error)),
+    };
+    let file = match checked.into_valid() {
+        Ok(file) => file,
+        Err(invalid) => {
+            let context = given.context.clone().or_else(|| {
+                invalid
+                    .loaded
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.cluster.context.clone())
+            });
+            return member(context, Outcome::Invalid(invalid));
+        }
+    };
+    let target = target_for(&file, given);
+    let context = target.context.clone();
+    let connected = match cluster::connect(&target).await {
+        Ok(connected) => connected,
+        Err(error) => return member(context, Outcome::Unreachable(error)),
+    };
+    match super::plan(&file, StateSource::Cluster(&connected), options).await {
+        Ok(planned) => member(context, Outcome::Planned(Box::new((file, planned)))),
+        Err(EngineError::Cluster(
+            error @ (ClusterError::Unreachable { .. } | ClusterError::Unauthorized),
+        )) => member(context, Outcome::Unreachable(error)),
+        Err(error) => member(context, Outcome::Failed(error)),
+    }
+}
+
+/// What an apply did to one cluster of a fleet.
+#[derive(Debug)]
+pub enum Applied {
+    /// Nothing to write (no changes), or not planned cleanly (see its plan).
+    Skipped,
+    Done(Box<super::Applied>),
+    Failed(EngineError),
+}
+
+impl Applied {
+    /// Written completely and converged, or nothing to write.
+    pub fn succeeded(&self) -> bool {
+        match self {
+            Applied::Skipped => true,
+            Applied::Done(applied) => applied.converged(),
+            Applied::Failed(_) => false,
+        }
+    }
+}
+
+/// Applies each cleanly planned member with changes to its own cluster, at most
+/// `parallel` at once; answers in the order of `members`.
+pub async fn apply(
+    members: &[Member],
+    given: &Target,
+    options: super::ApplyOptions,
+    parallel: usize,
+) -> Vec<Applied> {
+    let applied = futures::stream::iter(members.iter().enumerate())
+        .map(|(index, member)| async move {
+            let Outcome::Planned(planned) = &member.outcome else {
+                return (index, Applied::Skipped);
+            };
+            let (file, planned) = planned.as_ref();
+            if planned.plan.has_errors() || !planned.plan.has_changes() {
+                return (index, Applied::Skipped);
+            }
+            let result = async {
+                let connected = cluster::connect(&target_for(file, given)).await?;
+                super::apply(&connected, file, planned, options).await
+            }
+            .await;
+            let applied = match result {
+                Ok(applied) => Applied::Done(Box::new(applied)),
+                Err(error) => Applied::Failed(error),
+            };
+            (index, applied)
+        })
+        .buffer_unordered(parallel.max(1));
+    let mut applied: Vec<(usize, Applied)> = applied.collect().await;
+    applied.sort_by_key(|(index, _)| *index);
+    applied.into_iter().map(|(_, applied)| applied).collect()
+}

@@ -1,0 +1,245 @@
+//! Fleets on the real API server: a directory of files, one cluster each, named by its
+//! `[cluster] context` in one kubeconfig of three contexts (two reachable clusters as
+//! namespaces of the stack, one unreachable). Planned and applied concurrently, each
+//! on its own; a summary first; exit codes aggregated.
+
+use serde_json::Value;
+
+use crate::cluster::{Options, TestCluster, cluster, stack};
+use crate::support::assert_exit;
+
+/// A kubeconfig with contexts `east` and `west` on the stack and `down` on a closed
+/// port.
+fn three_contexts(live: &TestCluster) -> std::path::PathBuf {
+    let (unreachable, _) = live.unreachable_kubeconfig();
+    let admin: Value = serde_saphyr::from_str(&stack().admin_kubeconfig()).unwrap();
+    let down: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&unreachable).unwrap()).unwrap();
+    let mut config = admin.clone();
+    let user = admin["users"][0]["name"].clone();
+    let cluster = admin["clusters"][0]["name"].clone();
+    let mut down_cluster = down["clusters"][0].clone();
+    down_cluster["name"] = "down".into();
+    config["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(down_cluster);
+    config["contexts"] = serde_json::json!([
+        {"name": "east", "context": {"cluster": cluster, "user": user}},
+        {"name": "west", "context": {"cluster": cluster, "user": user}},
+        {"name": "down", "context": {"cluster": "down", "user": user}},
+    ]);
+    config["current-context"] = "down".into();
+    let path = live.dir.path().join("fleet.kubeconfig");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A cluster file: its context and namespace, and the locations named.
+fn cluster_file(live: &TestCluster, context: &str, namespace: &str, locations: &[&str]) -> String {
+    let header = live.header().replace(live.namespace(), namespace).replace(
+        "version = 1\n",
+        &format!("version = 1\n\n[cluster]\ncontext = \"{context}\"\n"),
+    );
+    let body: String = locations
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            live.location(name, name, if i == 0 { "default = true\n" } else { "" })
+                .replace(live.namespace(), namespace)
+        })
+        .collect();
+    format!("{header}{body}")
+}
+
+fn run(live: &TestCluster, kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = live.command_with(kubeconfig).args(args).output().unwrap();
+    live.record(&output);
+    output
+}
+
+#[test]
+fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
+    let live = cluster("fleet", Options::default());
+    let east = stack().namespace("fleet-east");
+    let west = stack().namespace("fleet-west");
+    let kubeconfig = three_contexts(&live);
+    let dir = live.dir.path().join("clusters");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::copy(
+        live.dir.path().join("secrets/s3.ini"),
+        dir.join("secrets/s3.ini"),
+    )
+    .unwrap();
+    let write = |extra: &[&str]| {
+        let mut locations = vec!["primary"];
+        locations.extend_from_slice(extra);
+        for (file, context, namespace) in [
+            ("east.toml", "east", east.name.as_str()),
+            ("west.toml", "west", west.name.as_str()),
+            ("down.toml", "down", "velero"),
+        ] {
+            std::fs::write(
+                dir.join(file),
+                cluster_file(&live, context, namespace, &locations),
+            )
+            .unwrap();
+        }
+    };
+    write(&[]);
+
+    // The whole directory: two clusters planned, one unreachable, and the exit says so.
+    let out = run(
+        &live,
+        &kubeconfig,
+        &["plan", "-f", "clusters", "--no-bucket-checks"],
+    );
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = text.lines().take(5).collect();
+    assert!(summary[0].starts_with("CLUSTER"), "{text}");
+    assert!(
+        summary[1].starts_with("clusters/down.toml") && summary[1].contains("unreachable"),
+        "{text}"
+    );
+    assert!(
+        summary[2].starts_with("clusters/east.toml") && summary[2].contains("changes"),
+        "{text}"
+    );
+    assert!(
+        summary[3].starts_with("clusters/west.toml") && summary[3].contains("changes"),
+        "{text}"
+    );
+    assert!(
+        summary[4].contains("3 clusters: 2 with changes, 0 with errors, 1 unreachable"),
+        "{text}"
+    );
+    assert!(text.contains("cannot be reached"), "{text}");
+
+    // Applied: the two reachable clusters converge, each in its own namespace.
+    let out = run(
+        &live,
+        &kubeconfig,
+        &[
+            "apply",
+            "-f",
+            "clusters/east.toml",
+            "-f",
+            "clusters/west.toml",
+            "--auto-approve",
+            "--no-bucket-checks",
+        ],
+    );
+    assert_exit(&out, 0);
+    for namespace in [&east, &west] {
+        assert!(
+            namespace
+                .get("velero.io/v1", "BackupStorageLocation", "primary")
+                .is_some(),
+            "{}",
+            namespace.name
+        );
+    }
+    let reachable = [
+        "plan",
+        "-f",
+        "clusters/east.toml",
+        "-f",
+        "clusters/west.toml",
+        "--no-bucket-checks",
+        "--detailed-exitcode",
+    ];
+    assert_exit(&run(&live, &kubeconfig, &reachable), 0);
+
+    // An edit everywhere shows in both, and nothing else changes.
+    write(&["dr"]);
+    let mut json_args = reachable.to_vec();
+    json_args.extend(["--format", "json"]);
+    let out = run(&live, &kubeconfig, &json_args);
+    assert_exit(&out, 2);
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clusters = document["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 2);
+    for cluster in clusters {
+        let changes: Vec<String> = cluster["plan"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}/{}",
+                    c["action"].as_str().unwrap(),
+                    c["kind"].as_str().unwrap(),
+                    c["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(changes, ["create BackupStorageLocation/dr"], "{cluster:#}");
+    }
+    // For a pull request: a table, then each cluster collapsed.
+    let mut markdown = reachable.to_vec();
+    markdown.extend(["--format", "markdown"]);
+    let out = run(&live, &kubeconfig, &markdown);
+    assert_exit(&out, 2);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| cluster | context | result |"), "{text}");
+    assert_eq!(
+        text.matches("<details><summary><code>clusters/").count(),
+        2,
+        "{text}"
+    );
+    // The whole directory applied: the unreachable one fails the run, the others land.
+    let out = run(
+        &live,
+        &kubeconfig,
+        &[
+            "apply",
+            "-f",
+            "clusters",
+            "--auto-approve",
+            "--no-bucket-checks",
+        ],
+    );
+    assert_exit(&out, 1);
+    for namespace in [&east, &west] {
+        assert!(
+            namespace
+                .get("velero.io/v1", "BackupStorageLocation", "dr")
+                .is_some(),
+            "{}",
+            namespace.name
+        );
+    }
+    assert_exit(&run(&live, &kubeconfig, &reachable), 0);
+    // Offline, the directory validates file by file.
+    let out = run(&live, &kubeconfig, &["validate", "-f", "clusters"]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 of 3 files valid"));
+    std::fs::write(
+        dir.join("west.toml"),
+        "version = 1\n[velero]\nnamspace = \"x\"\n",
+    )
+    .unwrap();
+    let out = run(&live, &kubeconfig, &["validate", "-f", "clusters"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("clusters/west.toml: 1 error(s)") && stderr.contains("2 of 3 files valid"),
+        "{stderr}"
+    );
+    // --context overrides every file's own.
+    let out = live
+        .command_with(&kubeconfig)
+        .args([
+            "--context",
+            "down",
+            "plan",
+            "-f",
+            "clusters/east.toml",
+            "--no-bucket-checks",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be reached"));
+}
