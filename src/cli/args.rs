@@ -244,7 +244,10 @@ pub enum LogFormat {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub file: FileArg,
+    pub file: FilesArg,
+    /// With several files: how many clusters to read at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     /// Exit 1 when any copy of a schedule is behind or missing.
     #[arg(long)]
     pub check: bool,

@@ -9,7 +9,10 @@ use crate::engine;
 use crate::report;
 
 pub(super) fn run(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
-    let Some(file) = valid_or_report(&args.file.file, shared.color, false)? else {
+    let Some(path) = args.file.single() else {
+        return fleet(args, shared);
+    };
+    let Some(file) = valid_or_report(path, shared.color, false)? else {
         return Ok(ExitStatus::Failure);
     };
     let now = chrono::Utc::now();
@@ -49,6 +52,82 @@ pub(super) fn run(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliE
             failing.len(),
             status.copies.len()
         );
+        return Ok(ExitStatus::Failure);
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `status` of several clusters: each in turn (read at once), `--check` over all.
+fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    let files = engine::fleet::expand(&args.file.files)?;
+    if files.is_empty() {
+        return Err(CliError::NoFiles);
+    }
+    let now = chrono::Utc::now();
+    let all = runtime()?.block_on(engine::fleet::status(
+        &files,
+        &shared.target,
+        args.buckets.timeout(),
+        now,
+        usize::from(args.parallel),
+    ));
+    let mut stdout = std::io::stdout().lock();
+    let mut failing = 0;
+    let mut unread = 0;
+    let mut clusters = Vec::new();
+    for cluster in &all {
+        let context = cluster.context.as_deref().unwrap_or("(current context)");
+        match &cluster.status {
+            Ok(status) => {
+                failing += status
+                    .copies
+                    .iter()
+                    .filter(|c| c.verdict.is_failing())
+                    .count();
+                match args.format {
+                    Format::Text => {
+                        writeln!(stdout, "=== {} ({context}) ===", cluster.file.display())?;
+                        report::status::write_text(&status.observed, now, &mut stdout)?;
+                        report::status::write_copies(&status.copies, status.buckets_checked, now, &mut stdout)?;
+                        writeln!(stdout)?;
+                    }
+                    Format::Json => clusters.push(serde_json::json!({
+                        "file": cluster.file.display().to_string(),
+                        "context": cluster.context,
+                        "status": report::status::wire_copies(&status.copies, status.buckets_checked),
+                    })),
+                }
+            }
+            Err(problem) => {
+                unread += 1;
+                match args.format {
+                    Format::Text => writeln!(
+                        stdout,
+                        "=== {} ({context}) ===\n{problem}\n",
+                        cluster.file.display()
+                    )?,
+                    Format::Json => clusters.push(serde_json::json!({
+                        "file": cluster.file.display().to_string(),
+                        "context": cluster.context,
+                        "error": problem,
+                    })),
+                }
+            }
+        }
+    }
+    if args.format == Format::Json {
+        let document =
+            serde_json::json!({"format_version": report::FORMAT_VERSION, "clusters": clusters});
+        serde_json::to_writer_pretty(&mut stdout, &document)?;
+        stdout.write_all(b"\n")?;
+    }
+    drop(stdout);
+    if unread > 0 {
+        eprintln!("{unread} of {} clusters could not be read", all.len());
+        return Ok(ExitStatus::Failure);
+    }
+    if args.check && failing > 0 {
+        eprintln!("{failing} copies are behind or missing");
         return Ok(ExitStatus::Failure);
     }
     Ok(ExitStatus::Success)

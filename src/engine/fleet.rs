@@ -204,3 +204,68 @@ pub async fn apply(
     applied.sort_by_key(|(index, _)| *index);
     applied.into_iter().map(|(_, applied)| applied).collect()
 }
+
+/// One cluster's `status`, or why there is none.
+#[derive(Debug)]
+pub struct StatusOf {
+    pub file: PathBuf,
+    pub context: Option<String>,
+    pub status: Result<super::Status, String>,
+}
+
+/// `status` of every file's cluster, at most `parallel` at once, in the order of
+/// `files`.
+pub async fn status(
+    files: &[PathBuf],
+    given: &Target,
+    bucket_timeout: Option<std::time::Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+    parallel: usize,
+) -> Vec<StatusOf> {
+    let all = futures::stream::iter(files.iter().enumerate())
+        .map(|(index, path)| async move {
+            let file = match super::check_file(path).map(CheckedFile::into_valid) {
+                Ok(Ok(file)) => file,
+                Ok(Err(invalid)) => {
+                    let problem = format!("{} has {} error(s)", path.display(), invalid.errors());
+                    return (
+                        index,
+                        StatusOf {
+                            file: path.to_path_buf(),
+                            context: given.context.clone(),
+                            status: Err(problem),
+                        },
+                    );
+                }
+                Err(error) => {
+                    return (
+                        index,
+                        StatusOf {
+                            file: path.to_path_buf(),
+                            context: given.context.clone(),
+                            status: Err(error.to_string()),
+                        },
+                    );
+                }
+            };
+            let target = target_for(&file, given);
+            let status = async {
+                let connected = cluster::connect(&target).await?;
+                super::status(&connected, &file, bucket_timeout, now).await
+            }
+            .await
+            .map_err(|error| error.to_string());
+            (
+                index,
+                StatusOf {
+                    file: path.to_path_buf(),
+                    context: target.context,
+                    status,
+                },
+            )
+        })
+        .buffer_unordered(parallel.max(1));
+    let mut all: Vec<(usize, StatusOf)> = all.collect().await;
+    all.sort_by_key(|(index, _)| *index);
+    all.into_iter().map(|(_, status)| status).collect()
+}

@@ -211,6 +211,35 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
         );
     }
     assert_exit(&run(&live, &kubeconfig, &reachable), 0);
+    // Status of both at once; the unreachable one fails a directory-wide status.
+    let out = run(
+        &live,
+        &kubeconfig,
+        &[
+            "status",
+            "-f",
+            "clusters/east.toml",
+            "-f",
+            "clusters/west.toml",
+            "--no-bucket-checks",
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        document["clusters"].as_array().unwrap().len(),
+        2,
+        "{document:#}"
+    );
+    let out = run(
+        &live,
+        &kubeconfig,
+        &["status", "-f", "clusters", "--no-bucket-checks"],
+    );
+    assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 clusters could not be read"));
     // Offline, the directory validates file by file.
     let out = run(&live, &kubeconfig, &["validate", "-f", "clusters"]);
     assert_exit(&out, 0);
