@@ -39,10 +39,11 @@ pub enum Code {
     MassDelete,
     NotConverged,
     Stagger,
+    Extends,
 }
 
 impl Code {
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 30] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -72,6 +73,7 @@ impl Code {
         Code::MassDelete,
         Code::NotConverged,
         Code::Stagger,
+        Code::Extends,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +107,7 @@ impl Code {
             Code::MassDelete => "stowage::mass-delete",
             Code::NotConverged => "stowage::not-converged",
             Code::Stagger => "stowage::stagger",
+            Code::Extends => "stowage::extends",
         }
     }
 

@@ -114,6 +114,10 @@ impl BucketCheckArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub file: FilesArg,
+    /// Print every effective value with the file and line it came from (for files
+    /// that extend others).
+    #[arg(long)]
+    pub explain: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

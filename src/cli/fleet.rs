@@ -50,7 +50,7 @@ pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatu
                 documents.push(serde_json::json!({
                     "file": source.name,
                     "valid": errors == 0,
-                    "diagnostics": shown::wire(&located, &source),
+                    "diagnostics": shown::wire(&located),
                 }));
             }
         }
@@ -154,7 +154,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
                             let located = shown::locate(&every, &file.source);
                             serde_json::to_value(report::plan::wire(
                                 &planned.plan,
-                                shown::wire(&located, &file.source),
+                                shown::wire(&located),
                             ))
                             .unwrap_or_default()
                         }

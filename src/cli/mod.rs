@@ -200,7 +200,7 @@ fn print_unplanned_document(
     let document = shown::ValidateReport {
         format_version: report::FORMAT_VERSION,
         valid: !diagnostics.iter().any(Diagnostic::is_error),
-        diagnostics: shown::wire(&located, source),
+        diagnostics: shown::wire(&located),
         changes: [],
         unmanaged: [],
         summary: shown::EmptySummary::default(),

@@ -55,7 +55,7 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
                 .cloned()
                 .collect();
             let located = shown::locate(&every, &file.source);
-            let wire = report::plan::wire(plan, shown::wire(&located, &file.source));
+            let wire = report::plan::wire(plan, shown::wire(&located));
             serde_json::to_writer_pretty(&mut stdout, &wire)?;
             stdout.write_all(b"\n")?;
         }

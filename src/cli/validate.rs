@@ -23,6 +23,9 @@ pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, Cl
     match args.format {
         Format::Json => print_unplanned_document(&checked.diagnostics, source)?,
         Format::Text => {
+            if args.explain {
+                crate::report::explain::write(source, &mut std::io::stdout().lock())?;
+            }
             show(&checked.diagnostics, source, shared.color)?;
             let mut stderr = std::io::stderr().lock();
             let name = &source.name;

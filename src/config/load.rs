@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::merge;
 use super::model::{Config, json_schema};
 use super::shape;
 use super::source::{self, Format, SourceMap};
@@ -103,7 +104,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         path: path.to_path_buf(),
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let parsed = parse_str(&path.display().to_string(), text, format);
+    let parsed = on_parser_stack(|| load_chain(path, text, format));
     let materials = match &parsed.config {
         Some(config) => read_materials(config, base_dir, &|name| std::env::var_os(name)),
         None => Materials::default(),
@@ -122,32 +123,182 @@ const PARSER_STACK: usize = 64 << 20;
 /// Parses, shape-checks and decodes `text`; reads nothing else. Runs on a thread with
 /// a stack of its own ([`PARSER_STACK`]).
 pub fn parse_str(name: &str, text: String, format: Format) -> Loaded {
-    // The text moves to the parser thread, or stays here if no thread can be had.
-    let handed_over = std::sync::Mutex::new(Some(text));
-    let take = || {
-        handed_over
+    on_parser_stack(|| {
+        let (root, diagnostics) = source::parse(&text, format);
+        finish(vec![(name.to_string(), text)], root, diagnostics)
+    })
+}
+
+/// Runs `parse` on a thread with [`PARSER_STACK`] (here, if no thread can be had).
+fn on_parser_stack(parse: impl FnOnce() -> Loaded + Send) -> Loaded {
+    // The work moves to the parser thread, or stays here if no thread can be had.
+    let handed_over = std::sync::Mutex::new(Some(parse));
+    let run = || {
+        let parse = handed_over
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .unwrap_or_default()
+            .take();
+        parse.map(|parse| parse())
     };
     std::thread::scope(|scope| {
         let spawned = std::thread::Builder::new()
             .name("stowage-parse".to_string())
             .stack_size(PARSER_STACK)
-            .spawn_scoped(scope, || parse_here(name, take(), format));
-        match spawned {
+            .spawn_scoped(scope, run);
+        let loaded = match spawned {
             Ok(parser) => match parser.join() {
                 Ok(loaded) => loaded,
                 Err(panic) => std::panic::resume_unwind(panic),
             },
-            Err(_) => parse_here(name, take(), format),
-        }
+            Err(_) => None,
+        };
+        loaded
+            .or_else(run)
+            .unwrap_or_else(|| finish(Vec::new(), None, Vec::new()))
     })
 }
 
-fn parse_here(name: &str, text: String, format: Format) -> Loaded {
-    let (root, mut diagnostics) = source::parse(&text, format);
+/// The most bases one file may stand on (a chain, not a tree).
+const MAX_BASES: usize = 16;
+
+/// Parses the file and every base it extends (`extends = "<path>"`, relative to the
+/// file that says it), and merges them: tables by key, the overlay's values over the
+/// base's, `drop = true` removing an inherited entry. Each base's spans are moved past
+/// the texts before it, so that every diagnostic lands in the file it was written in.
+fn load_chain(path: &Path, text: String, format: Format) -> Loaded {
+    let mut files = vec![(path.display().to_string(), text)];
+    let (first, mut diagnostics) = source::parse(&files[0].1, format);
+    let Some(mut root) = first else {
+        return finish(files, None, diagnostics);
+    };
+    let mut chain = vec![root.clone()];
+    let mut seen = vec![std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())];
+    // Where the current file is, relative to the given file's folder.
+    let mut folder = PathBuf::new();
+    let mut current = root.clone();
+    while let Some((extends, extends_span)) = merge::extends_of(&current) {
+        let base_path = folder.join(&extends);
+        let on_disk = lexically_normal(&path.parent().unwrap_or(Path::new(".")).join(&base_path));
+        let refuse = |message: String| {
+            Diagnostic::error(Code::Extends, message)
+                .with_span(extends_span.clone())
+                .label("extended here")
+        };
+        if chain.len() > MAX_BASES {
+            diagnostics.push(refuse(format!("more than {MAX_BASES} bases in one chain")));
+            break;
+        }
+        let canonical = std::fs::canonicalize(&on_disk).unwrap_or_else(|_| on_disk.clone());
+        if seen.contains(&canonical) {
+            diagnostics.push(
+                refuse(format!(
+                    "{} extends itself through its bases: a cycle",
+                    on_disk.display()
+                ))
+                .help("a chain of bases must end in a file that extends nothing"),
+            );
+            break;
+        }
+        let Some(base_format) = Format::from_path(&on_disk) else {
+            diagnostics.push(refuse(format!(
+                "{}: unknown file type; name it *.toml, *.yaml or *.yml",
+                on_disk.display()
+            )));
+            break;
+        };
+        let base_text = match read_bounded(&on_disk, FILE_LIMIT)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string()))
+        {
+            Ok(text) => text,
+            Err(reason) => {
+                diagnostics.push(
+                    refuse(format!(
+                        "cannot read the base {}: {reason}",
+                        on_disk.display()
+                    ))
+                    .help("`extends` is relative to the file that says it"),
+                );
+                break;
+            }
+        };
+        let start = source_offset(&files);
+        files.push((on_disk.display().to_string(), base_text));
+        let (base_root, base_diagnostics) = source::parse(&files[files.len() - 1].1, base_format);
+        diagnostics.extend(
+            base_diagnostics
+                .into_iter()
+                .map(|d| merge::shift_diagnostic(d, start)),
+        );
+        let Some(mut base_root) = base_root else {
+            break;
+        };
+        merge::shift(&mut base_root, start);
+        let base_folder = base_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        merge::rebase_paths(&mut base_root, &base_folder);
+        seen.push(canonical);
+        folder = base_folder;
+        current = base_root.clone();
+        chain.push(base_root);
+    }
+    // Merge from the deepest base up to the file itself.
+    let mut merged = chain.pop().unwrap_or_else(|| root.clone());
+    while let Some(overlay) = chain.pop() {
+        merged = merge::merge(merged, overlay, &mut diagnostics);
+    }
+    root = merged;
+    merge::remove_extends(&mut root);
+    finish(files, Some(root), diagnostics)
+}
+
+/// `a/b/../c` as `a/c`, without asking the file system (which would follow links):
+/// how a base is named in messages.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Where the next file's text starts once appended (as `SourceMap::of_files` lays
+/// them out: each file after the first starts on a line of its own).
+fn source_offset(files: &[(String, String)]) -> usize {
+    let (mut length, mut ends_in_newline) = (0, false);
+    for (index, (_, text)) in files.iter().enumerate() {
+        if index > 0 && !ends_in_newline {
+            length += 1;
+            ends_in_newline = true;
+        }
+        length += text.len();
+        if !text.is_empty() {
+            ends_in_newline = text.ends_with('\n');
+        }
+    }
+    if !files.is_empty() && !ends_in_newline {
+        length += 1;
+    }
+    length
+}
+
+/// Shape-checks and decodes a parsed (and merged) tree.
+fn finish(
+    files: Vec<(String, String)>,
+    root: Option<source::Node>,
+    mut diagnostics: Vec<Diagnostic>,
+) -> Loaded {
     let mut config = None;
     if let Some(root) = &root
         && let Some(value) = shape::check(root, json_schema(), &mut diagnostics)
@@ -164,7 +315,7 @@ fn parse_here(name: &str, text: String, format: Format) -> Loaded {
         .collect();
     Loaded {
         config,
-        source: SourceMap::new(name.to_string(), text, root),
+        source: SourceMap::of_files(files, root),
         materials: Materials::default(),
         diagnostics,
         unusable,

@@ -5,6 +5,7 @@
 //! the file system or the environment.
 
 pub mod load;
+pub mod merge;
 pub mod model;
 pub mod shape;
 pub mod source;

@@ -403,12 +403,20 @@ pub fn line_starts(text: &str) -> Vec<usize> {
 
 /// A parsed file: its text and tree, able to turn a [`Pointer`] into a span and a
 /// byte offset into a line and column.
+///
+/// A file that extends others holds them all: `text` is their texts one after the
+/// other (the file's own first, then its bases, each ending in a newline), spans are
+/// offsets into it, and [`SourceMap::file_at`] says which file an offset falls in, so
+/// a diagnostic is shown at the file and line where its value was written.
 #[derive(Debug, Clone)]
 pub struct SourceMap {
+    /// The file stowage was given.
     pub name: String,
     pub text: String,
     pub root: Option<Node>,
     line_starts: Vec<usize>,
+    /// Each file's name, where its text starts in `text`, and its first line's index.
+    files: Vec<(String, usize, usize)>,
     /// Every node's place by its path, built on first use: resolving a pointer is then
     /// a few hash look-ups, not a scan of each table's keys (which made locating n
     /// diagnostics in a table of n entries quadratic).
@@ -455,14 +463,69 @@ fn index_places(
 
 impl SourceMap {
     pub fn new(name: String, text: String, root: Option<Node>) -> SourceMap {
+        SourceMap::of_files(vec![(name, text)], root)
+    }
+
+    /// Several files' texts, laid one after the other (see [`SourceMap`]); the root's
+    /// spans are offsets into that whole. Returns where each file starts.
+    pub fn of_files(files: Vec<(String, String)>, root: Option<Node>) -> SourceMap {
+        let name = files
+            .first()
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default();
+        let mut text = String::new();
+        let mut starts = Vec::new();
+        for (index, (file, contents)) in files.into_iter().enumerate() {
+            if index > 0 && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            starts.push((file, text.len()));
+            text.push_str(&contents);
+        }
         let line_starts = line_starts(&text);
+        let files = starts
+            .into_iter()
+            .map(|(file, start)| {
+                let line = match line_starts.binary_search(&start) {
+                    Ok(line) => line,
+                    Err(next) => next - 1,
+                };
+                (file, start, line)
+            })
+            .collect();
         SourceMap {
             name,
             text,
             root,
             line_starts,
+            files,
             places: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Every file read: the file given, then each base it extends.
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|(name, _, _)| name.as_str())
+    }
+
+    /// The file an offset falls in: its index, name, and where its text starts and
+    /// ends in [`SourceMap::text`].
+    pub fn file_at(&self, offset: usize) -> (usize, &str, Range<usize>) {
+        let index = self
+            .files
+            .iter()
+            .rposition(|(_, start, _)| *start <= offset)
+            .unwrap_or(0);
+        let start = self.files.get(index).map_or(0, |(_, start, _)| *start);
+        let end = self
+            .files
+            .get(index + 1)
+            .map_or(self.text.len(), |(_, next, _)| *next);
+        let name = self
+            .files
+            .get(index)
+            .map_or(self.name.as_str(), |(name, _, _)| name);
+        (index, name, start..end)
     }
 
     /// The span that `pointer` names. A path that goes further than the file (a key the
@@ -494,14 +557,17 @@ impl SourceMap {
     /// 1-based line and character column of a byte offset.
     /// The line `lines_before` lines above the one holding `offset` (or the first):
     /// its index from zero and the byte offset it starts at.
+    /// The index is the line's within its own file.
     pub fn line_start_before(&self, offset: usize, lines_before: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = match self.line_starts.binary_search(&offset) {
             Ok(line) => line,
             Err(next) => next - 1,
         };
-        let first = line.saturating_sub(lines_before);
-        (first, self.line_starts[first])
+        let (index, _, _) = self.file_at(offset);
+        let file_first = self.files.get(index).map_or(0, |(_, _, line)| *line);
+        let first = line.saturating_sub(lines_before).max(file_first);
+        (first - file_first, self.line_starts[first])
     }
 
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
@@ -516,7 +582,9 @@ impl SourceMap {
             .get(start..offset)
             .map(|s| s.chars().count())
             .unwrap_or(0);
-        (line + 1, column + 1)
+        let (index, _, _) = self.file_at(offset);
+        let file_first = self.files.get(index).map_or(0, |(_, _, line)| *line);
+        (line - file_first + 1, column + 1)
     }
 
     /// A span that underlines something: whole tables are shortened to their first line,

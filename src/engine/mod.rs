@@ -81,6 +81,8 @@ impl CheckedFile {
     pub fn inputs(&self, file: &Path) -> Vec<PathBuf> {
         let base = file.parent().unwrap_or(Path::new("."));
         let mut paths = vec![file.to_path_buf()];
+        // The bases it extends: an edit of one changes the file.
+        paths.extend(self.loaded.source.file_names().skip(1).map(PathBuf::from));
         if let Some(config) = &self.loaded.config {
             paths.extend(
                 config

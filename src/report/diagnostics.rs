@@ -13,6 +13,8 @@ use crate::diagnostic::{Diagnostic, Severity};
 #[derive(Debug, Clone)]
 pub struct Located<'a> {
     pub diagnostic: &'a Diagnostic,
+    /// The file the diagnostic is in: the file given, or a base it extends.
+    pub file: String,
     pub span: Option<Range<usize>>,
     pub line: Option<usize>,
     pub column: Option<usize>,
@@ -41,8 +43,13 @@ pub fn locate<'a>(diagnostics: &'a [Diagnostic], source: &SourceMap) -> Vec<Loca
                 .iter()
                 .map(|related| (source.span(&related.at), related.label.as_str()))
                 .collect();
+            let file = match &span {
+                Some(span) => source.file_at(span.start).1.to_string(),
+                None => source.name.clone(),
+            };
             Located {
                 diagnostic,
+                file,
                 span,
                 line,
                 column,
@@ -52,6 +59,7 @@ pub fn locate<'a>(diagnostics: &'a [Diagnostic], source: &SourceMap) -> Vec<Loca
         .collect();
     located.sort_by_key(|l| {
         (
+            l.span.as_ref().map(|span| source.file_at(span.start).0),
             l.line.unwrap_or(0),
             l.column.unwrap_or(0),
             l.diagnostic.code,
@@ -93,7 +101,7 @@ pub fn write_text(
         if !excerpt && let (Some(line), Some(column)) = (item.line, item.column) {
             rendered.push_str(&format!(
                 "  at {}:{line}:{column} (too wide to show)\n",
-                source.name
+                item.file
             ));
         }
         out.write_all(rendered.as_bytes())?;
@@ -139,11 +147,13 @@ impl miette::SourceCode for Windowed<'_> {
         let (first_line, from) = self
             .source
             .line_start_before(span.offset(), context_lines_before);
-        let window = &self.source.text[from..];
+        let (_, name, file) = self.source.file_at(span.offset());
+        // Context lines never reach into the next file.
+        let window = &self.source.text[from..file.end.max(from)];
         let shifted = miette::SourceSpan::new((span.offset() - from).into(), span.len());
         let contents = window.read_span(&shifted, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
-            self.source.name.clone(),
+            name.to_string(),
             contents.data(),
             miette::SourceSpan::new(
                 (contents.span().offset() + from).into(),
@@ -233,7 +243,7 @@ pub struct WireDiagnostic<'a> {
     pub path: Option<String>,
 }
 
-pub fn wire<'a>(located: &'a [Located<'a>], source: &'a SourceMap) -> Vec<WireDiagnostic<'a>> {
+pub fn wire<'a>(located: &'a [Located<'a>]) -> Vec<WireDiagnostic<'a>> {
     located
         .iter()
         .map(|item| WireDiagnostic {
@@ -241,7 +251,7 @@ pub fn wire<'a>(located: &'a [Located<'a>], source: &'a SourceMap) -> Vec<WireDi
             severity: item.diagnostic.severity.as_str(),
             message: &item.diagnostic.message,
             help: item.diagnostic.help.as_deref(),
-            file: &source.name,
+            file: &item.file,
             line: item.line,
             column: item.column,
             path: item

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod diagnostics;
+pub mod explain;
 pub mod plan;
 pub mod status;
 pub mod watch;

@@ -138,7 +138,7 @@ pub fn error_lines(diagnostics: &[Diagnostic], source: &SourceMap) -> Option<Str
         .map(|l| match (l.line, l.column) {
             (Some(line), Some(column)) => format!(
                 "{}:{line}:{column}: {}: {}",
-                source.name, l.diagnostic.code, l.diagnostic.message
+                l.file, l.diagnostic.code, l.diagnostic.message
             ),
             // Not at a place in the file (what it no longer declares): no 0:0.
             _ => format!(

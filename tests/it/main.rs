@@ -9,6 +9,7 @@ mod cli;
 mod copies;
 mod crd_schema;
 mod examples;
+mod extends;
 mod fleet;
 mod kubectl;
 mod layering;

@@ -172,6 +172,12 @@ const CASES: &[Case] = &[
         extra: &[],
     },
     Case {
+        code: Code::Extends,
+        file: "stowage.toml",
+        text: "version = 1\nextends = ⟨\"nowhere.toml\"\n",
+        extra: &[],
+    },
+    Case {
         code: Code::Stagger,
         file: "stowage.toml",
         text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\nconfig = { region = \"r\" }\n[schedules.daily]\ncron = \"0,30 1 * * *\"\nstorage_locations = [\"a\", \"b\"]\nstagger = ⟨\"10m\"\n",
