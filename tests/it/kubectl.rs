@@ -210,3 +210,77 @@ fn tests_cluster_start_gives_people_a_stack_with_real_velero() {
         .unwrap();
     assert!(!out.status.success(), "the API server still answers");
 }
+
+#[test]
+fn every_fleet_overlay_renders_with_kubectl_kustomize() {
+    let kubectl = std::env::var("STOWAGE_KUBECTL")
+        .expect("STOWAGE_KUBECTL is not set; run the tests with `bash tests/run` (it installs kubectl into .tools/venv)");
+    let fleet = crate::support::examples_dir().join("fleet");
+    let base = std::fs::read_to_string(fleet.join("base/base.toml")).unwrap();
+    let mut clusters: Vec<std::path::PathBuf> = std::fs::read_dir(fleet.join("clusters"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    clusters.sort();
+    assert_eq!(clusters.len(), 3);
+    for cluster in clusters {
+        let own = std::fs::read_to_string(cluster.join("stowage.toml")).unwrap();
+        // The file is valid, base and all.
+        assert!(
+            crate::support::diagnose(&cluster.join("stowage.toml")).is_empty(),
+            "{}",
+            cluster.display()
+        );
+        let out = std::process::Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(&cluster)
+            .output()
+            .unwrap();
+        crate::support::assert_exit(&out, 0);
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+            documents.iter().filter(|d| d["kind"] == kind).collect()
+        };
+        let config_maps = of_kind("ConfigMap");
+        let data_of = |prefix: &str| {
+            config_maps
+                .iter()
+                .find(|c| c["metadata"]["name"].as_str().unwrap().starts_with(prefix))
+                .unwrap_or_else(|| panic!("no ConfigMap {prefix}*"))
+                .clone()
+        };
+        assert_eq!(
+            data_of("stowage-cluster-")["data"]["stowage.toml"],
+            own.as_str()
+        );
+        assert_eq!(data_of("stowage-base-")["data"]["base.toml"], base.as_str());
+        assert_eq!(of_kind("Role").len(), 1, "{}", cluster.display());
+        let deployment = of_kind("Deployment");
+        assert_eq!(deployment.len(), 1);
+        let sources =
+            &deployment[0]["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"];
+        // The generated names reach the Deployment, and the paths keep `extends` valid.
+        let names: Vec<&str> = sources
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["configMap"]["name"].as_str().unwrap())
+            .collect();
+        for name in &names {
+            assert!(
+                config_maps.iter().any(|c| c["metadata"]["name"] == *name),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            sources[1]["configMap"]["items"][0]["path"],
+            "clusters/current/stowage.toml"
+        );
+        assert!(own.contains("extends = \"../../base/base.toml\""));
+        assert_eq!(
+            sources[0]["configMap"]["items"][0]["path"],
+            "base/base.toml"
+        );
+    }
+}
