@@ -247,8 +247,8 @@ fn every_fleet_overlay_renders_with_kubectl_kustomize() {
             config_maps
                 .iter()
                 .find(|c| c["metadata"]["name"].as_str().unwrap().starts_with(prefix))
+                .copied()
                 .unwrap_or_else(|| panic!("no ConfigMap {prefix}*"))
-                .clone()
         };
         assert_eq!(
             data_of("stowage-cluster-")["data"]["stowage.toml"],
