@@ -10,6 +10,9 @@ use crate::engine::{self, ApplyOptions, PlanOptions, StateSource, saved::SavedPl
 use crate::report;
 
 pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
+    if let Some(dir) = args.plan.as_deref().filter(|p| p.is_dir()) {
+        return super::fleet::apply_saved(args, dir, shared);
+    }
     let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
     let path = match (&saved, args.file.single()) {
         (Some(saved), _) => PathBuf::from(&saved.file),

@@ -153,8 +153,9 @@ pub struct PlanArgs {
     /// velero -o yaml`) instead of the cluster.
     #[arg(long, value_name = "FILE")]
     pub observed: Option<PathBuf>,
-    /// Also save the plan (no secret values) for a later `apply`.
-    #[arg(long, value_name = "PLAN")]
+    /// Also save the plan (no secret values) for a later `apply`; for a fleet, a
+    /// directory of one plan per cluster.
+    #[arg(long, value_name = "PLAN|DIR")]
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
@@ -178,9 +179,9 @@ pub struct ApplyArgs {
     pub parallel: u16,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
-    /// A plan saved with `plan --out`: apply exactly it, or refuse if the file or the
-    /// cluster changed since.
-    #[arg(value_name = "PLAN", conflicts_with = "files")]
+    /// A plan saved with `plan --out` (or a directory of them, for a fleet): apply
+    /// exactly it, or refuse if the file or the cluster changed since.
+    #[arg(value_name = "PLAN|DIR", conflicts_with = "files")]
     pub plan: Option<PathBuf>,
     /// Apply without asking.
     #[arg(long)]

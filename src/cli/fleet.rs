@@ -178,6 +178,9 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         }
     }
     drop(stdout);
+    if let Some(dir) = &args.out {
+        save_plans(&members, dir)?;
+    }
     if members.iter().any(|m| !m.succeeded()) {
         let failed = members.iter().filter(|m| !m.succeeded()).count();
         eprintln!(
@@ -401,6 +404,90 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
         eprintln!(
             "{failed} of {} clusters did not end equal to their file",
             members.len()
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `plan --out DIR` of a fleet: one saved plan per cluster planned cleanly, named
+/// after its file.
+fn save_plans(members: &[Member], dir: &std::path::Path) -> Result<(), CliError> {
+    let write_error = |path: std::path::PathBuf| move |source| CliError::Write { path, source };
+    std::fs::create_dir_all(dir).map_err(write_error(dir.to_path_buf()))?;
+    let mut saved = 0;
+    for member in members.iter().filter(|m| m.succeeded()) {
+        let Outcome::Planned(planned) = &member.outcome else {
+            continue;
+        };
+        let (file, planned) = planned.as_ref();
+        let stem = member
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cluster".to_string());
+        let path = dir.join(format!("{stem}.json"));
+        let document = planned.save(file, &member.file.display().to_string());
+        let text = serde_json::to_string_pretty(&document)?;
+        std::fs::write(&path, text + "\n").map_err(write_error(path.clone()))?;
+        saved += 1;
+    }
+    eprintln!("saved {saved} plans to {}", dir.display());
+    Ok(())
+}
+
+/// `apply DIR`: the plans `plan --out DIR` saved, each to its cluster, each refused on
+/// its own when stale.
+pub(super) fn apply_saved(
+    args: &ApplyArgs,
+    dir: &std::path::Path,
+    shared: &Shared,
+) -> Result<ExitStatus, CliError> {
+    let plans = fleet::saved_plans_in(dir)?;
+    if plans.is_empty() {
+        return Err(CliError::NoFiles);
+    }
+    if !args.auto_approve {
+        return Err(CliError::NoTerminal);
+    }
+    let plan_options = PlanOptions {
+        allow_mass_delete: args.mass_delete.allow_mass_delete,
+        bucket_timeout: args.buckets.timeout(),
+        now: None,
+    };
+    let options = ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+    };
+    let results = runtime()?.block_on(fleet::apply_saved(
+        &plans,
+        &shared.target,
+        plan_options,
+        options,
+        usize::from(args.parallel),
+    ));
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = 0;
+    for (saved, result) in plans.iter().zip(results) {
+        match result {
+            Ok(applied) => {
+                writeln!(stdout, "=== applied: {} ===", saved.file)?;
+                report::apply::write_text(&applied.report, &mut stdout)?;
+                if !applied.converged() {
+                    failed += 1;
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                writeln!(stdout, "=== not applied: {}: {error} ===", saved.file)?;
+            }
+        }
+    }
+    drop(stdout);
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} saved plans were not applied completely",
+            plans.len()
         );
         return Ok(ExitStatus::Failure);
     }

@@ -269,3 +269,64 @@ pub async fn status(
     all.sort_by_key(|(index, _)| *index);
     all.into_iter().map(|(_, status)| status).collect()
 }
+
+/// Applies saved plans (`plan --out DIR`), each to its own cluster and each refused on
+/// its own when stale: the file is checked and planned again, the plan verified
+/// against the saved one, then applied. In the order of `plans`.
+pub async fn apply_saved(
+    plans: &[super::saved::SavedPlan],
+    given: &Target,
+    plan_options: PlanOptions,
+    options: super::ApplyOptions,
+    parallel: usize,
+) -> Vec<Result<super::Applied, EngineError>> {
+    let applied = futures::stream::iter(plans.iter().enumerate())
+        .map(|(index, saved)| async move {
+            let result = async {
+                let path = PathBuf::from(&saved.file);
+                let checked =
+                    super::check_file(&path).map_err(|error| EngineError::InvalidFile {
+                        file: format!("{}: {error}", saved.file),
+                        errors: 1,
+                    })?;
+                let file = checked
+                    .into_valid()
+                    .map_err(|invalid| EngineError::InvalidFile {
+                        file: saved.file.clone(),
+                        errors: invalid.errors(),
+                    })?;
+                let connected = cluster::connect(&target_for(&file, given)).await?;
+                let planned =
+                    super::plan(&file, StateSource::Cluster(&connected), plan_options).await?;
+                planned.verify(saved, &file)?;
+                if planned.plan.has_errors() {
+                    return Err(EngineError::PlanHasErrors);
+                }
+                super::apply(&connected, &file, &planned, options).await
+            }
+            .await;
+            (index, result)
+        })
+        .buffer_unordered(parallel.max(1));
+    let mut applied: Vec<(usize, Result<super::Applied, EngineError>)> = applied.collect().await;
+    applied.sort_by_key(|(index, _)| *index);
+    applied.into_iter().map(|(_, result)| result).collect()
+}
+
+/// The saved plans in a directory (`*.json`), sorted.
+pub fn saved_plans_in(dir: &Path) -> Result<Vec<super::saved::SavedPlan>, EngineError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| super::saved::SavedPlanError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| super::saved::SavedPlan::read(path).map_err(EngineError::from))
+        .collect()
+}

@@ -150,6 +150,10 @@ pub enum EngineError {
     SavedPlan(#[from] saved::SavedPlanError),
     #[error(transparent)]
     Stale(#[from] saved::Stale),
+    #[error("{file} has {errors} error(s); run `stowage validate -f {file}`")]
+    InvalidFile { file: String, errors: usize },
+    #[error("the plan has errors; nothing was applied")]
+    PlanHasErrors,
 }
 
 /// Where the state to plan against comes from.

@@ -188,6 +188,37 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
         2,
         "{text}"
     );
+    // Saved per cluster, then applied from the directory: each refused on its own
+    // when stale (east's file changed since), the others applied.
+    let mut save = reachable[..6].to_vec();
+    save.extend(["--out", "plans"]);
+    assert_exit(&run(&live, &kubeconfig, &save), 0);
+    let east_file = dir.join("east.toml");
+    let edited = std::fs::read_to_string(&east_file).unwrap() + "\n# edited after the plan\n";
+    std::fs::write(&east_file, edited).unwrap();
+    let out = run(
+        &live,
+        &kubeconfig,
+        &["apply", "plans", "--auto-approve", "--no-bucket-checks"],
+    );
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not applied: clusters/east.toml")
+            && text.contains("changed since the plan was made"),
+        "{text}"
+    );
+    assert!(text.contains("applied: clusters/west.toml"), "{text}");
+    assert!(
+        west.get("velero.io/v1", "BackupStorageLocation", "dr")
+            .is_some()
+    );
+    assert!(
+        east.get("velero.io/v1", "BackupStorageLocation", "dr")
+            .is_none()
+    );
+    write(&["dr"]);
+
     // The whole directory applied: the unreachable one fails the run, the others land.
     let out = run(
         &live,
