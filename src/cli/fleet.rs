@@ -88,18 +88,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     ));
     let mut stdout = std::io::stdout().lock();
     match args.format {
-        PlanFormat::Text => {
-            write_summary(&members, &mut stdout)?;
-            for member in &members {
-                writeln!(
-                    stdout,
-                    "\n=== {} ({}) ===",
-                    member.file.display(),
-                    context_of(member)
-                )?;
-                write_member_text(member, shared, &mut stdout)?;
-            }
-        }
+        PlanFormat::Text => write_fleet_text(&members, shared, &mut stdout)?,
         PlanFormat::Markdown => {
             writeln!(stdout, "### stowage plan: {} clusters\n", members.len())?;
             writeln!(
@@ -246,11 +235,11 @@ fn problem_of(member: &Member) -> String {
 }
 
 fn write_summary(members: &[Member], out: &mut impl Write) -> std::io::Result<()> {
-    let rows: Vec<[String; 6]> = members
+    let rows: Vec<Vec<String>> = members
         .iter()
         .map(|member| {
             let (create, update, delete) = counts(member);
-            [
+            vec![
                 member.file.display().to_string(),
                 context_of(member),
                 result_of(member).to_string(),
@@ -260,27 +249,11 @@ fn write_summary(members: &[Member], out: &mut impl Write) -> std::io::Result<()
             ]
         })
         .collect();
-    let header = ["CLUSTER", "CONTEXT", "RESULT", "CREATE", "UPDATE", "DELETE"];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
+    report::status::table(
+        out,
+        &["CLUSTER", "CONTEXT", "RESULT", "CREATE", "UPDATE", "DELETE"],
+        &rows,
+    )?;
     let count = |result: &str| members.iter().filter(|m| result_of(m) == result).count();
     writeln!(
         out,
@@ -290,6 +263,25 @@ fn write_summary(members: &[Member], out: &mut impl Write) -> std::io::Result<()
         count("errors") + count("invalid") + count("failed"),
         count("unreachable")
     )
+}
+
+/// The summary, then each cluster's plan.
+fn write_fleet_text(
+    members: &[Member],
+    shared: &Shared,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    write_summary(members, out)?;
+    for member in members {
+        writeln!(
+            out,
+            "\n=== {} ({}) ===",
+            member.file.display(),
+            context_of(member)
+        )?;
+        write_member_text(member, shared, out)?;
+    }
+    Ok(())
 }
 
 fn write_member_text(
@@ -330,18 +322,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
     let parallel = usize::from(args.parallel);
     let runtime = runtime()?;
     let members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
-    let mut stdout = std::io::stdout().lock();
-    write_summary(&members, &mut stdout)?;
-    for member in &members {
-        writeln!(
-            stdout,
-            "\n=== {} ({}) ===",
-            member.file.display(),
-            context_of(member)
-        )?;
-        write_member_text(member, shared, &mut stdout)?;
-    }
-    drop(stdout);
+    write_fleet_text(&members, shared, &mut std::io::stdout().lock())?;
     let with_changes = members
         .iter()
         .filter(|m| m.succeeded() && m.has_changes())

@@ -32,7 +32,8 @@ fn ago(time: &str, now: DateTime<Utc>) -> String {
     }
 }
 
-fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+/// Columns padded to their widest cell, three spaces apart, as kubectl prints them.
+pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

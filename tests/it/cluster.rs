@@ -91,6 +91,23 @@ impl Drop for TestCluster {
     }
 }
 
+/// A `plan --format json` document's changes as `action kind/name`.
+pub fn changes_of(plan: &Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}/{}",
+                c["action"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 pub fn stack() -> &'static Stack {
     Stack::shared()
 }
@@ -249,19 +266,7 @@ impl TestCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-        plan["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}/{}",
-                    c["action"].as_str().unwrap(),
-                    c["kind"].as_str().unwrap(),
-                    c["name"].as_str().unwrap()
-                )
-            })
-            .collect()
+        changes_of(&plan)
     }
 
     /// `apply --auto-approve --wait`, which must succeed; its report.

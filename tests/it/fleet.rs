@@ -161,19 +161,7 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
     let clusters = document["clusters"].as_array().unwrap();
     assert_eq!(clusters.len(), 2);
     for cluster in clusters {
-        let changes: Vec<String> = cluster["plan"]["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}/{}",
-                    c["action"].as_str().unwrap(),
-                    c["kind"].as_str().unwrap(),
-                    c["name"].as_str().unwrap()
-                )
-            })
-            .collect();
+        let changes = crate::cluster::changes_of(&cluster["plan"]);
         assert_eq!(changes, ["create BackupStorageLocation/dr"], "{cluster:#}");
     }
     // For a pull request: a table, then each cluster collapsed.
