@@ -15,9 +15,16 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(shared.color).init(),
     }
+    // The file's `[cluster] context`, when it validates now (the daemon keeps to the
+    // cluster it started on).
+    let target = crate::engine::check_file(&args.file.file)
+        .ok()
+        .and_then(|checked| checked.into_valid().ok())
+        .map(|file| crate::engine::fleet::target_for(&file, &shared.target))
+        .unwrap_or_else(|| shared.target.clone());
     let options = crate::watch::Options {
         file: args.file.file.clone(),
-        target: shared.target.clone(),
+        target,
         resync: args.resync,
         listen: args.listen,
         leader_elect: args.leader_elect,
