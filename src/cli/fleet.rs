@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use super::args::{ApplyArgs, Format, PlanArgs, PlanFormat, ValidateArgs};
-use super::{CliError, ExitStatus, Shared, count_summary, runtime, show};
+use super::{CliError, ExitStatus, Shared, count_summary, fleet_runtime, show};
 use crate::engine::fleet::{self, Member, Outcome};
 use crate::engine::{self, ApplyOptions, PlanOptions};
 use crate::report::{self, diagnostics as shown};
@@ -80,7 +80,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         bucket_timeout: args.buckets.timeout(),
         now: args.now,
     };
-    let members = runtime()?.block_on(fleet::plan(
+    let members = fleet_runtime()?.block_on(fleet::plan(
         &files,
         &shared.target,
         options,
@@ -320,7 +320,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
         now: None,
     };
     let parallel = usize::from(args.parallel);
-    let runtime = runtime()?;
+    let runtime = fleet_runtime()?;
     let members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
     write_fleet_text(&members, shared, &mut std::io::stdout().lock())?;
     let with_changes = members
@@ -440,7 +440,7 @@ pub(super) fn apply_saved(
         force_conflicts: args.force_conflicts,
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
     };
-    let results = runtime()?.block_on(fleet::apply_saved(
+    let results = fleet_runtime()?.block_on(fleet::apply_saved(
         &plans,
         &shared.target,
         plan_options,

@@ -183,6 +183,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Runtime)
 }
 
+/// A runtime for a fleet: its clusters' plans are CPU work too (decoding, planning),
+/// so they get every core.
+fn fleet_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
+}
+
 /// Prints diagnostics to stderr, located in `source`.
 fn show(diagnostics: &[Diagnostic], source: &SourceMap, color: bool) -> Result<(), CliError> {
     let located = shown::locate(diagnostics, source);

@@ -64,7 +64,7 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
         return Err(CliError::NoFiles);
     }
     let now = chrono::Utc::now();
-    let all = runtime()?.block_on(engine::fleet::status(
+    let all = super::fleet_runtime()?.block_on(engine::fleet::status(
         &files,
         &shared.target,
         args.buckets.timeout(),

@@ -64,6 +64,36 @@ pub fn target_for(file: &ValidFile, given: &Target) -> Target {
     }
 }
 
+/// The connections of one fleet run: files for the same cluster (the same kubeconfig
+/// and context) share one client and its connection pool.
+#[derive(Default)]
+pub struct Connections {
+    clients: std::sync::Mutex<Vec<(Target, cluster::Cluster)>>,
+}
+
+impl Connections {
+    pub async fn connect(&self, target: &Target) -> Result<cluster::Cluster, ClusterError> {
+        let known = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(seen, _)| {
+                seen.kubeconfig == target.kubeconfig && seen.context == target.context
+            })
+            .map(|(_, connected)| connected.clone());
+        if let Some(connected) = known {
+            return Ok(connected);
+        }
+        let connected = cluster::connect(target).await?;
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((target.clone(), connected.clone()));
+        Ok(connected)
+    }
+}
+
 /// What became of one cluster of a fleet.
 #[derive(Debug)]
 pub enum Outcome {
@@ -105,15 +135,25 @@ pub async fn plan(
     options: PlanOptions,
     parallel: usize,
 ) -> Vec<Member> {
-    let members = futures::stream::iter(files.iter().enumerate())
-        .map(|(index, file)| async move { (index, plan_one(file, given, options).await) })
-        .buffer_unordered(parallel.max(1));
+    let connections = Connections::default();
+    let connections = &connections;
+    let members =
+        futures::stream::iter(files.iter().enumerate())
+            .map(|(index, file)| async move {
+                (index, plan_one(file, given, options, connections).await)
+            })
+            .buffer_unordered(parallel.max(1));
     let mut members: Vec<(usize, Member)> = members.collect().await;
     members.sort_by_key(|(index, _)| *index);
     members.into_iter().map(|(_, member)| member).collect()
 }
 
-async fn plan_one(path: &Path, given: &Target, options: PlanOptions) -> Member {
+async fn plan_one(
+    path: &Path,
+    given: &Target,
+    options: PlanOptions,
+    connections: &Connections,
+) -> Member {
     let member = |context: Option<String>, outcome| Member {
         file: path.to_path_buf(),
         context,
@@ -138,7 +178,7 @@ async fn plan_one(path: &Path, given: &Target, options: PlanOptions) -> Member {
     };
     let target = target_for(&file, given);
     let context = target.context.clone();
-    let connected = match cluster::connect(&target).await {
+    let connected = match connections.connect(&target).await {
         Ok(connected) => connected,
         Err(error) => return member(context, Outcome::Unreachable(error)),
     };
