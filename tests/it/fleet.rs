@@ -25,6 +25,7 @@ fn three_contexts(live: &TestCluster) -> std::path::PathBuf {
         .unwrap()
         .push(down_cluster);
     config["contexts"] = serde_json::json!([
+        {"name": "north", "context": {"cluster": cluster, "user": user}},
         {"name": "east", "context": {"cluster": cluster, "user": user}},
         {"name": "west", "context": {"cluster": cluster, "user": user}},
         {"name": "down", "context": {"cluster": "down", "user": user}},
@@ -290,4 +291,89 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
         .unwrap();
     assert_exit(&out, 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be reached"));
+}
+
+#[test]
+fn a_fleet_on_one_base_converges_and_a_base_edit_reaches_every_cluster() {
+    let live = cluster("fleet-base", Options::default());
+    let kubeconfig = three_contexts(&live);
+    let namespaces: Vec<_> = ["north", "east", "west"]
+        .iter()
+        .map(|name| (*name, stack().namespace(&format!("fleet-{name}"))))
+        .collect();
+    let root = live.dir.path();
+    // The base: the credential and the default location, prefixed per cluster below.
+    let base = |extra: &str| {
+        format!(
+            "{}{}{extra}",
+            live.header().replace(
+                &format!("[velero]\nnamespace = \"{}\"\n", live.namespace()),
+                ""
+            ),
+            live.location("primary", "primary", "default = true\n")
+                .replace(&format!("{}/primary", live.namespace()), "base/primary")
+        )
+    };
+    std::fs::write(root.join("base.toml"), base("")).unwrap();
+    std::fs::create_dir_all(root.join("clusters")).unwrap();
+    for (context, ns) in &namespaces {
+        std::fs::write(
+            root.join(format!("clusters/{context}.toml")),
+            format!(
+                "extends = \"../base.toml\"\n\n[cluster]\ncontext = \"{context}\"\n\n[velero]\nnamespace = \"{0}\"\n\n[backup_locations.primary]\nprefix = \"{0}/primary\"\n",
+                ns.name
+            ),
+        )
+        .unwrap();
+    }
+    // The fleet applied: all three converge, each in its own namespace.
+    let out = run(
+        &live,
+        &kubeconfig,
+        &[
+            "apply",
+            "-f",
+            "clusters",
+            "--auto-approve",
+            "--no-bucket-checks",
+        ],
+    );
+    assert_exit(&out, 0);
+    for (_, ns) in &namespaces {
+        let primary = ns
+            .get("velero.io/v1", "BackupStorageLocation", "primary")
+            .expect("applied");
+        assert_eq!(
+            primary["spec"]["objectStorage"]["prefix"],
+            format!("{}/primary", ns.name).as_str()
+        );
+    }
+    let plan = [
+        "plan",
+        "-f",
+        "clusters",
+        "--no-bucket-checks",
+        "--detailed-exitcode",
+        "--format",
+        "json",
+    ];
+    assert_exit(&run(&live, &kubeconfig, &plan), 0);
+
+    // One edit to the base: every cluster gets it, and nothing else changes.
+    let dr = live
+        .location("dr", "dr", "")
+        .replace(&format!("{}/dr", live.namespace()), "shared-dr");
+    std::fs::write(root.join("base.toml"), base(&dr)).unwrap();
+    let out = run(&live, &kubeconfig, &plan);
+    assert_exit(&out, 2);
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clusters = document["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3);
+    for cluster in clusters {
+        assert_eq!(
+            crate::cluster::changes_of(&cluster["plan"]),
+            ["create BackupStorageLocation/dr"],
+            "{cluster:#}"
+        );
+    }
 }
