@@ -86,6 +86,19 @@ impl FilesArg {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ParallelArg {
+    /// With several files: how many clusters to work on at once.
+    #[arg(long = "parallel", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub clusters: u16,
+}
+
+impl ParallelArg {
+    pub fn get(&self) -> usize {
+        usize::from(self.clusters)
+    }
+}
+
+#[derive(Debug, clap::Args)]
 pub struct MassDeleteArg {
     /// Let the plan delete all of the objects the file manages, or more than half of
     /// them (refused otherwise: a half-written file would delete what it left out).
@@ -144,9 +157,8 @@ pub struct RenderArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub file: FilesArg,
-    /// With several files: how many clusters to plan at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub parallel: u16,
+    #[command(flatten)]
+    pub parallel: ParallelArg,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
     /// Plan against a saved state (`kubectl get bsl,vsl,schedules,secrets,deployments -n
@@ -174,9 +186,8 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub file: FilesArg,
-    /// With several files: how many clusters to plan and apply at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub parallel: u16,
+    #[command(flatten)]
+    pub parallel: ParallelArg,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
     /// A plan saved with `plan --out` (or a directory of them, for a fleet): apply
@@ -250,9 +261,8 @@ pub enum LogFormat {
 pub struct StatusArgs {
     #[command(flatten)]
     pub file: FilesArg,
-    /// With several files: how many clusters to read at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub parallel: u16,
+    #[command(flatten)]
+    pub parallel: ParallelArg,
     /// Exit 1 when any copy of a schedule is behind or missing.
     #[arg(long)]
     pub check: bool,

@@ -84,7 +84,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         &files,
         &shared.target,
         options,
-        usize::from(args.parallel),
+        args.parallel.get(),
     ));
     let mut stdout = std::io::stdout().lock();
     match args.format {
@@ -319,7 +319,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
         bucket_timeout: args.buckets.timeout(),
         now: None,
     };
-    let parallel = usize::from(args.parallel);
+    let parallel = args.parallel.get();
     let runtime = fleet_runtime()?;
     let members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
     write_fleet_text(&members, shared, &mut std::io::stdout().lock())?;
@@ -352,6 +352,9 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
     let mut stdout = std::io::stdout().lock();
     let mut failed = members.iter().filter(|m| !m.succeeded()).count();
     for (member, applied) in members.iter().zip(&applied) {
+        if !applied.succeeded() {
+            failed += 1;
+        }
         match applied {
             fleet::Applied::Skipped => {}
             fleet::Applied::Done(done) => {
@@ -366,12 +369,8 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
                         shared.color,
                     )?;
                 }
-                if !done.converged() {
-                    failed += 1;
-                }
             }
             fleet::Applied::Failed(error) => {
-                failed += 1;
                 writeln!(
                     stdout,
                     "\n=== not applied: {}: {error} ===",
@@ -445,7 +444,7 @@ pub(super) fn apply_saved(
         &shared.target,
         plan_options,
         options,
-        usize::from(args.parallel),
+        args.parallel.get(),
     ));
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0;

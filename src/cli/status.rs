@@ -69,7 +69,7 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
         &shared.target,
         args.buckets.timeout(),
         now,
-        usize::from(args.parallel),
+        args.parallel.get(),
     ));
     let mut stdout = std::io::stdout().lock();
     let mut failing = 0;

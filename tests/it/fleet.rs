@@ -53,6 +53,19 @@ fn cluster_file(live: &TestCluster, context: &str, namespace: &str, locations: &
     format!("{header}{body}")
 }
 
+/// Asserts that each namespace holds the location `name`.
+fn assert_location_in(namespaces: &[&stowage_test_harness::Namespace], name: &str) {
+    for namespace in namespaces {
+        assert!(
+            namespace
+                .get("velero.io/v1", "BackupStorageLocation", name)
+                .is_some(),
+            "no {name} in {}",
+            namespace.name
+        );
+    }
+}
+
 fn run(live: &TestCluster, kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
     let output = live.command_with(kubeconfig).args(args).output().unwrap();
     live.record(&output);
@@ -132,15 +145,7 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
         ],
     );
     assert_exit(&out, 0);
-    for namespace in [&east, &west] {
-        assert!(
-            namespace
-                .get("velero.io/v1", "BackupStorageLocation", "primary")
-                .is_some(),
-            "{}",
-            namespace.name
-        );
-    }
+    assert_location_in(&[&east, &west], "primary");
     let reachable = [
         "plan",
         "-f",
@@ -221,15 +226,7 @@ fn a_fleet_is_planned_and_applied_cluster_by_cluster_with_one_unreachable() {
         ],
     );
     assert_exit(&out, 1);
-    for namespace in [&east, &west] {
-        assert!(
-            namespace
-                .get("velero.io/v1", "BackupStorageLocation", "dr")
-                .is_some(),
-            "{}",
-            namespace.name
-        );
-    }
+    assert_location_in(&[&east, &west], "dr");
     assert_exit(&run(&live, &kubeconfig, &reachable), 0);
     // Status of both at once; the unreachable one fails a directory-wide status.
     let out = run(
