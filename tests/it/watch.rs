@@ -782,18 +782,22 @@ fn a_field_another_manager_keeps_setting_is_a_fight_the_daemon_backs_off_from() 
     let line = daemon.wait_for_log("backing off before taking it back");
     assert!(line.contains("kubectl-edit"), "{line}");
     assert!(line.contains("spec.objectStorage.prefix"), "{line}");
-    let (_, metrics) = daemon.get("/metrics");
-    let series = metrics
-        .lines()
-        .find(|l| l.starts_with("stowage_fight_backoff_seconds{"))
-        .unwrap_or_else(|| panic!("no fight in:\n{metrics}"));
+    // The gauge is set before each drift round; the round after the last takeover
+    // (its own write is drift too) shows the doubled wait.
+    let series = eventually("the wait to double", Duration::from_secs(20), || {
+        let (_, metrics) = daemon.get("/metrics");
+        let series = metrics
+            .lines()
+            .find(|l| l.starts_with("stowage_fight_backoff_seconds{"))?
+            .to_string();
+        let wait: f64 = series.rsplit(' ').next()?.parse().ok()?;
+        (wait >= 2.0).then_some(series)
+    });
     assert!(series.contains("manager=\"kubectl-edit\""), "{series}");
     assert!(
         series.contains("field=\"spec.objectStorage.prefix\""),
         "{series}"
     );
-    let wait: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(wait >= 2.0, "the wait doubles: {series}");
     // Each takeover is counted once its round has recorded it.
     eventually("five takeovers counted", Duration::from_secs(10), || {
         daemon
