@@ -40,10 +40,12 @@ pub enum Code {
     NotConverged,
     Stagger,
     Extends,
+    Sops,
+    PlaintextCredential,
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 32] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -74,6 +76,8 @@ impl Code {
         Code::NotConverged,
         Code::Stagger,
         Code::Extends,
+        Code::Sops,
+        Code::PlaintextCredential,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +112,8 @@ impl Code {
             Code::NotConverged => "stowage::not-converged",
             Code::Stagger => "stowage::stagger",
             Code::Extends => "stowage::extends",
+            Code::Sops => "stowage::sops",
+            Code::PlaintextCredential => "stowage::plaintext-credential",
         }
     }
 

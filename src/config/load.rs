@@ -15,6 +15,7 @@ use super::shape;
 use super::source::{self, Format, SourceMap};
 use crate::diagnostic::{Code, Diagnostic, Pointer, Segment};
 use crate::secret::SecretValue;
+use crate::secret::sops::{self, AgeKeys, SopsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -38,6 +39,8 @@ pub enum Material {
     Missing(String),
     /// `external = true`: the value lives in the cluster.
     External,
+    /// A SOPS-encrypted file that could not be decrypted; the error holds no value.
+    Undecryptable(SopsError),
 }
 
 /// The contents a file points at, read at load time.
@@ -47,6 +50,9 @@ pub struct Materials {
     pub credentials: BTreeMap<String, Material>,
     /// By backup location name, for locations with `ca_cert_file`.
     pub ca_certs: BTreeMap<String, Result<Vec<u8>, String>>,
+    /// Credentials read from a plaintext file that git would commit: inside a work tree,
+    /// and tracked or not ignored.
+    pub committed_plaintext: BTreeSet<String>,
 }
 
 /// A loaded file: the model (when its shape allowed decoding one), the source for
@@ -340,13 +346,16 @@ fn decode_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Diagno
 }
 
 /// Reads the credential sources and CA files `config` names, resolving paths against
-/// `base_dir` and variables through `env`.
+/// `base_dir` and variables through `env`. SOPS-encrypted credential files are
+/// decrypted here, with age keys found through `env` as sops finds them (looked for
+/// only when a file needs them).
 pub fn read_materials(
     config: &Config,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Materials {
     let mut materials = Materials::default();
+    let keys = std::cell::LazyCell::new(|| AgeKeys::discover(env));
     for (name, credential) in &config.credentials {
         let sources = [
             credential.file.is_some(),
@@ -357,7 +366,12 @@ pub fn read_materials(
             continue;
         }
         let material = if let Some(file) = &credential.file {
-            read_file(&base_dir.join(file), file)
+            let path = base_dir.join(file);
+            let read = read_credential_file(&path, file, &keys);
+            if read.plaintext && git_would_commit(&path) {
+                materials.committed_plaintext.insert(name.clone());
+            }
+            read.material
         } else if let Some(variable) = &credential.env {
             match env(variable) {
                 Some(value) if value.len() as u64 > SECRET_LIMIT => Material::Missing(format!(
@@ -382,15 +396,77 @@ pub fn read_materials(
     materials
 }
 
-fn read_file(path: &Path, as_written: &Path) -> Material {
-    match read_bounded(path, SECRET_LIMIT) {
-        Ok(bytes) => Material::Value(SecretValue::new(bytes)),
-        Err(error) => Material::Missing(format!(
-            "cannot read {}: {}",
-            as_written.display(),
-            io_reason(&error)
-        )),
+struct CredentialFile {
+    material: Material,
+    /// Read as it is on disk, not decrypted.
+    plaintext: bool,
+}
+
+/// An encrypted file is larger than what it holds: base64 and metadata about double it.
+const SOPS_FILE_LIMIT: u64 = 4 * SECRET_LIMIT;
+
+fn read_credential_file(
+    path: &Path,
+    as_written: &Path,
+    keys: &std::cell::LazyCell<AgeKeys, impl FnOnce() -> AgeKeys>,
+) -> CredentialFile {
+    let unreadable = |reason: String| CredentialFile {
+        material: Material::Missing(format!("cannot read {}: {reason}", as_written.display())),
+        plaintext: false,
+    };
+    let bytes = match read_bounded(path, SOPS_FILE_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(error) => return unreadable(io_reason(&error)),
+    };
+    if sops::is_encrypted(&bytes) {
+        let material = match sops::decrypt(path, &bytes, keys) {
+            Ok(value) if value.len() as u64 > SECRET_LIMIT => Material::Missing(format!(
+                "{} decrypts to {} bytes; a Secret holds at most 1 MiB",
+                as_written.display(),
+                value.len()
+            )),
+            Ok(value) => Material::Value(value),
+            Err(error) => Material::Undecryptable(error),
+        };
+        return CredentialFile {
+            material,
+            plaintext: false,
+        };
     }
+    if bytes.len() as u64 > SECRET_LIMIT {
+        return unreadable(format!("larger than {} KiB", SECRET_LIMIT >> 10));
+    }
+    CredentialFile {
+        material: Material::Value(SecretValue::new(bytes)),
+        plaintext: true,
+    }
+}
+
+/// Whether git would commit `path`: it lies in a work tree and is tracked or not
+/// ignored. Asks git itself (`git check-ignore`, which honours every ignore file and
+/// treats tracked files as not ignored); without a work tree around the file, or
+/// without git, the answer is no.
+fn git_would_commit(path: &Path) -> bool {
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    if !dir.ancestors().any(|d| d.join(".git").exists()) {
+        return false;
+    }
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["check-ignore", "--quiet", "--"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    // 0: ignored; 1: not ignored; anything else (128: not a repository) says nothing.
+    matches!(status.map(|s| s.code()), Ok(Some(1)))
 }
 
 fn io_reason(error: &std::io::Error) -> String {

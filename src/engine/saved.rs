@@ -227,6 +227,7 @@ pub fn inputs_digest(text: &str, materials: &Materials) -> String {
             }
             Material::Missing(_) => hasher.update(b"\0missing"),
             Material::External => hasher.update(b"\0external"),
+            Material::Undecryptable(_) => hasher.update(b"\0undecryptable"),
         }
     }
     for (name, contents) in &materials.ca_certs {

@@ -139,7 +139,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
                 secret: secret.to_string(),
                 key: key.to_string(),
             }),
-            Some(Material::Missing(_)) | None => {}
+            Some(Material::Missing(_) | Material::Undecryptable(_)) | None => {}
         }
     }
 

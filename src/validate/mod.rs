@@ -396,6 +396,38 @@ impl Checker<'_> {
                     .help("keep exactly one of `file`, `env` or `external = true`"),
                 ),
             }
+            if let (Some(Material::Undecryptable(error)), Some(file)) =
+                (self.materials.credentials.get(name), &credential.file)
+            {
+                out.push(
+                    Diagnostic::error(
+                        Code::Sops,
+                        format!("cannot decrypt {}: {error}", file.display()),
+                    )
+                    .at(at.child("file"))
+                    .label("SOPS file")
+                    .help(error.help()),
+                );
+            }
+            if self.materials.committed_plaintext.contains(name)
+                && let Some(file) = &credential.file
+            {
+                out.push(
+                    Diagnostic::warning(
+                        Code::PlaintextCredential,
+                        format!(
+                            "{} holds credential `{name}` in plaintext, and git would commit it",
+                            file.display()
+                        ),
+                    )
+                    .at(at.child("file"))
+                    .label("plaintext")
+                    .help(format!(
+                        "encrypt it with `sops encrypt --age <recipient> --in-place {}` (stowage decrypts it), or add it to .gitignore",
+                        file.display()
+                    )),
+                );
+            }
             if let Some(Material::Missing(reason)) = self.materials.credentials.get(name) {
                 let source_at = if credential.file.is_some() {
                     at.child("file")
