@@ -79,6 +79,9 @@ pub struct TestCluster {
     pub velero: Option<VeleroServer>,
     /// The desired-state file stowage reads (`STOWAGE_FILE`), in `dir`.
     pub file: std::cell::Cell<&'static str>,
+    /// The age key file stowage decrypts SOPS files with (`SOPS_AGE_KEY_FILE`); none
+    /// by default, whatever the environment of the tests holds.
+    pub age_key: RefCell<Option<PathBuf>>,
     transcript: RefCell<String>,
 }
 
@@ -131,6 +134,7 @@ pub fn cluster(hint: &str, options: Options) -> TestCluster {
         proxy,
         velero,
         file: std::cell::Cell::new("stowage.toml"),
+        age_key: RefCell::default(),
         transcript: RefCell::default(),
     };
     cluster.write_credentials(&s3_credentials(&good_secret()));
@@ -236,7 +240,12 @@ impl TestCluster {
             .arg(kubeconfig)
             .env_remove("KUBECONFIG")
             .env_remove("STOWAGE_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
             .stdin(Stdio::null());
+        if let Some(key) = &*self.age_key.borrow() {
+            command.env("SOPS_AGE_KEY_FILE", key);
+        }
         if self.file.get() != "stowage.toml" {
             command.env("STOWAGE_FILE", self.file.get());
         }

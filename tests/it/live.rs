@@ -240,6 +240,8 @@ fn every_example_applies_to_an_empty_namespace_then_plans_to_no_changes() {
             &crate::support::examples_dir().join("secrets"),
             &live.dir.path().join("secrets"),
         );
+        // The SOPS example's credentials open with the examples' test key.
+        *live.age_key.borrow_mut() = Some(live.dir.path().join("secrets/age-test-key.txt"));
         // What `velero install` left: its Deployment (files that manage the server's
         // flags change it) and, for files that name it as external, the install
         // credential (a file that declares it with its own value adopts it instead,

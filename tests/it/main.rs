@@ -19,5 +19,6 @@ mod plan;
 mod reconcile;
 mod render;
 mod schema;
+mod sops;
 mod validate_codes;
 mod watch;

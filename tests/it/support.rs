@@ -88,10 +88,16 @@ pub fn example_files() -> Vec<PathBuf> {
         .expect("examples/")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| {
-            matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("toml" | "yaml" | "yml")
-            )
+            // Not dotfiles: .sops.yaml is sops' own configuration.
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            !hidden
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("toml" | "yaml" | "yml")
+                )
         })
         .collect();
     files.sort();
