@@ -96,7 +96,8 @@ pub struct Credential {
     pub secret: Option<String>,
     /// Data key in the Secret (default: "cloud").
     pub key: Option<String>,
-    /// A file holding the value, relative to the stowage file.
+    /// A file holding the value, relative to the stowage file: plaintext, or encrypted
+    /// with SOPS for age keys (decrypted in memory with the key sops would use).
     pub file: Option<PathBuf>,
     /// An environment variable holding the value.
     pub env: Option<String>,
