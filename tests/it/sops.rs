@@ -65,7 +65,18 @@ fn sops(args: &[&str]) -> Command {
 
 /// `sops encrypt` of `plain` for `recipient`, written to `encrypted`.
 fn encrypt(plain: &Path, recipient: &str, encrypted: &Path) {
-    let out = sops(&["encrypt", "--age", recipient, "--output"])
+    encrypt_with(plain, recipient, encrypted, &[]);
+}
+
+/// With `options` (`--config FILE`: its creation rule names the recipient).
+fn encrypt_with(plain: &Path, recipient: &str, encrypted: &Path, options: &[&str]) {
+    let mut command = sops(options);
+    command.arg("encrypt");
+    if options.is_empty() {
+        command.args(["--age", recipient]);
+    }
+    let out = command
+        .arg("--output")
         .arg(encrypted)
         .arg(plain)
         .output()
@@ -157,7 +168,19 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
         .chain(CANARY.bytes())
         .chain([0, b'\n', 0xff])
         .collect();
-    let originals: Vec<(&str, &str, Vec<u8>)> = vec![
+    // mac_only_encrypted is set by a creation rule only, as teams do in .sops.yaml.
+    let rules = dir.path().join("partial.sops.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "creation_rules:\n  - encrypted_regex: ^password$\n    mac_only_encrypted: true\n    age: {}\n",
+            key.recipient
+        ),
+    )
+    .unwrap();
+    let rules = rules.display().to_string();
+    let with_rules = ["--config", rules.as_str()];
+    let originals: Vec<(&str, &str, Vec<u8>, &[&str])> = vec![
         (
             "aws",
             "aws.ini",
@@ -166,6 +189,7 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
                  [backup]\naws_access_key_id = AKIASECOND\naws_secret_access_key = second-{CANARY}\n"
             )
             .into_bytes(),
+            &[],
         ),
         (
             "azure",
@@ -177,6 +201,7 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
                  AZURE_CLIENT_SECRET={CANARY}\nAZURE_RESOURCE_GROUP=rg\nAZURE_CLOUD_NAME=AzurePublicCloud\n"
             )
             .into_bytes(),
+            &[],
         ),
         (
             "gcp",
@@ -194,21 +219,31 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
                 "scopes": ["a", "b"],
             }))
             .unwrap(),
+            &[],
         ),
         (
             "yaml",
             "token.yaml",
-            format!("token: {CANARY}\nport: 8443\nenabled: true\nnested:\n    list:\n        - one\n        - two: 2\n")
+            format!("token: {CANARY}\nport: 8443\nenabled: true\nregion_unencrypted: eu-west-1\nnested:\n    list:\n        - one\n        - two: 2\n")
                 .into_bytes(),
+            &[],
         ),
-        ("binary", "credentials-velero", binary.clone()),
+        (
+            // Only some values encrypted, and the MAC over those alone.
+            "partial",
+            "partial.yaml",
+            format!("endpoint: https://s3.example\npassword: {CANARY}\nretries: 3\nratio: 0.5\n")
+                .into_bytes(),
+            &with_rules,
+        ),
+        ("binary", "credentials-velero", binary.clone(), &[]),
     ];
     let mut file = String::from("version = 1\n");
     let mut plain_file = String::from("version = 1\n");
-    for (name, path, contents) in &originals {
+    for (name, path, contents, options) in &originals {
         let plain = dir.path().join(format!("plain-{path}"));
         std::fs::write(&plain, contents).unwrap();
-        encrypt(&plain, &key.recipient, &dir.path().join(path));
+        encrypt_with(&plain, &key.recipient, &dir.path().join(path), options);
         std::fs::remove_file(&plain).unwrap();
         // The same credential as `sops decrypt` writes it, for the plaintext twin.
         let decrypted = sops_decrypt(&dir.path().join(path), &key);
@@ -229,7 +264,7 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
     assert_exit(&render, 0);
     let data = rendered_secret_data(&render.stdout);
     assert_eq!(data.len(), originals.len());
-    for (name, path, original) in &originals {
+    for (name, path, original, _) in &originals {
         let (_, decrypted) = data.iter().find(|(key, _)| key == name).unwrap();
         // Byte for byte what the real sops decrypts it to...
         assert_eq!(
@@ -248,7 +283,7 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
                 serde_json::from_slice::<Value>(decrypted).unwrap(),
                 serde_json::from_slice::<Value>(original).unwrap()
             ),
-            "yaml" => assert_eq!(
+            "yaml" | "partial" => assert_eq!(
                 serde_saphyr::from_str::<Value>(&ours).unwrap(),
                 serde_saphyr::from_str::<Value>(&theirs).unwrap()
             ),

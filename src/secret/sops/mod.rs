@@ -550,6 +550,53 @@ fn decrypt_value(
 mod tests {
     use super::*;
 
+    const VALUE: &str = "ENC[AES256_GCM,data:AA==,iv:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]";
+
+    fn decrypt_dotenv(metadata: &str) -> Result<SecretValue, SopsError> {
+        let text = format!(
+            "KEY={VALUE}\n{metadata}sops_lastmodified=2026-01-01T00:00:00Z\nsops_mac={VALUE}\n"
+        );
+        let no_keys = AgeKeys::discover(&|_| None);
+        decrypt(Path::new("creds.env"), text.as_bytes(), &no_keys)
+    }
+
+    #[test]
+    fn other_key_types_are_named_and_refused_before_any_key_is_looked_for() {
+        let error = decrypt_dotenv("sops_pgp__list_0__map_fp=ABCD\nsops_pgp__list_0__map_enc=x\nsops_kms__list_0__map_arn=arn\n")
+            .unwrap_err();
+        assert_eq!(
+            error,
+            SopsError::Unsupported("it is encrypted for PGP, AWS KMS, not for an age key".into())
+        );
+        assert!(error.help().contains("age"));
+    }
+
+    #[test]
+    fn shamir_key_groups_are_refused() {
+        let error = decrypt_dotenv(
+            "sops_key_groups__list_0__map_age__list_0__map_recipient=a\n\
+             sops_key_groups__list_0__map_age__list_0__map_enc=x\n\
+             sops_key_groups__list_1__map_age__list_0__map_recipient=b\n\
+             sops_key_groups__list_1__map_age__list_0__map_enc=y\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, SopsError::Unsupported(ref m) if m.contains("Shamir")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_age_file_without_keys_says_where_it_looked() {
+        let error =
+            decrypt_dotenv("sops_age__list_0__map_recipient=age1x\nsops_age__list_0__map_enc=x\n")
+                .unwrap_err();
+        assert!(
+            matches!(&error, SopsError::NoKey { looked } if looked.contains("$SOPS_AGE_KEY (not set)")),
+            "{error}"
+        );
+    }
+
     #[test]
     fn floats_are_written_as_go_writes_them() {
         assert_eq!(go_float(0.5), "0.5");
