@@ -46,7 +46,11 @@ pub enum Command {
     /// Keep the cluster equal to the file: re-apply on edits, drift and every resync.
     Watch(WatchArgs),
     /// Print the JSON Schema of the desired-state file.
-    Schema,
+    Schema {
+        /// The schema for a file that extends another: nothing in it is required.
+        #[arg(long)]
+        overlay: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -162,9 +162,14 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Import(args) => import::run(&args, &shared),
         Command::Status(args) => status::run(&args, &shared),
         Command::Watch(args) => watch::run(&args, &shared),
-        Command::Schema => {
+        Command::Schema { overlay } => {
+            let text = if overlay {
+                crate::config::overlay_schema_text()
+            } else {
+                crate::config::json_schema_text()
+            };
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(crate::config::json_schema_text().as_bytes())?;
+            stdout.write_all(text.as_bytes())?;
             Ok(ExitStatus::Success)
         }
         Command::Completions { shell } => {

@@ -99,6 +99,15 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 
 /// Reads and loads the file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    load_with_env(path, &|name| std::env::var_os(name))
+}
+
+/// `load`, reading environment variables (credential `env` sources, sops' age key
+/// variables, `HOME`) through `env` instead of the process's environment.
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Loaded, LoadError> {
     let format = Format::from_path(path).ok_or_else(|| LoadError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
@@ -112,7 +121,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let parsed = on_parser_stack(|| load_chain(path, text, format));
     let materials = match &parsed.config {
-        Some(config) => read_materials(config, base_dir, &|name| std::env::var_os(name)),
+        Some(config) => read_materials(config, base_dir, env),
         None => Materials::default(),
     };
     Ok(Loaded {

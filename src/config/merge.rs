@@ -23,6 +23,14 @@ const DROPPABLE: [&str; 4] = [
     "schedules",
 ];
 
+/// The JSON Schema definitions of those tables' entries, in the same order.
+pub const DROPPABLE_DEFINITIONS: [&str; 4] = [
+    "Credential",
+    "BackupLocation",
+    "SnapshotLocation",
+    "Schedule",
+];
+
 /// The file's `extends` value and its span, when it names a base.
 pub fn extends_of(root: &Node) -> Option<(String, Range<usize>)> {
     let NodeValue::Map(entries) = &root.value else {

@@ -412,11 +412,55 @@ pub fn json_schema() -> &'static serde_json::Value {
     &SCHEMA
 }
 
-/// The JSON Schema as committed in `schema/stowage.schema.json`: pretty, one newline.
+/// The JSON Schema for editors, as committed in `schema/stowage.schema.json`: the
+/// model's, plus the two keys the loader consumes before the model sees the file —
+/// `extends` at the top, and `drop` in each entry an overlay may remove.
 pub fn json_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(json_schema()).unwrap_or_else(|_| "{}".to_string());
+    schema_text(&editor_schema())
+}
+
+/// The schema for a file that extends another (`schema/stowage-overlay.schema.json`):
+/// an overlay states only what differs, so no key is required in it.
+pub fn overlay_schema_text() -> String {
+    let mut schema = editor_schema();
+    remove_required(&mut schema);
+    if let Some(title) = schema.get_mut("title") {
+        *title = serde_json::Value::String("stowage overlay (a file with `extends`)".into());
+    }
+    schema_text(&schema)
+}
+
+fn schema_text(schema: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(schema).unwrap_or_else(|_| "{}".to_string());
     text.push('\n');
     text
+}
+
+fn editor_schema() -> serde_json::Value {
+    use serde_json::json;
+    let mut schema = json_schema().clone();
+    schema["properties"]["extends"] = json!({
+        "description": "A base file this one extends, relative to this file: its tables merge under this file's values.",
+        "type": "string",
+    });
+    for definition in crate::config::merge::DROPPABLE_DEFINITIONS {
+        schema["$defs"][definition]["properties"]["drop"] = json!({
+            "description": "Remove this entry inherited from the base file (`extends`).",
+            "type": "boolean",
+        });
+    }
+    schema
+}
+
+fn remove_required(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("required");
+            map.values_mut().for_each(remove_required);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(remove_required),
+        _ => {}
+    }
 }
 
 /// One Velero Schedule object that a `[schedules.*]` entry becomes.

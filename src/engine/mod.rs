@@ -53,6 +53,14 @@ pub fn check_file(path: &Path) -> Result<CheckedFile, LoadError> {
     Ok(CheckedFile::of(load::load(path)?))
 }
 
+/// `check_file` with environment variables read through `env`.
+pub fn check_file_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<CheckedFile, LoadError> {
+    Ok(CheckedFile::of(load::load_with_env(path, env)?))
+}
+
 /// The same for text that is not on disk (what `import` writes), named `name`.
 pub fn check_text(name: &str, text: String, format: crate::config::source::Format) -> CheckedFile {
     CheckedFile::of(load::parse_str(name, text, format))

@@ -1,7 +1,7 @@
 //! The shipped examples: each validates with no diagnostic at all, and the YAML twin
 //! loads to the same model as its TOML.
 
-use crate::support::{diagnose, example_files, examples_dir};
+use crate::support::{diagnose_example, example_files, examples_dir};
 
 /// The example whose credentials are SOPS-encrypted for the examples' test key.
 const SOPS_EXAMPLE: &str = "sops.toml";
@@ -19,10 +19,7 @@ fn every_example_validates_clean() {
     let in_git = examples_dir().join("../.git").exists();
     let mut warned = 0;
     for file in files {
-        if file.ends_with(SOPS_EXAMPLE) {
-            continue;
-        }
-        let found = diagnose(&file);
+        let found = diagnose_example(&file);
         for diagnostic in &found {
             assert!(
                 diagnostic.code == stowage::diagnostic::Code::PlaintextCredential && in_git,
@@ -105,6 +102,39 @@ fn examples_reference_the_committed_schema() {
             first == "#:schema ../schema/stowage.schema.json"
                 || first == "# yaml-language-server: $schema=../schema/stowage.schema.json",
             "{} does not start with a schema reference",
+            file.display()
+        );
+    }
+}
+
+/// The fleet's base names the full schema, each cluster's overlay the overlay schema,
+/// and both paths lead to the committed files.
+#[test]
+fn fleet_files_reference_the_schema_for_their_role() {
+    let fleet = examples_dir().join("fleet");
+    let base = fleet.join("base/base.toml");
+    let mut files = vec![(base, "stowage.schema.json")];
+    for cluster in std::fs::read_dir(fleet.join("clusters")).unwrap() {
+        files.push((
+            cluster.unwrap().path().join("stowage.toml"),
+            "stowage-overlay.schema.json",
+        ));
+    }
+    for (file, schema) in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let reference = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("#:schema "))
+            .unwrap_or_else(|| panic!("{} names no schema", file.display()));
+        assert!(
+            reference.ends_with(schema),
+            "{}: {reference}",
+            file.display()
+        );
+        assert!(
+            file.parent().unwrap().join(reference).is_file(),
+            "{}: {reference} is not there",
             file.display()
         );
     }

@@ -13,13 +13,13 @@ use stowage::velero::Kind;
 use crate::support::{assert_exit, example_files, fixture};
 
 fn desired_of(path: &Path) -> Desired {
-    let (loaded, diagnostics) = stowage::engine::check_file(path)
-        .map(|c| (c.loaded.clone(), c.diagnostics))
-        .expect("loads");
+    let checked = crate::support::check_example(path);
     assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{diagnostics:#?}"
+        checked.diagnostics.iter().all(|d| !d.is_error()),
+        "{:#?}",
+        checked.diagnostics
     );
+    let loaded = &checked.loaded;
     render(loaded.config.as_ref().expect("model"), &loaded.materials)
 }
 

@@ -10,14 +10,14 @@ use crate::crd_schema::problems;
 use crate::support::{example_files, fixture};
 
 fn rendered(path: &std::path::Path) -> stowage::render::Desired {
-    let (loaded, diagnostics) = stowage::engine::check_file(path)
-        .map(|c| (c.loaded.clone(), c.diagnostics))
-        .expect("loads");
+    let checked = crate::support::check_example(path);
     assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{}: {diagnostics:#?}",
-        path.display()
+        checked.diagnostics.iter().all(|d| !d.is_error()),
+        "{}: {:#?}",
+        path.display(),
+        checked.diagnostics
     );
+    let loaded = &checked.loaded;
     render(loaded.config.as_ref().expect("model"), &loaded.materials)
 }
 

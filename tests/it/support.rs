@@ -65,7 +65,20 @@ pub fn diagnose(path: &Path) -> Vec<Found> {
     let (loaded, diagnostics) = stowage::engine::check_file(path)
         .map(|c| (c.loaded.clone(), c.diagnostics))
         .expect("file loads");
-    stowage::report::diagnostics::locate(&diagnostics, &loaded.source)
+    located(&loaded, &diagnostics)
+}
+
+/// An example's diagnostics, its SOPS files opened with the examples' test key.
+pub fn diagnose_example(path: &Path) -> Vec<Found> {
+    let checked = check_example(path);
+    located(&checked.loaded, &checked.diagnostics)
+}
+
+fn located(
+    loaded: &stowage::config::load::Loaded,
+    diagnostics: &[stowage::diagnostic::Diagnostic],
+) -> Vec<Found> {
+    stowage::report::diagnostics::locate(diagnostics, &loaded.source)
         .into_iter()
         .map(|item| Found {
             code: item.diagnostic.code,
@@ -76,6 +89,17 @@ pub fn diagnose(path: &Path) -> Vec<Found> {
             help: item.diagnostic.help.clone(),
         })
         .collect()
+}
+
+/// An example checked as a person runs it: with the examples' test age key in
+/// `SOPS_AGE_KEY_FILE`, so that examples/sops.toml's credentials decrypt.
+pub fn check_example(path: &Path) -> stowage::engine::CheckedFile {
+    let key = examples_dir().join("secrets/age-test-key.txt");
+    stowage::engine::check_file_with_env(path, &|name| match name {
+        "SOPS_AGE_KEY_FILE" => Some(key.clone().into_os_string()),
+        _ => std::env::var_os(name),
+    })
+    .expect("the example loads")
 }
 
 pub fn examples_dir() -> PathBuf {
