@@ -91,8 +91,10 @@ impl FilesArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ParallelArg {
-    /// With several files: how many clusters to work on at once.
-    #[arg(long = "parallel", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    /// With several files: how many clusters to work on at once. A cluster's plan is
+    /// mostly waiting on its API server, so the default lets a fleet of up to 64 wait
+    /// together.
+    #[arg(long = "parallel", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub clusters: u16,
 }
 

@@ -85,6 +85,12 @@ pub enum Effect {
     Latency(Duration),
     /// A watch that ends after this many events, as a dropped connection would.
     DropWatch { after_events: usize },
+    /// A cluster on another machine: a read is served by the real server once, and
+    /// every later read of the same URL is answered from that recording, after this
+    /// delay (the round trip). So a benchmark of many such clusters spends this
+    /// machine's CPU on the client alone, as a fleet of remote clusters does. Writes
+    /// are forwarded and answered late.
+    Remote(Duration),
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,15 @@ pub struct Proxy {
 struct Upstream {
     client: kube::Client,
     hooks: Arc<Hooks>,
+    /// Answers to reads, by URL, for `Effect::Remote`.
+    recordings: std::sync::Mutex<std::collections::HashMap<String, Recorded>>,
+}
+
+#[derive(Clone)]
+struct Recorded {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
 }
 
 impl Proxy {
@@ -56,6 +65,7 @@ impl Proxy {
                 let state = Arc::new(Upstream {
                     client,
                     hooks: thread_hooks,
+                    recordings: Default::default(),
                 });
                 let app = Router::new().fallback(forward).with_state(state);
                 ready_tx
@@ -235,6 +245,7 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) ->
     };
     let mut delay = None;
     let mut cut_watch_after = None;
+    let mut remote = false;
     match upstream.hooks.take_fault(&record) {
         Some(Effect::Status(code)) => {
             record.status = code;
@@ -250,7 +261,33 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) ->
         }
         Some(Effect::Latency(d)) => delay = Some(d),
         Some(Effect::DropWatch { after_events }) => cut_watch_after = Some(after_events),
+        Some(Effect::Remote(d)) => {
+            delay = Some(d);
+            remote = parts.method == Method::GET && record.verb != Verb::Watch;
+        }
         None => {}
+    }
+    let url = format!("{path}?{query}");
+    let recorded = remote
+        .then(|| {
+            upstream
+                .recordings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&url)
+                .cloned()
+        })
+        .flatten();
+    if let Some(recorded) = recorded {
+        record.status = recorded.status.as_u16();
+        upstream.hooks.record(record);
+        let mut response = Response::new(Body::from(recorded.body));
+        *response.status_mut() = recorded.status;
+        *response.headers_mut() = recorded.headers;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        return response;
     }
     let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => bytes,
@@ -284,7 +321,32 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) ->
     record.status = answer.status().as_u16();
     upstream.hooks.record(record);
     let (answer_parts, answer_body) = answer.into_parts();
-    let body = Body::new(answer_body);
+    let body = if remote {
+        let Ok(bytes) = axum::body::to_bytes(Body::new(answer_body), usize::MAX).await else {
+            return failure(502, None);
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &answer_parts.headers {
+            if !hop_by_hop(name) {
+                headers.append(name, value.clone());
+            }
+        }
+        upstream
+            .recordings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                url,
+                Recorded {
+                    status: answer_parts.status,
+                    headers,
+                    body: bytes.clone(),
+                },
+            );
+        Body::from(bytes)
+    } else {
+        Body::new(answer_body)
+    };
     let body = match cut_watch_after {
         // Watch events arrive one JSON document per line; end the stream after the
         // n-th, as a dropped connection would.
