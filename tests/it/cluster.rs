@@ -242,6 +242,7 @@ impl TestCluster {
             .env_remove("STOWAGE_FILE")
             .env_remove("SOPS_AGE_KEY")
             .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_CMD")
             .stdin(Stdio::null());
         if let Some(key) = &*self.age_key.borrow() {
             command.env("SOPS_AGE_KEY_FILE", key);

@@ -46,6 +46,7 @@ fn the_sops_example_validates_with_its_test_key_and_not_without() {
             .args(["validate", "-f", SOPS_EXAMPLE, "--format", "json"])
             .env_remove("SOPS_AGE_KEY")
             .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_CMD")
             .env_remove("XDG_CONFIG_HOME")
             .env("HOME", examples_dir().join("no-such-home"));
         if let Some(key) = key {

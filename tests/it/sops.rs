@@ -59,6 +59,7 @@ fn sops(args: &[&str]) -> Command {
         .env_remove("SOPS_AGE_KEY")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY_CMD")
+        .env_remove("SOPS_AGE_KEY_CMD")
         .stdin(Stdio::null());
     command
 }
@@ -102,6 +103,7 @@ fn with_key(command: &mut Command, key: Option<&AgeKey>, home: &Path) {
     command
         .env_remove("SOPS_AGE_KEY")
         .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY_CMD")
         .env_remove("XDG_CONFIG_HOME")
         .env("HOME", home)
         .env("TMPDIR", home.join("tmp"));
@@ -564,6 +566,82 @@ fn an_encrypted_credential_reaches_velero_and_every_bad_file_is_a_located_error_
     assert_no_temporary_files(&dir.join("tmp"));
     assert_no_canary_under(dir);
     assert!(canary_forms(CANARY).len() > 5);
+}
+
+/// `SOPS_AGE_KEY_CMD`, as sops runs it: a command line for each recipient, whose
+/// output is the key; one that fails is named, with its exit status, and nothing else.
+#[test]
+fn a_key_command_gives_the_key_for_the_recipient_it_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    let key = age_key(dir.path(), "key.txt");
+    let plain = dir.path().join("plain.ini");
+    std::fs::write(
+        &plain,
+        format!("[default]\naws_access_key_id = AKIA\naws_secret_access_key = {CANARY}\n"),
+    )
+    .unwrap();
+    encrypt(&plain, &key.recipient, &dir.path().join("aws.ini"));
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(
+        dir.path().join("stowage.toml"),
+        "version = 1\n[credentials.aws]\nfile = \"aws.ini\"\n",
+    )
+    .unwrap();
+    // Prints the key only when asked for its own recipient, as a vault lookup would.
+    let script = dir.path().join("age-key.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "test \"$SOPS_AGE_RECIPIENT\" = '{}' || exit 7\ncat '{}'\n",
+            key.recipient,
+            key.file.display()
+        ),
+    )
+    .unwrap();
+    let validate = |command: &str| {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_stowage"));
+        process
+            .current_dir(dir.path())
+            .args(["validate", "--format", "json"])
+            .stdin(Stdio::null());
+        with_key(&mut process, None, dir.path());
+        process.env("SOPS_AGE_KEY_CMD", command);
+        let out = process.output().unwrap();
+        assert_no_canary_in(&String::from_utf8_lossy(&out.stdout), "validate");
+        assert_no_canary_in(&String::from_utf8_lossy(&out.stderr), "validate");
+        out
+    };
+    let out = validate(&format!("sh '{}'", script.display()));
+    assert_exit(&out, 0);
+    assert_eq!(diagnostics(&out), []);
+
+    // Another recipient's file: the command says no, and that is what is reported.
+    std::fs::write(
+        &script,
+        format!(
+            "test \"$SOPS_AGE_RECIPIENT\" = 'age1someoneelse' || exit 7\ncat '{}'\n",
+            key.file.display()
+        ),
+    )
+    .unwrap();
+    let out = validate(&format!("sh '{}'", script.display()));
+    assert_exit(&out, 1);
+    let found = diagnostics(&out);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "stowage::sops");
+    assert!(
+        found[0]
+            .3
+            .contains("no age key to decrypt it; looked in $SOPS_AGE_KEY (not set)")
+            && found[0].3.contains(&format!(
+                "$SOPS_AGE_KEY_CMD for {} (exit status 7)",
+                key.recipient
+            )),
+        "{}",
+        found[0].3
+    );
+    assert_no_temporary_files(&dir.path().join("tmp"));
 }
 
 #[test]

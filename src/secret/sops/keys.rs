@@ -1,6 +1,8 @@
 //! The age keys a SOPS file is decrypted with, found where sops itself looks for them:
 //! the `SOPS_AGE_KEY` variable (keys separated by white space), the file named by
-//! `SOPS_AGE_KEY_FILE`, and the user's default key file, `sops/age/keys.txt` under the
+//! `SOPS_AGE_KEY_FILE`, the output of `SOPS_AGE_KEY_CMD` (a command line, split as a
+//! shell would but run without one, once per recipient with that recipient in
+//! `SOPS_AGE_RECIPIENT`), and the user's default key file, `sops/age/keys.txt` under the
 //! user configuration directory (`$XDG_CONFIG_HOME`, else `~/.config` on Linux;
 //! `~/Library/Application Support` on macOS unless `XDG_CONFIG_HOME` is set).
 //!
@@ -8,12 +10,17 @@
 //! values; what it reports about each place it looked names the place and what was
 //! found there, never a key.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub const KEY_VARIABLE: &str = "SOPS_AGE_KEY";
 pub const KEY_FILE_VARIABLE: &str = "SOPS_AGE_KEY_FILE";
+pub const KEY_COMMAND_VARIABLE: &str = "SOPS_AGE_KEY_CMD";
+/// What sops tells the key command: the recipient whose key it is asked for.
+const RECIPIENT_VARIABLE: &str = "SOPS_AGE_RECIPIENT";
 const USER_KEY_FILE: &str = "sops/age/keys.txt";
 /// A key file holds a handful of lines; anything far larger is not a key file.
 const KEY_FILE_LIMIT: u64 = 1024 * 1024;
@@ -39,7 +46,10 @@ pub enum Found {
 /// The age identities found, and where stowage looked.
 pub struct AgeKeys {
     identities: Vec<age::x25519::Identity>,
-    pub looked: Vec<Looked>,
+    looked: RefCell<Vec<Looked>>,
+    /// `SOPS_AGE_KEY_CMD`, run when a file names a recipient, and what it gave.
+    command: Option<String>,
+    from_command: RefCell<BTreeMap<String, Vec<age::x25519::Identity>>>,
 }
 
 impl AgeKeys {
@@ -48,7 +58,9 @@ impl AgeKeys {
     pub fn discover(env: &dyn Fn(&str) -> Option<OsString>) -> AgeKeys {
         let mut keys = AgeKeys {
             identities: Vec::new(),
-            looked: Vec::new(),
+            looked: RefCell::new(Vec::new()),
+            command: env(KEY_COMMAND_VARIABLE).map(|c| c.to_string_lossy().into_owned()),
+            from_command: RefCell::default(),
         };
         match env(KEY_VARIABLE) {
             Some(value) => {
@@ -62,20 +74,17 @@ impl AgeKeys {
                     .collect::<Vec<_>>();
                 keys.take(format!("${KEY_VARIABLE}"), words.iter().map(String::as_str));
             }
-            None => keys.looked.push(Looked {
-                place: format!("${KEY_VARIABLE}"),
-                found: Found::Unset,
-            }),
+            None => keys.note(format!("${KEY_VARIABLE}"), Found::Unset),
         }
         match env(KEY_FILE_VARIABLE) {
             Some(path) => keys.read_file(
                 Path::new(&path),
                 format!("${KEY_FILE_VARIABLE} ({})", Path::new(&path).display()),
             ),
-            None => keys.looked.push(Looked {
-                place: format!("${KEY_FILE_VARIABLE}"),
-                found: Found::Unset,
-            }),
+            None => keys.note(format!("${KEY_FILE_VARIABLE}"), Found::Unset),
+        }
+        if keys.command.is_none() {
+            keys.note(format!("${KEY_COMMAND_VARIABLE}"), Found::Unset);
         }
         if let Some(path) = user_key_file(env) {
             let place = path.display().to_string();
@@ -84,22 +93,113 @@ impl AgeKeys {
         keys
     }
 
-    pub fn identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        self.identities.iter().map(|i| i as &dyn age::Identity)
+    /// The identities to try on a data key encrypted for `recipient`: those found, and
+    /// what `SOPS_AGE_KEY_CMD` gives for that recipient (run once per recipient).
+    pub fn for_recipient(&self, recipient: &str) -> Vec<age::x25519::Identity> {
+        let mut identities = self.identities.clone();
+        if let Some(command) = &self.command {
+            let mut cache = self.from_command.borrow_mut();
+            let given = cache
+                .entry(recipient.to_string())
+                .or_insert_with(|| self.run_command(command, recipient));
+            identities.extend(given.iter().cloned());
+        }
+        identities
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+    /// Whether any key was found, or a command may give one.
+    pub fn may_have_keys(&self) -> bool {
+        !self.identities.is_empty() || self.command.is_some()
+    }
+
+    /// Whether a key was found, or a command gave one.
+    pub fn found_any(&self) -> bool {
+        !self.identities.is_empty() || self.from_command.borrow().values().any(|k| !k.is_empty())
     }
 
     pub fn len(&self) -> usize {
         self.identities.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
+    fn note(&self, place: String, found: Found) {
+        self.looked.borrow_mut().push(Looked { place, found });
+    }
+
+    /// Runs the key command as sops does: split like a shell line, no shell, the
+    /// recipient in `SOPS_AGE_RECIPIENT`, identities read from its standard output.
+    /// Its error output is not shown: it may hold anything.
+    fn run_command(&self, command: &str, recipient: &str) -> Vec<age::x25519::Identity> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let place = format!("${KEY_COMMAND_VARIABLE} for {recipient}");
+        let Some(words) = shlex::split(command).filter(|w| !w.is_empty()) else {
+            self.note(place, Found::Unreadable("not a command line".into()));
+            return Vec::new();
+        };
+        let child = Command::new(&words[0])
+            .args(&words[1..])
+            .env(RECIPIENT_VARIABLE, recipient)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                let reason = match error.kind() {
+                    std::io::ErrorKind::NotFound => format!("no program {}", words[0]),
+                    std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                    kind => kind.to_string(),
+                };
+                self.note(place, Found::Unreadable(reason));
+                return Vec::new();
+            }
+        };
+        let mut text = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| out.take(KEY_FILE_LIMIT).read_to_string(&mut text));
+        let status = child.wait();
+        match (read, status) {
+            (Some(Ok(_)), Ok(status)) if status.success() => {
+                let mut keys = AgeKeys {
+                    identities: Vec::new(),
+                    looked: RefCell::default(),
+                    command: None,
+                    from_command: RefCell::default(),
+                };
+                keys.take(place, text.lines());
+                self.looked.borrow_mut().extend(keys.looked.into_inner());
+                keys.identities
+            }
+            (_, Ok(status)) if !status.success() => {
+                let reason = match status.code() {
+                    Some(code) => format!("exit status {code}"),
+                    None => "killed by a signal".to_string(),
+                };
+                self.note(place, Found::Unreadable(reason));
+                Vec::new()
+            }
+            _ => {
+                self.note(
+                    place,
+                    Found::Unreadable("its output is not UTF-8 text".into()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
     /// Where keys were looked for, as one line for an error message.
     pub fn describe_search(&self) -> String {
         let parts: Vec<String> = self
             .looked
+            .borrow()
             .iter()
             .map(|looked| {
                 let what = match &looked.found {
@@ -133,19 +233,16 @@ impl AgeKeys {
                 self.take(place, lines.into_iter());
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                self.looked.push(Looked {
-                    place,
-                    found: Found::NoSuchFile,
-                })
+                self.note(place, Found::NoSuchFile)
             }
-            Err(error) => self.looked.push(Looked {
+            Err(error) => self.note(
                 place,
-                found: Found::Unreadable(match error.kind() {
+                Found::Unreadable(match error.kind() {
                     std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
                     std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
                     _ => error.kind().to_string(),
                 }),
-            }),
+            ),
         }
     }
 
@@ -172,7 +269,7 @@ impl AgeKeys {
         } else {
             Found::Unusable(unusable)
         };
-        self.looked.push(Looked { place, found });
+        self.note(place, found);
     }
 }
 
@@ -221,6 +318,7 @@ mod tests {
         assert_eq!(
             keys.describe_search(),
             "$SOPS_AGE_KEY (not set), $SOPS_AGE_KEY_FILE (not set), \
+             $SOPS_AGE_KEY_CMD (not set), \
              /nonexistent-home/.config/sops/age/keys.txt (no such file)"
         );
     }
@@ -233,6 +331,29 @@ mod tests {
         let described = keys.describe_search();
         assert!(
             described.starts_with("$SOPS_AGE_KEY (1 key)"),
+            "{described}"
+        );
+        assert!(!described.contains("AGE-SECRET"), "{described}");
+    }
+
+    #[test]
+    fn the_key_command_runs_once_per_recipient_with_that_recipient() {
+        let command = format!("sh -c 'test \"$SOPS_AGE_RECIPIENT\" = age1wanted && echo {KEY}'");
+        let keys = AgeKeys::discover(&env_of(&[("SOPS_AGE_KEY_CMD", &command)]));
+        assert!(keys.may_have_keys() && !keys.found_any());
+        assert_eq!(keys.for_recipient("age1wanted").len(), 1);
+        assert_eq!(keys.for_recipient("age1wanted").len(), 1);
+        assert!(keys.for_recipient("age1other").is_empty());
+        let described = keys.describe_search();
+        assert!(
+            described.contains("$SOPS_AGE_KEY_CMD for age1wanted (1 key)")
+                && described.contains("$SOPS_AGE_KEY_CMD for age1other (exit status 1)"),
+            "{described}"
+        );
+        // Run once for each recipient: the second ask was answered from what it gave.
+        assert_eq!(
+            described.matches("for age1wanted").count(),
+            1,
             "{described}"
         );
         assert!(!described.contains("AGE-SECRET"), "{described}");

@@ -29,7 +29,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::Engine;
 use sha2::Digest;
 
-pub use keys::{AgeKeys, Found, KEY_FILE_VARIABLE, KEY_VARIABLE, Looked};
+pub use keys::{AgeKeys, Found, KEY_COMMAND_VARIABLE, KEY_FILE_VARIABLE, KEY_VARIABLE, Looked};
 pub use tree::Format;
 use tree::{Kind, Node, Plain, Scalar};
 
@@ -300,12 +300,16 @@ impl Metadata {
                 "it is encrypted for {types}, not for an age key"
             )));
         }
-        if keys.is_empty() {
+        if !keys.may_have_keys() {
             return Err(SopsError::NoKey {
                 looked: keys.describe_search(),
             });
         }
         for stanza in &self.age {
+            let identities = keys.for_recipient(&stanza.recipient);
+            if identities.is_empty() {
+                continue;
+            }
             let reader = age::armor::ArmoredReader::new(stanza.encrypted_key.as_bytes());
             let decryptor = age::Decryptor::new(reader).map_err(|_| {
                 SopsError::Malformed(format!(
@@ -313,7 +317,7 @@ impl Metadata {
                     stanza.recipient
                 ))
             })?;
-            match decryptor.decrypt(keys.identities()) {
+            match decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)) {
                 Ok(mut reader) => {
                     use std::io::Read;
                     let mut key = Vec::with_capacity(32);
@@ -335,6 +339,11 @@ impl Metadata {
                     )));
                 }
             }
+        }
+        if !keys.found_any() {
+            return Err(SopsError::NoKey {
+                looked: keys.describe_search(),
+            });
         }
         let recipients: Vec<&str> = self.age.iter().map(|s| s.recipient.as_str()).collect();
         Err(SopsError::NoMatchingKey {
