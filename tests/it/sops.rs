@@ -214,6 +214,7 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
                 "private_key_id": "0123",
                 "private_key": format!("-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n"),
                 "client_email": "velero@example.iam.gserviceaccount.com",
+                "auth_uri": "https://accounts.google.com/o/oauth2/auth?a=<1>&b=2\u{2028}",
                 "client_id": 1234567890,
                 "universe_domain": "googleapis.com",
                 "rotated": false,
@@ -269,33 +270,40 @@ fn every_format_sops_writes_decrypts_to_its_plaintext_and_reads_like_it() {
     for (name, path, original, _) in &originals {
         let (_, decrypted) = data.iter().find(|(key, _)| key == name).unwrap();
         // Byte for byte what the real sops decrypts it to...
-        assert_eq!(
-            decrypted,
-            &sops_decrypt(&dir.path().join(path), &key),
-            "{name}: stowage and sops decrypt differently"
+        // Compared without printing either: both hold the canary.
+        let theirs = sops_decrypt(&dir.path().join(path), &key);
+        assert!(
+            decrypted == &theirs,
+            "{name}: stowage and sops decrypt differently ({} and {} bytes)",
+            decrypted.len(),
+            theirs.len()
         );
         // ...and the same values as the plaintext original.
         let (ours, theirs) = (
             String::from_utf8_lossy(decrypted),
             String::from_utf8_lossy(original),
         );
-        match *name {
-            "aws" | "azure" => assert_eq!(pairs(&ours), pairs(&theirs), "{name}"),
-            "gcp" => assert_eq!(
-                serde_json::from_slice::<Value>(decrypted).unwrap(),
-                serde_json::from_slice::<Value>(original).unwrap()
-            ),
-            "yaml" | "partial" => assert_eq!(
-                serde_saphyr::from_str::<Value>(&ours).unwrap(),
-                serde_saphyr::from_str::<Value>(&theirs).unwrap()
-            ),
-            _ => assert_eq!(decrypted, original, "{name}"),
-        }
+        let same = match *name {
+            "aws" | "azure" => pairs(&ours) == pairs(&theirs),
+            "gcp" => {
+                serde_json::from_slice::<Value>(decrypted).unwrap()
+                    == serde_json::from_slice::<Value>(original).unwrap()
+            }
+            "yaml" | "partial" => {
+                serde_saphyr::from_str::<Value>(&ours).unwrap()
+                    == serde_saphyr::from_str::<Value>(&theirs).unwrap()
+            }
+            _ => decrypted == original,
+        };
+        assert!(same, "{name}: not the plaintext original's values");
     }
     // Read exactly like the plaintext: the same Secrets, the same plan digests.
     let plain_render = stowage_in(dir.path(), None, &["render", "-f", "plain.toml"]);
     assert_exit(&plain_render, 0);
-    assert_eq!(rendered_secret_data(&plain_render.stdout), data);
+    assert!(
+        rendered_secret_data(&plain_render.stdout) == data,
+        "the plaintext twin renders other Secret data"
+    );
 
     // No output but render's own Secret data holds the canary.
     assert_no_canary_in(&String::from_utf8_lossy(&validate.stdout), "validate");
@@ -427,9 +435,9 @@ fn an_encrypted_credential_reaches_velero_and_every_bad_file_is_a_located_error_
     );
     assert_exit(&out, 0);
     let (version, data) = live.secret_data("s3-credentials");
-    assert_eq!(
-        data,
-        [("cloud".to_string(), sops_decrypt(&encrypted, &key))]
+    assert!(
+        data == [("cloud".to_string(), sops_decrypt(&encrypted, &key))],
+        "the Secret holds other data than sops decrypts"
     );
     assert!(String::from_utf8_lossy(&data[0].1).contains(CANARY));
     eventually(

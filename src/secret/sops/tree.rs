@@ -461,7 +461,7 @@ pub fn emit(format: Format, content: &[(String, Node<Plain>)]) -> Result<Vec<u8>
             serde::Serialize::serialize(&Ordered(content), &mut serializer)
                 .map_err(|_| malformed("a decrypted value cannot be written as JSON"))?;
             out.push(b'\n');
-            Ok(out)
+            Ok(go_json_escapes(out))
         }
         Format::Yaml => {
             // sops writes YAML indented by four, list items included.
@@ -474,6 +474,25 @@ pub fn emit(format: Format, content: &[(String, Node<Plain>)]) -> Result<Vec<u8>
                 .map_err(|_| malformed("a decrypted value cannot be written as YAML"))
         }
     }
+}
+
+/// Go's JSON encoder, which sops writes with, escapes `<`, `>`, `&`, U+2028 and U+2029
+/// in strings. Outside strings JSON holds none of them, so replacing them everywhere
+/// escapes exactly the strings'.
+fn go_json_escapes(json: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&json);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
 }
 
 struct Ordered<'a>(&'a [(String, Node<Plain>)]);
