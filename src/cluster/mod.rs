@@ -21,7 +21,7 @@ pub struct Target {
 }
 
 /// Why the cluster could not be read or written, in words an operator can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot read the kubeconfig {path}: {reason}")]
     Kubeconfig { path: String, reason: String },
@@ -64,6 +64,29 @@ pub enum ClusterError {
 pub struct Cluster {
     pub client: kube::Client,
     pub url: String,
+    /// Set by `sharing_cluster_wide_reads`: the cluster-wide objects (Nodes,
+    /// PersistentVolumes) as first read, for every copy of this value.
+    cluster_wide: Option<std::sync::Arc<tokio::sync::OnceCell<ClusterWide>>>,
+}
+
+/// Nodes and PersistentVolumes, or `None` when reading them is forbidden.
+pub(crate) type ClusterWide = Result<Option<Vec<serde_json::Value>>, ClusterError>;
+
+impl Cluster {
+    /// This cluster, reading its cluster-wide objects once for all its copies: for the
+    /// files of one fleet run that share a cluster, whose plans all want the same
+    /// Nodes and volumes. A long-lived client (the daemon's) does not share them, so
+    /// that it sees them change.
+    pub fn sharing_cluster_wide_reads(mut self) -> Cluster {
+        self.cluster_wide = Some(std::sync::Arc::default());
+        self
+    }
+
+    pub(crate) fn shared_cluster_wide(
+        &self,
+    ) -> Option<&std::sync::Arc<tokio::sync::OnceCell<ClusterWide>>> {
+        self.cluster_wide.as_ref()
+    }
 }
 
 pub async fn connect(target: &Target) -> Result<Cluster, ClusterError> {
@@ -102,7 +125,11 @@ pub async fn connect(target: &Target) -> Result<Cluster, ClusterError> {
         url: url.clone(),
         reason: e.to_string(),
     })?;
-    Ok(Cluster { client, url })
+    Ok(Cluster {
+        client,
+        url,
+        cluster_wide: None,
+    })
 }
 
 /// The API resource of a kind stowage reads or writes.

@@ -165,6 +165,20 @@ async fn cluster_wide(
     nodes: ApiResource,
     volumes: ApiResource,
 ) -> Result<Option<Vec<Value>>, ClusterError> {
+    match cluster.shared_cluster_wide() {
+        Some(shared) => shared
+            .get_or_init(|| read_cluster_wide(cluster, nodes, volumes))
+            .await
+            .clone(),
+        None => read_cluster_wide(cluster, nodes, volumes).await,
+    }
+}
+
+async fn read_cluster_wide(
+    cluster: &Cluster,
+    nodes: ApiResource,
+    volumes: ApiResource,
+) -> Result<Option<Vec<Value>>, ClusterError> {
     let listed = futures::try_join!(
         list_all(cluster, nodes, "", ListParams::default()),
         list_all(cluster, volumes, "", ListParams::default()),

@@ -65,7 +65,8 @@ pub fn target_for(file: &ValidFile, given: &Target) -> Target {
 }
 
 /// The connections of one fleet run: files for the same cluster (the same kubeconfig
-/// and context) share one client and its connection pool.
+/// and context) share one client and its connection pool, and read the cluster's
+/// Nodes and PersistentVolumes once.
 #[derive(Default)]
 pub struct Connections {
     clients: std::sync::Mutex<Vec<(Target, cluster::Cluster)>>,
@@ -85,7 +86,7 @@ impl Connections {
         if let Some(connected) = known {
             return Ok(connected);
         }
-        let connected = cluster::connect(target).await?;
+        let connected = cluster::connect(target).await?.sharing_cluster_wide_reads();
         self.clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

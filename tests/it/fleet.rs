@@ -374,3 +374,44 @@ fn a_fleet_on_one_base_converges_and_a_base_edit_reaches_every_cluster() {
         );
     }
 }
+
+/// Files of one fleet run on the same cluster share its connection and read its
+/// cluster-wide objects once: three namespaces planned through the proxy make one
+/// LIST of Nodes and of PersistentVolumes, and one of each namespaced kind per file.
+#[test]
+fn files_on_one_cluster_read_its_nodes_and_volumes_once() {
+    let live = cluster(
+        "fleet-shared",
+        Options {
+            velero: false,
+            proxy: true,
+        },
+    );
+    let root = live.dir.path();
+    std::fs::create_dir_all(root.join("clusters")).unwrap();
+    let namespaces: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| stack().namespace(&format!("fleet-shared-{name}")))
+        .collect();
+    for (index, ns) in namespaces.iter().enumerate() {
+        std::fs::write(
+            root.join(format!("clusters/c{index}.toml")),
+            cluster_file(&live, "proxy", &ns.name, &["primary"])
+                .replace("\"secrets/", "\"../secrets/"),
+        )
+        .unwrap();
+    }
+    let hooks = live.proxy().hooks();
+    hooks.clear();
+    let out = run(
+        &live,
+        &live.kubeconfig,
+        &["plan", "-f", "clusters", "--no-bucket-checks"],
+    );
+    assert_exit(&out, 0);
+    use stowage_test_harness::Verb;
+    assert_eq!(hooks.count(Verb::List, "nodes"), 1);
+    assert_eq!(hooks.count(Verb::List, "persistentvolumes"), 1);
+    assert_eq!(hooks.count(Verb::List, "backupstoragelocations"), 3);
+    assert_eq!(hooks.count(Verb::List, "secrets"), 3);
+}
