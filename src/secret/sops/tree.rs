@@ -90,13 +90,10 @@ pub fn format_of(extension: Option<&str>, bytes: &[u8]) -> Format {
         // sops' binary store is JSON holding `data` and `sops` alone.
         return Format::Binary;
     }
-    let mut lines = text.lines().map(str::trim);
-    if text
-        .lines()
-        .any(|line| line.starts_with(FLAT_PREFIX) && line.contains('='))
-    {
+    let has_line = |matches: &dyn Fn(&str) -> bool| text.lines().any(matches);
+    if has_line(&|line| line.starts_with(FLAT_PREFIX) && line.contains('=')) {
         Format::Dotenv
-    } else if lines.any(|line| line == "[sops]") {
+    } else if has_line(&|line| line.trim() == "[sops]") {
         Format::Ini
     } else {
         Format::Yaml
