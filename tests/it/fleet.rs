@@ -415,3 +415,49 @@ fn files_on_one_cluster_read_its_nodes_and_volumes_once() {
     assert_eq!(hooks.count(Verb::List, "backupstoragelocations"), 3);
     assert_eq!(hooks.count(Verb::List, "secrets"), 3);
 }
+
+/// The proxy's model of a remote cluster, which the fleet benchmark measures with: a
+/// read is answered from the recording of its first answer, late, so an object made
+/// since is not seen through it; the real server, asked directly, has it.
+#[test]
+fn a_remote_cluster_answers_reads_from_its_recording_after_the_round_trip() {
+    use stowage_test_harness::{Effect, Fault, Route};
+    let live = cluster(
+        "fleet-remote",
+        Options {
+            velero: false,
+            proxy: true,
+        },
+    );
+    let round_trip = std::time::Duration::from_millis(200);
+    live.proxy().hooks().inject(Fault {
+        route: Route::default(),
+        times: usize::MAX,
+        effect: Effect::Remote(round_trip),
+    });
+    let names = || {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(std::env::var_os("STOWAGE_KUBECTL").unwrap())
+            .arg("--kubeconfig")
+            .arg(&live.kubeconfig)
+            .args(["get", "configmaps", "-o", "name"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            started.elapsed(),
+        )
+    };
+    let (before, _) = names();
+    live.seed(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "made-since"}, "data": {}}),
+        "someone",
+    );
+    let (after, took) = names();
+    assert_eq!(after, before, "answered from the recording");
+    assert!(!after.contains("made-since"));
+    assert!(took >= round_trip, "{took:?}");
+    assert!(live.ns.get("v1", "ConfigMap", "made-since").is_some());
+}
