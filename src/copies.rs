@@ -152,28 +152,55 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
                 namespace: namespace.clone(),
                 name: velero_schedule.clone(),
             });
-            let mut backups: Vec<&ObservedBackup> = observed
+            let (mut backups, future): (Vec<&ObservedBackup>, Vec<&ObservedBackup>) = observed
                 .backups
                 .iter()
                 .filter(|b| {
                     b.namespace == *namespace && b.schedule.as_deref() == Some(&velero_schedule)
                 })
-                .collect();
-            backups.sort_by_key(|b| (b.started.clone(), b.name.clone()));
+                .partition(|b| !stamped_in_the_future(b, now));
+            // In the order the API server made them: a status can claim any time.
+            backups.sort_by_key(|b| {
+                (
+                    b.created.clone().or_else(|| b.started.clone()),
+                    b.name.clone(),
+                )
+            });
             let last_backup = backups.last().map(|b| seen(b));
             let last_success = backups
                 .iter()
                 .rev()
                 .find(|b| b.phase.as_deref() == Some("Completed"))
                 .map(|b| seen(b));
-            let (verdict, reason) = judge(
-                object.map(|o| &o.manifest),
-                &instance.cron,
-                last_backup.as_ref(),
-                last_success.as_ref(),
-                backups.last().copied(),
-                now,
-            );
+            let (verdict, reason) = match (object, future.first()) {
+                (_, Some(future)) => (
+                    Verdict::Behind,
+                    Some(format!(
+                        "backup {} is stamped in the future ({}): a clock or the object is wrong, so this copy's runs cannot be trusted",
+                        future.name,
+                        future
+                            .completed
+                            .as_deref()
+                            .or(future.started.as_deref())
+                            .unwrap_or("?")
+                    )),
+                ),
+                (None, None) => (
+                    Verdict::Behind,
+                    Some(format!(
+                        "the Schedule {velero_schedule} is not in the cluster: apply the file, or find who deleted it"
+                    )),
+                ),
+                (Some(object), None) => judge(
+                    &object.manifest,
+                    schedule.paused,
+                    &instance.cron,
+                    last_backup.as_ref(),
+                    last_success.as_ref(),
+                    backups.last().copied(),
+                    now,
+                ),
+            };
             out.push(CopyStatus {
                 schedule: name.clone(),
                 location: instance.storage_location.map(str::to_string),
@@ -189,22 +216,41 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
     out
 }
 
+/// How far ahead of `now` a backup's times may be (clocks of the API server, Velero
+/// and this machine differ a little) before it counts as stamped in the future.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+fn stamped_in_the_future(backup: &ObservedBackup, now: DateTime<Utc>) -> bool {
+    [&backup.started, &backup.completed, &backup.created]
+        .into_iter()
+        .filter_map(|t| t.as_deref().and_then(parse_time))
+        .any(|t| t > now + CLOCK_SKEW)
+}
+
+/// A copy whose Schedule is in the cluster, judged. `declared_paused` is what the file
+/// says: a pause set by someone else is not a reason to stop expecting backups.
 fn judge(
-    schedule: Option<&Value>,
+    schedule: &Value,
+    declared_paused: bool,
     cron: &str,
     last_backup: Option<&BackupSeen>,
     last_success: Option<&BackupSeen>,
     latest: Option<&ObservedBackup>,
     now: DateTime<Utc>,
 ) -> (Verdict, Option<String>) {
-    let Some(schedule) = schedule else {
-        return (
-            Verdict::Waiting,
-            Some("the Schedule is not in the cluster yet: apply the file".to_string()),
-        );
-    };
-    if schedule.pointer("/spec/paused") == Some(&Value::Bool(true)) {
-        return (Verdict::Paused, None);
+    let paused_in_cluster = schedule.pointer("/spec/paused") == Some(&Value::Bool(true));
+    match (declared_paused, paused_in_cluster) {
+        (true, _) => return (Verdict::Paused, None),
+        (false, true) => {
+            return (
+                Verdict::Behind,
+                Some(
+                    "the Schedule is paused in the cluster, but the file does not pause it: no backups run (apply the file, or declare paused = true)"
+                        .to_string(),
+                ),
+            );
+        }
+        (false, false) => {}
     }
     if let (Some(last), Some(latest)) = (last_backup, latest)
         && FAILED.contains(&last.phase.as_str())
@@ -352,7 +398,8 @@ mod tests {
             .find(|b| b.phase.as_deref() == Some("Completed"))
             .map(|b| seen(b));
         judge(
-            Some(&schedule),
+            &schedule,
+            false,
             cron,
             last.as_ref(),
             success.as_ref(),
@@ -442,12 +489,12 @@ mod tests {
             verdict_of(new, daily, &[by_hand], "2026-12-02T09:00:00Z").0,
             Verdict::Ok
         );
-        // Paused.
+        // Paused in the cluster, by someone else: no backups run, and the file expects
+        // them.
         let paused = json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {"paused": true}});
-        assert_eq!(
-            verdict_of(paused, daily, &[], "2026-12-02T09:00:00Z").0,
-            Verdict::Paused
-        );
+        let (verdict, reason) = verdict_of(paused, daily, &[], "2026-12-02T09:00:00Z");
+        assert_eq!(verdict, Verdict::Behind);
+        assert!(reason.unwrap().contains("paused in the cluster"));
         // Every minute: a backup from three minutes ago is behind, one from a minute
         // ago is fine.
         let minutely = "* * * * *";
@@ -461,6 +508,81 @@ mod tests {
             verdict_of(created, minutely, &[stale], "2026-12-02T09:00:00Z").0,
             Verdict::Behind
         );
+    }
+
+    /// Judges every copy of a file declaring `schedule` against the cluster objects
+    /// given (a Schedule `nightly` when `schedule` is `Some`), at 2026-12-02T09:00Z.
+    fn judged(declared: &str, schedule: Option<Value>, backups: &[ObservedBackup]) -> CopyStatus {
+        let text = format!(
+            "version = 1\n[backup_locations.primary]\nprovider = \"aws\"\nbucket = \"b\"\ndefault = true\nconfig = {{ region = \"us-east-1\" }}\n[schedules.nightly]\ncron = \"0 1 * * *\"\n{declared}"
+        );
+        let loaded = crate::config::load::parse_str(
+            "stowage.toml",
+            text,
+            crate::config::source::Format::Toml,
+        );
+        let config = loaded.config.expect("a valid file");
+        let mut observed = Observed::default();
+        if let Some(manifest) = schedule {
+            let object = ObjectRef {
+                kind: Kind::Schedule,
+                namespace: "velero".to_string(),
+                name: "nightly".to_string(),
+            };
+            observed.objects.insert(
+                object.clone(),
+                crate::observe::ObservedObject {
+                    object,
+                    manifest,
+                    labels: Default::default(),
+                    annotations: Default::default(),
+                    resource_version: None,
+                    uid: None,
+                    field_managers: Vec::new(),
+                },
+            );
+        }
+        observed.backups = backups.to_vec();
+        let mut all = copies(&config, &observed, at("2026-12-02T09:00:00Z"));
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    #[test]
+    fn what_the_cluster_does_not_prove_is_never_ok() {
+        let schedule =
+            json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {}});
+        let landed = backup(
+            "nightly-20261202010000",
+            "Completed",
+            "2026-12-02T01:00:05Z",
+        );
+        assert_eq!(
+            judged("", Some(schedule.clone()), std::slice::from_ref(&landed)).verdict,
+            Verdict::Ok
+        );
+        // A declared Schedule absent from the cluster: nothing runs.
+        let absent = judged("", None, std::slice::from_ref(&landed));
+        assert_eq!(absent.verdict, Verdict::Behind, "{absent:?}");
+        assert!(absent.reason.unwrap().contains("not in the cluster"));
+        // A pause the file declares is a pause.
+        let paused = json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {"paused": true}});
+        assert_eq!(
+            judged("paused = true\n", Some(paused.clone()), &[]).verdict,
+            Verdict::Paused
+        );
+        assert_eq!(judged("", Some(paused), &[]).verdict, Verdict::Behind);
+        // A backup stamped in 2099 hides nothing: not the newer failure, not itself.
+        let mut future = backup("nightly-forged", "Completed", "2099-01-01T01:00:00Z");
+        future.created = Some("2026-12-01T00:00:00Z".to_string());
+        let mut failed = backup("nightly-20261202010000", "Failed", "2026-12-02T01:00:05Z");
+        failed.created = Some("2026-12-02T01:00:00Z".to_string());
+        let forged = judged("", Some(schedule.clone()), &[future.clone(), failed]);
+        assert_eq!(forged.verdict, Verdict::Behind, "{forged:?}");
+        assert!(forged.reason.unwrap().contains("stamped in the future"));
+        let forged = judged("", Some(schedule), &[landed, future]);
+        assert_eq!(forged.verdict, Verdict::Behind, "{forged:?}");
+        assert_ne!(forged.last_success.unwrap().name, "nightly-forged");
     }
 
     #[test]

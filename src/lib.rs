@@ -17,9 +17,22 @@
 //!
 //! Underneath all of them, [`velero`] is Velero's vocabulary (kinds, labels, plugins,
 //! Go durations, cron, the server's flags), [`diagnostic`] the findings every stage
-//! reports, and [`secret`] the wrapper that keeps credential values out of output.
+//! reports, [`secret`] the wrapper that keeps credential values out of output, and
+//! [`input`] the one reader of the files people name (regular files only, bounded, and
+//! stamped so that a change anywhere in a file's inputs is seen).
 //! validate, render and plan are pure: no I/O. Which module may use which is written
 //! in ARCHITECTURE.md and checked by `tests/it/layering.rs`.
+
+/// The commit this binary was built from (`build.rs`), or "unknown".
+pub const COMMIT: &str = env!("STOWAGE_COMMIT");
+
+/// `stowage --version`: the version and the commit.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STOWAGE_COMMIT"),
+    ")"
+);
 
 pub mod buckets;
 pub mod cli;
@@ -30,6 +43,7 @@ pub mod crd;
 pub mod diagnostic;
 pub mod engine;
 pub mod import;
+pub mod input;
 pub mod observe;
 pub mod plan;
 pub mod render;

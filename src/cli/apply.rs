@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::args::ApplyArgs;
-use super::{CliError, ExitStatus, Shared, runtime, show, valid_or_report};
+use super::{CliError, ExitStatus, Shared, runtime, show};
 use crate::engine::{self, ApplyOptions, PlanOptions, StateSource, saved::SavedPlan};
 use crate::report;
 
@@ -19,7 +19,10 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         (None, Some(file)) => file.clone(),
         (None, None) => return super::fleet::apply(args, shared),
     };
-    let Some(file) = valid_or_report(&path, shared.color, false)? else {
+    // Read as one snapshot: the plan is written only while the file and everything it
+    // names are still as read (and, for deletions and credentials, steady).
+    let snapshot = engine::inputs::read(&path).map_err(engine::EngineError::from)?;
+    let Some(file) = super::report_checked(snapshot.checked.clone(), shared.color, false)? else {
         return Ok(ExitStatus::Failure);
     };
     let runtime = runtime()?;
@@ -74,9 +77,16 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     }
     let options = ApplyOptions {
         force_conflicts: args.force_conflicts,
-        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+        fence: None,
     };
-    let applied = runtime.block_on(engine::apply(&cluster, &file, &planned, options))?;
+    runtime
+        .block_on(engine::inputs::wait_until_writable(
+            plan,
+            &snapshot,
+            engine::inputs::STEADY,
+        ))
+        .map_err(engine::EngineError::from)?;
+    let applied = runtime.block_on(engine::apply(&cluster, &file, &planned, &options))?;
     report::apply::write_text(&applied.report, &mut std::io::stdout().lock())?;
     if !applied.report.succeeded() {
         eprintln!(

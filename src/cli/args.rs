@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "stowage",
-    version,
+    version = crate::LONG_VERSION,
     about = "Velero's backup locations, snapshot locations, credentials and schedules, declared in one file",
     propagate_version = true
 )]
@@ -21,12 +21,17 @@ pub struct Cli {
     /// When to colour output.
     #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    /// The kubeconfig to use (default: the files KUBECONFIG lists, ~/.kube/config, or
+    /// the pod's service account).
+    #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// How long a request to the API server may go unanswered before it fails (a Go
+    /// duration such as 10s; a bare number is seconds).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = request_timeout)]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +80,8 @@ pub struct FilesArg {
         long = "file",
         env = "STOWAGE_FILE",
         default_value = "stowage.toml",
-        value_name = "FILE|DIR"
+        value_name = "FILE|DIR",
+        num_args = 1..,
     )]
     pub files: Vec<PathBuf>,
 }
@@ -211,9 +217,6 @@ pub struct ApplyArgs {
     pub force_conflicts: bool,
     #[command(flatten)]
     pub buckets: BucketCheckArgs,
-    /// How long one write may take before it is retried.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    pub request_timeout: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,6 +224,9 @@ pub struct ImportArgs {
     /// Write the file here instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the file `-o` names if it exists.
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// Velero's namespace.
     #[arg(short, long, default_value = "velero")]
     pub namespace: String,
@@ -235,15 +241,31 @@ pub struct WatchArgs {
     pub file: FileArg,
     #[command(flatten)]
     pub mass_delete: MassDeleteArg,
-    /// Re-plan this often even without events (a Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_go_duration)]
+    /// Re-plan this often even without events (a Go duration, at least 1s: each
+    /// resync reads the cluster).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = resync_period)]
     pub resync: Duration,
     /// Serve /healthz, /readyz and /metrics here (`127.0.0.1:0` picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// How long every input (the file, its bases, its credential and CA files) must
+    /// be unchanged before a plan that deletes, writes a credential, repoints a location
+    /// or moves the default is written.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = go_duration)]
+    pub quiet_period: Duration,
     /// Hold a Lease so that only one replica writes.
     #[arg(long)]
     pub leader_elect: bool,
+    /// How long another replica waits on an unchanged Lease before taking it over.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = positive_go_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long after its last renewal the holder still writes; shorter than the lease
+    /// duration, so it has stopped before anyone may take over.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_go_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the holder renews and the others look.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive_go_duration)]
+    pub leader_elect_retry_period: Duration,
     /// Plan and log, never write.
     #[arg(long)]
     pub dry_run: bool,
@@ -324,6 +346,28 @@ fn go_duration(text: &str) -> Result<Duration, String> {
     let nanos = crate::velero::duration::parse_go_duration(text)?;
     let nanos = u64::try_from(nanos).map_err(|_| "a duration cannot be negative".to_string())?;
     Ok(Duration::from_nanos(nanos))
+}
+
+/// `--request-timeout`: a Go duration above zero, or a bare number of seconds (as
+/// earlier versions took it).
+fn request_timeout(text: &str) -> Result<Duration, String> {
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Duration::from_secs_f64(seconds),
+        Ok(_) => return Err("a timeout must be longer than zero".to_string()),
+        Err(_) => positive_go_duration(text)?,
+    };
+    Ok(duration)
+}
+
+/// `--resync`: at least a second, since every resync reads the cluster.
+fn resync_period(text: &str) -> Result<Duration, String> {
+    let duration = positive_go_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!(
+            "{text} would read the cluster nonstop; a resync period is at least 1s"
+        ));
+    }
+    Ok(duration)
 }
 
 /// A Go duration above zero, for periods (a zero period would never wait).

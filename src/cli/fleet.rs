@@ -8,7 +8,7 @@ use std::io::Write;
 use super::args::{ApplyArgs, Format, PlanArgs, PlanFormat, ValidateArgs};
 use super::{CliError, ExitStatus, Shared, count_summary, fleet_runtime, show};
 use crate::engine::fleet::{self, Member, Outcome};
-use crate::engine::{self, ApplyOptions, PlanOptions};
+use crate::engine::{ApplyOptions, PlanOptions};
 use crate::report::{self, diagnostics as shown};
 
 fn files(given: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, CliError> {
@@ -23,8 +23,9 @@ pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatu
     let mut failed = 0;
     let mut documents = Vec::new();
     let files = files(&args.file.files)?;
-    for path in &files {
-        let (source, diagnostics) = match engine::check_file(path) {
+    let checked = fleet::check_all(&files, &shared.target);
+    for (path, checked) in files.iter().zip(checked) {
+        let (source, diagnostics) = match checked.map(|snapshot| snapshot.checked) {
             Ok(checked) => (checked.loaded.source, checked.diagnostics),
             Err(error) => {
                 let (source, diagnostic) = super::unusable_file(path, &error);
@@ -75,6 +76,10 @@ pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatu
 
 pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
     let files = files(&args.file.files)?;
+    let plan_names = match &args.out {
+        Some(_) => fleet::saved_plan_names(&files)?,
+        None => Vec::new(),
+    };
     let options = PlanOptions {
         allow_mass_delete: args.mass_delete.allow_mass_delete,
         bucket_timeout: args.buckets.timeout(),
@@ -115,7 +120,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
                 )?;
                 match &member.outcome {
                     Outcome::Planned(planned) => {
-                        let (file, planned) = planned.as_ref();
+                        let (file, planned, _) = planned.as_ref();
                         report::plan::write_markdown(
                             &planned.plan,
                             &file.source.name,
@@ -133,7 +138,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
                 .map(|member| {
                     let plan = match &member.outcome {
                         Outcome::Planned(planned) => {
-                            let (file, planned) = planned.as_ref();
+                            let (file, planned, _) = planned.as_ref();
                             let every: Vec<_> = file
                                 .diagnostics
                                 .iter()
@@ -168,7 +173,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     }
     drop(stdout);
     if let Some(dir) = &args.out {
-        save_plans(&members, dir)?;
+        save_plans(&members, &plan_names, dir)?;
     }
     if members.iter().any(|m| !m.succeeded()) {
         let failed = members.iter().filter(|m| !m.succeeded()).count();
@@ -291,7 +296,7 @@ fn write_member_text(
 ) -> Result<(), CliError> {
     match &member.outcome {
         Outcome::Planned(planned) => {
-            let (file, planned) = planned.as_ref();
+            let (file, planned, _) = planned.as_ref();
             show(&planned.plan.diagnostics, &file.source, shared.color)?;
             report::plan::write_text(
                 &planned.plan,
@@ -341,7 +346,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
     }
     let apply_options = ApplyOptions {
         force_conflicts: args.force_conflicts,
-        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+        fence: None,
     };
     let applied = runtime.block_on(fleet::apply(
         &members,
@@ -391,25 +396,22 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
 }
 
 /// `plan --out DIR` of a fleet: one saved plan per cluster planned cleanly, named
-/// after its file.
-fn save_plans(members: &[Member], dir: &std::path::Path) -> Result<(), CliError> {
+/// after its file's path (names checked for clashes before anything was planned).
+fn save_plans(members: &[Member], names: &[String], dir: &std::path::Path) -> Result<(), CliError> {
     let write_error = |path: std::path::PathBuf| move |source| CliError::Write { path, source };
     std::fs::create_dir_all(dir).map_err(write_error(dir.to_path_buf()))?;
     let mut saved = 0;
-    for member in members.iter().filter(|m| m.succeeded()) {
+    for (member, name) in members.iter().zip(names) {
         let Outcome::Planned(planned) = &member.outcome else {
             continue;
         };
-        let (file, planned) = planned.as_ref();
-        let stem = member
-            .file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "cluster".to_string());
-        let path = dir.join(format!("{stem}.json"));
+        if !member.succeeded() {
+            continue;
+        }
+        let (file, planned, _) = planned.as_ref();
         let document = planned.save(file, &member.file.display().to_string());
-        let text = serde_json::to_string_pretty(&document)?;
-        std::fs::write(&path, text + "\n").map_err(write_error(path.clone()))?;
+        let text = serde_json::to_string_pretty(&document)? + "\n";
+        crate::engine::output::write_file(&dir.join(name), text.as_bytes(), 0o644, true)?;
         saved += 1;
     }
     eprintln!("saved {saved} plans to {}", dir.display());
@@ -423,8 +425,15 @@ pub(super) fn apply_saved(
     dir: &std::path::Path,
     shared: &Shared,
 ) -> Result<ExitStatus, CliError> {
-    let plans = fleet::saved_plans_in(dir)?;
-    if plans.is_empty() {
+    let found = fleet::saved_plans_in(dir)?;
+    for skipped in &found.skipped {
+        eprintln!(
+            "{}: not a plan saved by `stowage plan --out`; left alone",
+            skipped.display()
+        );
+    }
+    let plans = found.plans;
+    if plans.is_empty() && found.broken.is_empty() {
         return Err(CliError::NoFiles);
     }
     if !args.auto_approve {
@@ -437,7 +446,7 @@ pub(super) fn apply_saved(
     };
     let options = ApplyOptions {
         force_conflicts: args.force_conflicts,
-        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout.max(0.001)),
+        fence: None,
     };
     let results = fleet_runtime()?.block_on(fleet::apply_saved(
         &plans,
@@ -448,6 +457,10 @@ pub(super) fn apply_saved(
     ));
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0;
+    for broken in &found.broken {
+        failed += 1;
+        writeln!(stdout, "=== not applied: {broken} ===")?;
+    }
     for (saved, result) in plans.iter().zip(results) {
         match result {
             Ok(applied) => {
@@ -467,7 +480,7 @@ pub(super) fn apply_saved(
     if failed > 0 {
         eprintln!(
             "{failed} of {} saved plans were not applied completely",
-            plans.len()
+            plans.len() + found.broken.len()
         );
         return Ok(ExitStatus::Failure);
     }

@@ -12,6 +12,14 @@ pub(super) fn run(args: &ImportArgs, shared: &Shared) -> Result<ExitStatus, CliE
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "imported.toml".to_string());
+    // A hand-written file is never replaced unasked, and that is known before the
+    // cluster is read.
+    if let Some(path) = &args.output
+        && !args.force
+        && std::fs::symlink_metadata(path).is_ok()
+    {
+        return Err(crate::engine::output::OutputError::Exists { path: path.clone() }.into());
+    }
     let imported = runtime()?.block_on(async {
         let cluster = crate::cluster::connect(&shared.target).await?;
         Ok::<_, CliError>(engine::import(&cluster, &args.namespace, &args.deployment, &name).await?)
@@ -29,10 +37,7 @@ pub(super) fn run(args: &ImportArgs, shared: &Shared) -> Result<ExitStatus, CliE
     }
     match &args.output {
         Some(path) => {
-            std::fs::write(path, &imported.text).map_err(|source| CliError::Write {
-                path: path.clone(),
-                source,
-            })?;
+            crate::engine::output::write_file(path, imported.text.as_bytes(), 0o644, args.force)?;
             eprintln!(
                 "wrote {}; `stowage plan -f {}` shows what adopting it changes",
                 path.display(),

@@ -76,6 +76,14 @@ pub enum CliError {
     Watch(#[from] crate::watch::WatchError),
     #[error("no desired-state files (*.toml, *.yaml, *.yml) in the directories given")]
     NoFiles,
+    #[error(transparent)]
+    File(#[from] crate::engine::output::OutputError),
+    #[error(transparent)]
+    Fleet(#[from] crate::engine::fleet::FleetError),
+    #[error(
+        "leader election needs --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration"
+    )]
+    LeaderElection,
 }
 
 impl From<engine::saved::Stale> for CliError {
@@ -152,6 +160,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         target: crate::cluster::Target {
             kubeconfig: cli.kubeconfig.clone(),
             context: cli.context.clone(),
+            request_timeout: cli.request_timeout,
         },
     };
     match cli.command {
@@ -227,7 +236,7 @@ fn print_unplanned_document(
 
 /// A file that cannot be used at all (missing, not a regular file, too large, not
 /// UTF-8, of an unknown type), as the one diagnostic `stowage::file`.
-fn unusable_file(path: &Path, error: &LoadError) -> (SourceMap, Diagnostic) {
+fn unusable_file(path: &Path, error: &dyn std::fmt::Display) -> (SourceMap, Diagnostic) {
     (
         SourceMap::new(path.display().to_string(), String::new(), None),
         Diagnostic::error(Code::File, error.to_string()),
@@ -247,6 +256,16 @@ fn valid_or_report(path: &Path, color: bool, json: bool) -> Result<Option<ValidF
             return Err(error.into());
         }
     };
+    report_checked(checked, color, json)
+}
+
+/// Prints a checked file's diagnostics to stderr: the valid file, or `None` when it
+/// has errors (printed, and with `json` the document too).
+fn report_checked(
+    checked: CheckedFile,
+    color: bool,
+    json: bool,
+) -> Result<Option<ValidFile>, CliError> {
     show(&checked.diagnostics, &checked.loaded.source, color)?;
     match checked.into_valid() {
         Ok(file) => Ok(Some(file)),

@@ -12,9 +12,26 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         .with_writer(std::io::stderr)
         .with_target(false);
     match args.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder
+            .event_format(crate::report::log_format::FlatJson)
+            .init(),
         LogFormat::Text => builder.with_ansi(shared.color).init(),
     }
+    let leader_election = if args.leader_elect {
+        let timing = crate::cluster::lease::Timing {
+            lease_duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry_period: args.leader_elect_retry_period,
+        };
+        if timing.renew_deadline >= timing.lease_duration
+            || timing.retry_period >= timing.renew_deadline
+        {
+            return Err(CliError::LeaderElection);
+        }
+        Some(timing)
+    } else {
+        None
+    };
     // The file's `[cluster] context`, when it validates now (the daemon keeps to the
     // cluster it started on).
     let target = crate::engine::check_file(&args.file.file)
@@ -26,8 +43,9 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         file: args.file.file.clone(),
         target,
         resync: args.resync,
+        quiet_period: args.quiet_period,
         listen: args.listen,
-        leader_elect: args.leader_elect,
+        leader_election,
         reconcile: ReconcileOptions {
             plan: PlanOptions {
                 allow_mass_delete: args.mass_delete.allow_mass_delete,
@@ -38,7 +56,7 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
             // taken back, unless --force-conflicts=false.
             apply: ApplyOptions {
                 force_conflicts: args.force_conflicts,
-                ..ApplyOptions::default()
+                fence: None,
             },
             dry_run: args.dry_run,
         },

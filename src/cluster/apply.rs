@@ -21,24 +21,13 @@ pub const FIELD_MANAGER: &str = "stowage";
 const CONCURRENCY: usize = 8;
 /// Attempts per write for errors that may pass (5xx, timeouts, throttling).
 const ATTEMPTS: u32 = 4;
-/// How long one write may take, by default, before it counts as timed out and is
-/// retried (server-side apply is idempotent, so a retry is safe).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Take over fields another field manager owns instead of failing.
     pub force_conflicts: bool,
-    pub request_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            force_conflicts: false,
-            request_timeout: REQUEST_TIMEOUT,
-        }
-    }
+    /// With leader election: every request passes it first, so a replica that lost
+    /// the Lease (or cannot be sure it holds it) writes nothing more.
+    pub fence: Option<super::lease::Fence>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +183,16 @@ fn retriable(error: &ClusterError) -> bool {
     }
 }
 
-async fn with_retries<F, Fut>(mut attempt: F) -> Result<(), ClusterError>
+/// The longest wait a server may ask for between attempts.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, fails for good, or has been tried `ATTEMPTS`
+/// times: waiting as the server asks (429's Retry-After), else 200 ms doubling. The
+/// fence is checked before every attempt, so a retry never outlives the Lease.
+async fn with_retries<F, Fut>(
+    fence: Option<&super::lease::Fence>,
+    mut attempt: F,
+) -> Result<(), ClusterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), ClusterError>>,
@@ -203,9 +201,19 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
+        if let Some(fence) = fence {
+            fence.check()?;
+        }
         match attempt().await {
             Err(error) if retriable(&error) && tries < ATTEMPTS => {
-                tokio::time::sleep(delay).await;
+                let asked = match &error {
+                    ClusterError::Api {
+                        retry_after: Some(wait),
+                        ..
+                    } => Some((*wait).min(LONGEST_RETRY_AFTER)),
+                    _ => None,
+                };
+                tokio::time::sleep(asked.unwrap_or(delay)).await;
                 delay *= 2;
             }
             result => return result,
@@ -218,7 +226,7 @@ async fn write(
     change: &Change,
     desired: &Desired,
     observed: &Observed,
-    options: Options,
+    options: &Options,
 ) -> Result<(), ClusterError> {
     let resource = resource_of(change.object.kind);
     let namespace = change.object.namespace.as_str();
@@ -244,14 +252,14 @@ async fn write(
                 }),
                 ..DeleteParams::default()
             };
-            with_retries(|| async {
-                match tokio::time::timeout(options.request_timeout, api.delete(name, &params)).await
+            with_retries(options.fence.as_ref(), || async {
+                match tokio::time::timeout(cluster.request_timeout, api.delete(name, &params)).await
                 {
                     Ok(Ok(_)) => Ok(()),
                     // Already gone is what a delete wants.
                     Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(()),
                     Ok(Err(e)) => Err(explain(e, "delete", &resource, namespace, &cluster.url)),
-                    Err(_) => Err(timed_out("delete", &resource, options.request_timeout)),
+                    Err(_) => Err(timed_out("delete", &resource, cluster.request_timeout)),
                 }
             })
             .await
@@ -266,9 +274,9 @@ async fn write(
             };
             let mut params = PatchParams::apply(FIELD_MANAGER);
             params.force = options.force_conflicts;
-            let applied = with_retries(|| async {
+            let applied = with_retries(options.fence.as_ref(), || async {
                 match tokio::time::timeout(
-                    options.request_timeout,
+                    cluster.request_timeout,
                     api.patch(name, &params, &Patch::Apply(&manifest)),
                 )
                 .await
@@ -279,6 +287,7 @@ async fn write(
                             verb: "apply",
                             resource: resource.plural.clone(),
                             code: 409,
+                            retry_after: None,
                             message: format!(
                                 "{} (--force-conflicts takes the fields over)",
                                 status.message
@@ -286,7 +295,7 @@ async fn write(
                         })
                     }
                     Ok(Err(e)) => Err(explain(e, "patch", &resource, namespace, &cluster.url)),
-                    Err(_) => Err(timed_out("apply", &resource, options.request_timeout)),
+                    Err(_) => Err(timed_out("apply", &resource, cluster.request_timeout)),
                 }
             })
             .await;
@@ -296,9 +305,9 @@ async fn write(
                         field_manager: Some(FIELD_MANAGER.to_string()),
                         ..PatchParams::default()
                     };
-                    with_retries(|| async {
+                    with_retries(options.fence.as_ref(), || async {
                         match tokio::time::timeout(
-                            options.request_timeout,
+                            cluster.request_timeout,
                             api.patch(name, &params, &Patch::Merge(&patch)),
                         )
                         .await
@@ -307,7 +316,7 @@ async fn write(
                             Ok(Err(e)) => {
                                 Err(explain(e, "patch", &resource, namespace, &cluster.url))
                             }
-                            Err(_) => Err(timed_out("patch", &resource, options.request_timeout)),
+                            Err(_) => Err(timed_out("patch", &resource, cluster.request_timeout)),
                         }
                     })
                     .await
@@ -340,6 +349,7 @@ pub async fn apply(
 ) -> Report {
     let mut report = Report::default();
     let mut failed = false;
+    let options = &options;
     for stage in stages(plan, observed, desired) {
         for group in stage {
             if failed {

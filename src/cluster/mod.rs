@@ -3,22 +3,41 @@
 //! here does I/O; what to write was decided by the pure `plan`.
 
 pub mod apply;
+pub mod lease;
 pub mod read;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::velero::Kind;
 
-/// Where the cluster is: a kubeconfig (path and context), else `KUBECONFIG`,
-/// `~/.kube/config`, or the in-cluster service account.
-#[derive(Debug, Clone, Default)]
+/// Where the cluster is: a kubeconfig (path and context), else `KUBECONFIG` (a list of
+/// files, merged as kubectl merges them), `~/.kube/config`, or the in-cluster service
+/// account; and how long any one request may go unanswered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Target {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    /// `--request-timeout`: a request (or a connection) that gets no answer for this
+    /// long fails, so a frozen API server is an error, never a hang.
+    pub request_timeout: Duration,
 }
+
+impl Default for Target {
+    fn default() -> Target {
+        Target {
+            kubeconfig: None,
+            context: None,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// `--request-timeout`'s default.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the cluster could not be read or written, in words an operator can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,7 +69,12 @@ pub enum ClusterError {
         resource: String,
         code: u16,
         message: String,
+        /// How long the server asked to wait before trying again (429's
+        /// `details.retryAfterSeconds`, which carries its Retry-After header).
+        retry_after: Option<Duration>,
     },
+    #[error(transparent)]
+    Fenced(#[from] lease::Fenced),
     #[error("{verb} {resource} failed: {reason}")]
     Request {
         verb: &'static str,
@@ -64,6 +88,8 @@ pub enum ClusterError {
 pub struct Cluster {
     pub client: kube::Client,
     pub url: String,
+    /// How long one request may go unanswered (the client's timeouts are set to it).
+    pub request_timeout: Duration,
     /// Set by `sharing_cluster_wide_reads`: the cluster-wide objects (Nodes,
     /// PersistentVolumes) as first read, for every copy of this value.
     cluster_wide: Option<std::sync::Arc<tokio::sync::OnceCell<ClusterWide>>>,
@@ -94,32 +120,23 @@ pub async fn connect(target: &Target) -> Result<Cluster, ClusterError> {
         context: target.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let config = match &target.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| ClusterError::Kubeconfig {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?
-        }
-        None if target.context.is_some() => {
-            kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| ClusterError::NoConfig {
-                    reason: e.to_string(),
-                })?
-        }
-        None => kube::Config::infer()
+    let mut config = match kubeconfig_of(target)? {
+        Some((kubeconfig, from)) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| ClusterError::NoConfig {
+            .map_err(|e| ClusterError::Kubeconfig {
+                path: from,
                 reason: e.to_string(),
             })?,
+        // No kubeconfig anywhere: the pod's service account. A file's `[cluster]
+        // context` names a kubeconfig entry for people and pipelines; the daemon in its
+        // own cluster needs none.
+        None => kube::Config::incluster().map_err(|e| ClusterError::NoConfig {
+            reason: format!("no kubeconfig, and not in a pod ({e})"),
+        })?,
     };
+    config.connect_timeout = Some(target.request_timeout);
+    config.read_timeout = Some(target.request_timeout);
+    config.write_timeout = Some(target.request_timeout);
     let url = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|e| ClusterError::Unreachable {
         url: url.clone(),
@@ -128,8 +145,64 @@ pub async fn connect(target: &Target) -> Result<Cluster, ClusterError> {
     Ok(Cluster {
         client,
         url,
+        request_timeout: target.request_timeout,
         cluster_wide: None,
     })
+}
+
+/// The largest kubeconfig file read.
+const KUBECONFIG_LIMIT: u64 = 16 << 20;
+
+/// The kubeconfig to use and where it came from: `--kubeconfig`, else every file
+/// `KUBECONFIG` lists that exists (merged, the first to set a value wins), else
+/// `~/.kube/config`; `None` when there is none at all.
+fn kubeconfig_of(target: &Target) -> Result<Option<(Kubeconfig, String)>, ClusterError> {
+    let read = |path: &Path| -> Result<Kubeconfig, ClusterError> {
+        let unreadable = |reason: String| ClusterError::Kubeconfig {
+            path: path.display().to_string(),
+            reason,
+        };
+        // Refuses a FIFO or a device before kube opens it.
+        crate::input::read_regular(path, KUBECONFIG_LIMIT)
+            .map_err(|e| unreadable(e.to_string()))?;
+        Kubeconfig::read_from(path).map_err(|e| unreadable(e.to_string()))
+    };
+    if let Some(path) = &target.kubeconfig {
+        return Ok(Some((read(path)?, path.display().to_string())));
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let paths: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty() && p.exists())
+            .collect();
+        if paths.is_empty() {
+            return Err(ClusterError::NoConfig {
+                reason: format!(
+                    "none of the files KUBECONFIG lists exists ({})",
+                    list.to_string_lossy()
+                ),
+            });
+        }
+        let mut merged = Kubeconfig::default();
+        for path in &paths {
+            merged = merged
+                .merge(read(path)?)
+                .map_err(|e| ClusterError::Kubeconfig {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let named = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        return Ok(Some((merged, named)));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match home.map(|home| home.join(".kube").join("config")) {
+        Some(path) if path.exists() => Ok(Some((read(&path)?, path.display().to_string()))),
+        _ => Ok(None),
+    }
 }
 
 /// The API resource of a kind stowage reads or writes.
@@ -177,6 +250,12 @@ pub(crate) fn explain(
                 verb,
                 resource: resource_name,
                 code,
+                retry_after: status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|seconds| *seconds > 0)
+                    .map(|seconds| Duration::from_secs(u64::from(seconds))),
                 message: status.message,
             },
         },

@@ -73,28 +73,10 @@ pub const FILE_LIMIT: u64 = 32 << 20;
 pub const SECRET_LIMIT: u64 = 1 << 20;
 
 /// Reads a file someone named: only a regular file (a FIFO would block, a device such
-/// as /dev/zero never ends, a directory is a mistake), and at most `limit` bytes,
-/// counted while reading rather than trusted from the file system.
+/// as /dev/zero never ends, a directory is a mistake), and at most `limit` bytes
+/// ([`crate::input::read_regular`]).
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {} KiB", limit >> 10),
-        ));
-    }
-    Ok(bytes)
+    crate::input::read_regular(path, limit)
 }
 
 /// Reads and loads the file at `path`.
@@ -191,7 +173,15 @@ fn load_chain(path: &Path, text: String, format: Format) -> Loaded {
     // Where the current file is, relative to the given file's folder.
     let mut folder = PathBuf::new();
     let mut current = root.clone();
-    while let Some((extends, extends_span)) = merge::extends_of(&current) {
+    loop {
+        let (extends, extends_span) = match merge::extends_of(&current) {
+            Ok(Some(named)) => named,
+            Ok(None) => break,
+            Err(refused) => {
+                diagnostics.push(*refused);
+                break;
+            }
+        };
         let base_path = folder.join(&extends);
         let on_disk = lexically_normal(&path.parent().unwrap_or(Path::new(".")).join(&base_path));
         let refuse = |message: String| {

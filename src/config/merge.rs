@@ -31,18 +31,34 @@ pub const DROPPABLE_DEFINITIONS: [&str; 4] = [
     "Schedule",
 ];
 
-/// The file's `extends` value and its span, when it names a base.
-pub fn extends_of(root: &Node) -> Option<(String, Range<usize>)> {
+/// The file's `extends` value and its span, when it names a base; a located
+/// `stowage::extends` error when it is there but names no file (another type, or
+/// empty), since a base silently ignored would make the file declare less.
+pub fn extends_of(root: &Node) -> Result<Option<(String, Range<usize>)>, Box<Diagnostic>> {
     let NodeValue::Map(entries) = &root.value else {
-        return None;
+        return Ok(None);
     };
-    entries
-        .iter()
-        .find(|entry| entry.key == EXTENDS)
-        .and_then(|entry| match &entry.value.value {
-            NodeValue::String(path) => Some((path.clone(), entry.value.span.clone())),
-            _ => None,
-        })
+    let Some(entry) = entries.iter().find(|entry| entry.key == EXTENDS) else {
+        return Ok(None);
+    };
+    let refuse = |message: String| {
+        Box::new(
+            Diagnostic::error(Code::Extends, message)
+                .with_span(entry.value.span.clone())
+                .label("here")
+                .help("write the base's path as one string: extends = \"../base.toml\""),
+        )
+    };
+    match &entry.value.value {
+        NodeValue::String(path) if path.trim().is_empty() => Err(refuse(
+            "`extends` is empty: it names the base file".to_string(),
+        )),
+        NodeValue::String(path) => Ok(Some((path.clone(), entry.value.span.clone()))),
+        other => Err(refuse(format!(
+            "`extends` names one base file as a string, not {}",
+            other.describe()
+        ))),
+    }
 }
 
 /// Removes the top-level `extends` once the chain is merged.

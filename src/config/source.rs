@@ -158,7 +158,9 @@ fn parse_yaml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
                 },
                 _ => node,
             };
-            (Some(node), Vec::new())
+            let mut diagnostics = Vec::new();
+            yaml::refuse_reinterpreted(&node, text, &mut diagnostics);
+            (Some(node), diagnostics)
         }
         Err(error) => {
             let line_starts = line_starts(text);
@@ -192,6 +194,7 @@ mod yaml {
     //! serde-saphyr gives spans through its `Spanned` wrapper; `Raw` is the untyped tree
     //! that collects them, converted to [`Node`] with byte offsets.
     use super::{Entry, Node, NodeValue};
+    use crate::diagnostic::{Code, Diagnostic};
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_saphyr::{Location, Spanned};
 
@@ -355,6 +358,75 @@ mod yaml {
             ),
         };
         Node { span, value }
+    }
+
+    /// YAML 1.1 reads `y`, `no`, `on`, `off`... as booleans, and a plain key that is not
+    /// text (`1:`, `~:`, `0x10:`) as something else spelled another way; TOML and YAML
+    /// 1.2 do not. Rather than guess which the writer meant, each such spelling is a
+    /// located error asking for quotes (or `true`/`false` for a boolean value), so a key
+    /// `y:` never becomes an object named `true`.
+    pub(super) fn refuse_reinterpreted(node: &Node, text: &str, out: &mut Vec<Diagnostic>) {
+        match &node.value {
+            NodeValue::Bool(value) => {
+                let written = spelled(text, &node.span);
+                if !written.is_empty() && written != "true" && written != "false" {
+                    out.push(
+                        Diagnostic::error(
+                            Code::Parse,
+                            format!(
+                                "`{written}` is a YAML 1.1 spelling of {value}: write `{value}` for a boolean, or quote it for text"
+                            ),
+                        )
+                        .with_span(node.span.clone())
+                        .label("ambiguous"),
+                    );
+                }
+            }
+            NodeValue::List(items) => {
+                for item in items {
+                    refuse_reinterpreted(item, text, out);
+                }
+            }
+            NodeValue::Map(entries) => {
+                for entry in entries {
+                    let written = spelled(text, &entry.key_span);
+                    let quoted = written.starts_with('"') || written.starts_with('\'');
+                    if !quoted && !written.is_empty() && written != entry.key {
+                        out.push(
+                            Diagnostic::error(
+                                Code::Parse,
+                                format!(
+                                    "the key `{written}` reads as `{}` in YAML: quote it (\"{written}\":) to mean the text",
+                                    entry.key
+                                ),
+                            )
+                            .with_span(entry.key_span.clone())
+                            .label("quote this key"),
+                        );
+                    }
+                    refuse_reinterpreted(&entry.value, text, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The scalar as written at `span`, trimmed, without an anchor (`&name`). An alias
+    /// (`*name`) reads as the value it names, checked where that was written, so it
+    /// counts as written canonically.
+    fn spelled<'t>(text: &'t str, span: &std::ops::Range<usize>) -> &'t str {
+        let written = text.get(span.clone()).unwrap_or("").trim();
+        let written = match written.strip_prefix('&') {
+            Some(anchored) => anchored
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, rest)| rest.trim_start()),
+            None => written,
+        };
+        if written.starts_with('*') {
+            ""
+        } else {
+            written
+        }
     }
 
     pub(super) fn message(error: &serde_saphyr::Error) -> String {

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt as _;
 
+use super::inputs::{Snapshot, SnapshotError};
 use super::{CheckedFile, EngineError, PlanOptions, Planned, StateSource, ValidFile};
 use crate::cluster::{self, ClusterError, Target};
-use crate::config::load::LoadError;
+use crate::config::source::{Node, NodeValue};
+use crate::diagnostic::{Code, Diagnostic, Pointer};
 
 fn named_like_a_file(path: &Path) -> bool {
     matches!(
@@ -24,8 +26,12 @@ fn is_fleet_dir(path: &Path) -> bool {
     path.is_dir() && !named_like_a_file(path)
 }
 
-/// The files `-f` names: each file as given, each directory as the desired-state
-/// files directly in it (`*.toml`, `*.yaml`, `*.yml`, not hidden), sorted.
+/// The files `-f` names: each file as given; each directory as the desired-state
+/// files in it and its sub-folders (one folder per cluster is the common layout),
+/// sorted. Found in a directory, a file is left out when it is not a cluster's: a
+/// Kubernetes manifest (`apiVersion` and `kind` at its top, as a kustomization is), or
+/// a base another found file extends. Hidden files and folders are skipped, and
+/// linked folders are not followed.
 pub fn expand(given: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in given {
@@ -33,18 +39,189 @@ pub fn expand(given: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
             files.push(path.clone());
             continue;
         }
-        let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|file| {
-                let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                !name.starts_with('.') && file.is_file() && named_like_a_file(file)
+        let mut found = Vec::new();
+        walk(path, &mut found, 0)?;
+        found.sort();
+        let parsed: Vec<(PathBuf, Option<Node>)> = found
+            .into_iter()
+            .map(|file| {
+                let root = peek(&file);
+                (file, root)
             })
             .collect();
-        found.sort();
-        files.extend(found);
+        let bases: std::collections::BTreeSet<PathBuf> = parsed
+            .iter()
+            .filter_map(|(file, root)| {
+                let (extends, _) = crate::config::merge::extends_of(root.as_ref()?).ok()??;
+                let base = file.parent()?.join(extends);
+                std::fs::canonicalize(base).ok()
+            })
+            .collect();
+        files.extend(
+            parsed
+                .into_iter()
+                .filter(|(_, root)| !root.as_ref().is_some_and(is_kubernetes_manifest))
+                .filter(|(file, _)| {
+                    std::fs::canonicalize(file)
+                        .map_or(true, |canonical| !bases.contains(&canonical))
+                })
+                .map(|(file, _)| file),
+        );
     }
     Ok(files)
+}
+
+/// How deep `-f DIR` looks for files.
+const MAX_DEPTH: usize = 8;
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if hidden {
+            continue;
+        }
+        if kind.is_dir() && depth < MAX_DEPTH {
+            walk(&path, found, depth + 1)?;
+        } else if named_like_a_file(&path) && path.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The file's tree, parsed only (no shape check, nothing else read); `None` when it
+/// cannot be read or parsed, so it stays in the fleet and reports its own errors.
+fn peek(path: &Path) -> Option<Node> {
+    let format = crate::config::source::Format::from_path(path)?;
+    let bytes = crate::config::load::read_bounded(path, crate::config::load::FILE_LIMIT).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    crate::config::source::parse(&text, format).0
+}
+
+fn is_kubernetes_manifest(root: &Node) -> bool {
+    matches!(&root.value, NodeValue::Map(entries)
+        if entries.iter().any(|e| e.key == "apiVersion") && entries.iter().any(|e| e.key == "kind"))
+}
+
+/// The name of each file's saved plan in `plan --out DIR`: its path below the files'
+/// common folder, separators as `_`, then `.json` (`prod-eu/stowage.toml` →
+/// `prod-eu_stowage.toml.json`). Two files whose plans would share a name are refused,
+/// since one plan would overwrite the other.
+pub fn saved_plan_names(files: &[PathBuf]) -> Result<Vec<String>, FleetError> {
+    let absolute: Vec<PathBuf> = files
+        .iter()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let common = absolute
+        .iter()
+        .filter_map(|f| f.parent())
+        .map(Path::to_path_buf)
+        .reduce(|a, b| {
+            a.components()
+                .zip(b.components())
+                .take_while(|(x, y)| x == y)
+                .map(|(x, _)| x)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut names: Vec<String> = Vec::with_capacity(files.len());
+    for (index, file) in absolute.iter().enumerate() {
+        let relative = file.strip_prefix(&common).unwrap_or(file);
+        let name = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("_");
+        let name = format!("{name}.json");
+        if let Some(earlier) = names.iter().position(|n| *n == name) {
+            return Err(FleetError::PlanNameClash {
+                first: files[earlier].clone(),
+                second: files[index].clone(),
+                name,
+            });
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Why a fleet run refuses before planning anything.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("{first} and {second} would both save their plan as {name}: rename one of them")]
+    PlanNameClash {
+        first: PathBuf,
+        second: PathBuf,
+        name: String,
+    },
+}
+
+/// Each file loaded and validated, and then checked against the others: two files
+/// that manage the same cluster (kubeconfig and context), namespace and owner would
+/// delete each other's objects at every apply, so both get `stowage::owner-conflict`
+/// naming the other, and neither is planned.
+///
+/// Each file is read as a snapshot ([`super::inputs::read`]), so an apply can tell
+/// whether its inputs moved between plan and write.
+pub fn check_all(files: &[PathBuf], given: &Target) -> Vec<Result<Snapshot, SnapshotError>> {
+    let mut checked: Vec<Result<Snapshot, SnapshotError>> =
+        files.iter().map(|file| super::inputs::read(file)).collect();
+    let mut managers: std::collections::BTreeMap<(Target, String, String), Vec<usize>> =
+        Default::default();
+    for (index, result) in checked.iter().enumerate() {
+        let Ok(snapshot) = result else { continue };
+        let Some(config) = &snapshot.checked.loaded.config else {
+            continue;
+        };
+        let target = Target {
+            context: given
+                .context
+                .clone()
+                .or_else(|| config.cluster.context.clone()),
+            ..given.clone()
+        };
+        let key = (
+            target,
+            config.velero.namespace.clone(),
+            config.velero.owner.clone(),
+        );
+        managers.entry(key).or_default().push(index);
+    }
+    for ((target, namespace, owner), indexes) in managers {
+        if indexes.len() < 2 {
+            continue;
+        }
+        let cluster = target
+            .context
+            .as_deref()
+            .map(|c| format!("context {c}"))
+            .unwrap_or_else(|| "the current context".to_string());
+        for &index in &indexes {
+            let others: Vec<String> = indexes
+                .iter()
+                .filter(|&&other| other != index)
+                .map(|&other| files[other].display().to_string())
+                .collect();
+            if let Ok(snapshot) = &mut checked[index] {
+                snapshot.checked.diagnostics.push(
+                    Diagnostic::error(
+                        Code::OwnerConflict,
+                        format!(
+                            "{} manages the same cluster ({cluster}), namespace {namespace} and owner {owner}: the two files would delete each other's objects",
+                            others.join(" and ")
+                        ),
+                    )
+                    .at(Pointer::key(["velero", "owner"]))
+                    .help("give each file its own `[velero] owner`, or merge them into one file"),
+                );
+            }
+        }
+    }
+    checked
 }
 
 /// Whether `-f` makes a fleet: several files, or a directory.
@@ -57,6 +234,7 @@ pub fn is_fleet(given: &[PathBuf]) -> bool {
 pub fn target_for(file: &ValidFile, given: &Target) -> Target {
     Target {
         kubeconfig: given.kubeconfig.clone(),
+        request_timeout: given.request_timeout,
         context: given
             .context
             .clone()
@@ -99,14 +277,16 @@ impl Connections {
 #[derive(Debug)]
 pub enum Outcome {
     /// The file could not be read at all.
-    Unusable(LoadError),
+    Unusable(SnapshotError),
     /// The file has errors: nothing was planned.
     Invalid(Box<CheckedFile>),
     /// The cluster could not be reached.
     Unreachable(ClusterError),
     /// Reached, but reading it failed otherwise.
     Failed(EngineError),
-    Planned(Box<(ValidFile, Planned)>),
+    /// Planned: the file, the plan, and the inputs as read (an apply writes only while
+    /// they are unchanged).
+    Planned(Box<(ValidFile, Planned, Snapshot)>),
 }
 
 /// One cluster of a fleet: its file, the context it was planned against, the outcome.
@@ -138,12 +318,15 @@ pub async fn plan(
 ) -> Vec<Member> {
     let connections = Connections::default();
     let connections = &connections;
-    let members =
-        futures::stream::iter(files.iter().enumerate())
-            .map(|(index, file)| async move {
-                (index, plan_one(file, given, options, connections).await)
-            })
-            .buffer_unordered(parallel.max(1));
+    let checked = check_all(files, given);
+    let members = futures::stream::iter(files.iter().zip(checked).enumerate())
+        .map(|(index, (file, checked))| async move {
+            (
+                index,
+                plan_one(file, checked, given, options, connections).await,
+            )
+        })
+        .buffer_unordered(parallel.max(1));
     let mut members: Vec<(usize, Member)> = members.collect().await;
     members.sort_by_key(|(index, _)| *index);
     members.into_iter().map(|(_, member)| member).collect()
@@ -151,6 +334,7 @@ pub async fn plan(
 
 async fn plan_one(
     path: &Path,
+    checked: Result<Snapshot, SnapshotError>,
     given: &Target,
     options: PlanOptions,
     connections: &Connections,
@@ -160,11 +344,11 @@ async fn plan_one(
         context,
         outcome,
     };
-    let checked = match super::check_file(path) {
-        Ok(checked) => checked,
+    let snapshot = match checked {
+        Ok(snapshot) => snapshot,
         Err(error) => return member(given.context.clone(), Outcome::Unusable(error)),
     };
-    let file = match checked.into_valid() {
+    let file = match snapshot.checked.clone().into_valid() {
         Ok(file) => file,
         Err(invalid) => {
             let context = given.context.clone().or_else(|| {
@@ -184,7 +368,10 @@ async fn plan_one(
         Err(error) => return member(context, Outcome::Unreachable(error)),
     };
     match super::plan(&file, StateSource::Cluster(&connected), options).await {
-        Ok(planned) => member(context, Outcome::Planned(Box::new((file, planned)))),
+        Ok(planned) => member(
+            context,
+            Outcome::Planned(Box::new((file, planned, snapshot))),
+        ),
         Err(EngineError::Cluster(
             error @ (ClusterError::Unreachable { .. } | ClusterError::Unauthorized),
         )) => member(context, Outcome::Unreachable(error)),
@@ -220,16 +407,19 @@ pub async fn apply(
     options: super::ApplyOptions,
     parallel: usize,
 ) -> Vec<Applied> {
+    let options = &options;
     let applied = futures::stream::iter(members.iter().enumerate())
         .map(|(index, member)| async move {
             let Outcome::Planned(planned) = &member.outcome else {
                 return (index, Applied::Skipped);
             };
-            let (file, planned) = planned.as_ref();
+            let (file, planned, snapshot) = planned.as_ref();
             if planned.plan.has_errors() || !planned.plan.has_changes() {
                 return (index, Applied::Skipped);
             }
             let result = async {
+                super::inputs::wait_until_writable(&planned.plan, snapshot, super::inputs::STEADY)
+                    .await?;
                 let connected = cluster::connect(&target_for(file, given)).await?;
                 super::apply(&connected, file, planned, options).await
             }
@@ -263,9 +453,10 @@ pub async fn status(
     now: chrono::DateTime<chrono::Utc>,
     parallel: usize,
 ) -> Vec<StatusOf> {
-    let all = futures::stream::iter(files.iter().enumerate())
-        .map(|(index, path)| async move {
-            let file = match super::check_file(path).map(CheckedFile::into_valid) {
+    let checked = check_all(files, given);
+    let all = futures::stream::iter(files.iter().zip(checked).enumerate())
+        .map(|(index, (path, checked))| async move {
+            let file = match checked.map(|snapshot| snapshot.checked.into_valid()) {
                 Ok(Ok(file)) => file,
                 Ok(Err(invalid)) => {
                     let problem = format!("{} has {} error(s)", path.display(), invalid.errors());
@@ -321,21 +512,18 @@ pub async fn apply_saved(
     options: super::ApplyOptions,
     parallel: usize,
 ) -> Vec<Result<super::Applied, EngineError>> {
+    let options = &options;
     let applied = futures::stream::iter(plans.iter().enumerate())
         .map(|(index, saved)| async move {
             let result = async {
                 let path = PathBuf::from(&saved.file);
-                let checked =
-                    super::check_file(&path).map_err(|error| EngineError::InvalidFile {
-                        file: format!("{}: {error}", saved.file),
-                        errors: 1,
-                    })?;
-                let file = checked
-                    .into_valid()
-                    .map_err(|invalid| EngineError::InvalidFile {
+                let snapshot = super::inputs::read(&path)?;
+                let file = snapshot.checked.clone().into_valid().map_err(|invalid| {
+                    EngineError::InvalidFile {
                         file: saved.file.clone(),
                         errors: invalid.errors(),
-                    })?;
+                    }
+                })?;
                 let connected = cluster::connect(&target_for(&file, given)).await?;
                 let planned =
                     super::plan(&file, StateSource::Cluster(&connected), plan_options).await?;
@@ -343,6 +531,8 @@ pub async fn apply_saved(
                 if planned.plan.has_errors() {
                     return Err(EngineError::PlanHasErrors);
                 }
+                super::inputs::wait_until_writable(&planned.plan, &snapshot, super::inputs::STEADY)
+                    .await?;
                 super::apply(&connected, &file, &planned, options).await
             }
             .await;
@@ -354,8 +544,19 @@ pub async fn apply_saved(
     applied.into_iter().map(|(_, result)| result).collect()
 }
 
-/// The saved plans in a directory (`*.json`), sorted.
-pub fn saved_plans_in(dir: &Path) -> Result<Vec<super::saved::SavedPlan>, EngineError> {
+/// The saved plans in a directory (`*.json`), sorted: each read on its own, so one
+/// broken plan fails only its cluster. JSON files that are not stowage plans at all
+/// (no plan `kind`) are another tool's, and are left out.
+#[derive(Debug, Default)]
+pub struct SavedPlansIn {
+    pub plans: Vec<super::saved::SavedPlan>,
+    /// Files that claim to be plans but cannot be applied (edited, another version).
+    pub broken: Vec<super::saved::SavedPlanError>,
+    /// JSON files that are not plans.
+    pub skipped: Vec<PathBuf>,
+}
+
+pub fn saved_plans_in(dir: &Path) -> Result<SavedPlansIn, EngineError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| super::saved::SavedPlanError::Read {
             path: dir.display().to_string(),
@@ -366,8 +567,13 @@ pub fn saved_plans_in(dir: &Path) -> Result<Vec<super::saved::SavedPlan>, Engine
         .filter(|path| path.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|path| super::saved::SavedPlan::read(path).map_err(EngineError::from))
-        .collect()
+    let mut found = SavedPlansIn::default();
+    for path in paths {
+        match super::saved::SavedPlan::read(&path) {
+            Ok(plan) => found.plans.push(plan),
+            Err(error) if !error.claims_to_be_a_plan() => found.skipped.push(path),
+            Err(error) => found.broken.push(error),
+        }
+    }
+    Ok(found)
 }

@@ -10,6 +10,8 @@
 
 pub mod fights;
 pub mod fleet;
+pub mod inputs;
+pub mod output;
 pub mod saved;
 
 use std::path::{Path, PathBuf};
@@ -162,6 +164,10 @@ pub enum EngineError {
     InvalidFile { file: String, errors: usize },
     #[error("the plan has errors; nothing was applied")]
     PlanHasErrors,
+    #[error(transparent)]
+    Moved(#[from] inputs::Moved),
+    #[error(transparent)]
+    Snapshot(#[from] inputs::SnapshotError),
 }
 
 /// Where the state to plan against comes from.
@@ -300,22 +306,12 @@ impl Planned {
 }
 
 /// How to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     /// Take over fields another field manager owns.
     pub force_conflicts: bool,
-    /// How long one write may take before it is retried.
-    pub request_timeout: Duration,
-}
-
-impl Default for ApplyOptions {
-    fn default() -> ApplyOptions {
-        let defaults = cluster::apply::Options::default();
-        ApplyOptions {
-            force_conflicts: defaults.force_conflicts,
-            request_timeout: defaults.request_timeout,
-        }
-    }
+    /// With leader election, the Lease's fence: every write request passes it.
+    pub fence: Option<cluster::lease::Fence>,
 }
 
 /// What an apply did.
@@ -343,7 +339,7 @@ pub async fn apply(
     cluster: &Cluster,
     file: &ValidFile,
     planned: &Planned,
-    options: ApplyOptions,
+    options: &ApplyOptions,
 ) -> Result<Applied, EngineError> {
     let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let report = cluster::apply::apply(
@@ -353,7 +349,7 @@ pub async fn apply(
         &planned.observed,
         cluster::apply::Options {
             force_conflicts: options.force_conflicts,
-            request_timeout: options.request_timeout,
+            fence: options.fence.clone(),
         },
     )
     .await;
@@ -473,7 +469,7 @@ pub async fn status(
 }
 
 /// How the daemon reconciles.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReconcileOptions {
     pub plan: PlanOptions,
     pub apply: ApplyOptions,
@@ -486,6 +482,14 @@ pub struct ReconcileOptions {
 pub enum Reconciled {
     /// The cluster already equals the file.
     Unchanged { plan: Plan },
+    /// The plan may not be written yet ([`inputs::guard`]): its inputs have not been
+    /// quiet long enough, or moved since they were read. Nothing was written; plan
+    /// again from a new read after `wait`.
+    Deferred {
+        plan: Plan,
+        wait: Duration,
+        reason: String,
+    },
     /// `--dry-run`: the plan has changes; nothing was written.
     DryRun { plan: Plan },
     /// The changes were written and the cluster now equals the file.
@@ -540,6 +544,9 @@ pub fn takeovers(plan: &Plan, observed: &Observed) -> Vec<Takeover> {
 pub enum ReconcileError {
     #[error("{path}: {error}")]
     Unusable { path: String, error: LoadError },
+    /// The file and what it names kept changing while they were read.
+    #[error("{0}")]
+    Unsettled(String),
     #[error("the file does not validate")]
     Invalid(Box<CheckedFile>),
     #[error("cannot read the cluster: {0}")]
@@ -594,9 +601,9 @@ impl FailureReason {
 impl ReconcileError {
     pub fn reason(&self) -> FailureReason {
         match self {
-            ReconcileError::Unusable { .. } | ReconcileError::Invalid(_) => {
-                FailureReason::InvalidFile
-            }
+            ReconcileError::Unusable { .. }
+            | ReconcileError::Unsettled(_)
+            | ReconcileError::Invalid(_) => FailureReason::InvalidFile,
             ReconcileError::Cluster(_) => FailureReason::ClusterUnreachable,
             ReconcileError::Refused { .. } => FailureReason::PlanRefused,
             ReconcileError::ApplyFailed { applied, .. }
@@ -618,10 +625,14 @@ impl ReconcileError {
 
 /// Plans `file` against the cluster and, unless `dry_run`, applies the plan and checks
 /// that the cluster converged: one round of the daemon after its file was validated.
+///
+/// `may_write` decides, once the plan is made, whether it may be written from the
+/// inputs it was made from ([`inputs::guard`]); when it says wait, nothing is written.
 pub async fn converge(
     cluster: &Cluster,
     file: &ValidFile,
-    options: ReconcileOptions,
+    options: &ReconcileOptions,
+    may_write: impl FnOnce(&Plan) -> inputs::Guard,
 ) -> Result<Reconciled, ReconcileError> {
     let planned = plan(file, StateSource::Cluster(cluster), options.plan)
         .await
@@ -638,7 +649,24 @@ pub async fn converge(
     if options.dry_run {
         return Ok(Reconciled::DryRun { plan: planned.plan });
     }
-    let applied = apply(cluster, file, &planned, options.apply)
+    match may_write(&planned.plan) {
+        inputs::Guard::Write => {}
+        inputs::Guard::Wait { wait, reason } => {
+            return Ok(Reconciled::Deferred {
+                plan: planned.plan,
+                wait,
+                reason,
+            });
+        }
+        inputs::Guard::Moved => {
+            return Ok(Reconciled::Deferred {
+                plan: planned.plan,
+                wait: Duration::ZERO,
+                reason: "an input changed since it was read; reading it again".to_string(),
+            });
+        }
+    }
+    let applied = apply(cluster, file, &planned, &options.apply)
         .await
         .map_err(ReconcileError::Cluster)?;
     if !applied.report.succeeded() {

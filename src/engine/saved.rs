@@ -85,7 +85,12 @@ pub enum SavedPlanError {
         source: std::io::Error,
     },
     #[error("{path} is not a plan saved by `stowage plan --out`: {reason}")]
-    NotAPlan { path: String, reason: String },
+    NotAPlan {
+        path: String,
+        reason: String,
+        /// Its `kind` says it is one.
+        claims: bool,
+    },
     #[error(
         "{path} is not a plan this stowage can apply (kind {kind:?}, format {format_version}); run `stowage plan --out` again"
     )]
@@ -94,6 +99,18 @@ pub enum SavedPlanError {
         kind: String,
         format_version: u32,
     },
+}
+
+impl SavedPlanError {
+    /// Whether the file says it is a saved plan (its `kind` is a stowage plan's), so
+    /// that failing to read it is a failure and not another tool's JSON.
+    pub fn claims_to_be_a_plan(&self) -> bool {
+        match self {
+            SavedPlanError::Read { .. } => true,
+            SavedPlanError::NotAPlan { claims, .. } => *claims,
+            SavedPlanError::Unsupported { kind, .. } => kind == KIND,
+        }
+    }
 }
 
 /// Why a saved plan no longer applies: each says what moved on since it was made.
@@ -154,6 +171,7 @@ impl SavedPlan {
             serde_json::from_slice(&bytes).map_err(|e| SavedPlanError::NotAPlan {
                 path: name.clone(),
                 reason: e.to_string(),
+                claims: false,
             })?;
         let kind = document["kind"].as_str().unwrap_or_default().to_string();
         let format_version = document["format_version"]
@@ -170,6 +188,7 @@ impl SavedPlan {
         serde_json::from_value(document).map_err(|e| SavedPlanError::NotAPlan {
             path: name,
             reason: e.to_string(),
+            claims: true,
         })
     }
 

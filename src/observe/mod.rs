@@ -84,6 +84,9 @@ pub struct ObservedBackup {
     pub started: Option<String>,
     /// `status.completionTimestamp`, RFC 3339.
     pub completed: Option<String>,
+    /// `metadata.creationTimestamp`: set by the API server, so the order backups were
+    /// made in, whatever their status claims.
+    pub created: Option<String>,
     /// Velero's reason when it failed: `status.failureReason` or its validation errors.
     pub failure: Option<String>,
 }
@@ -286,6 +289,7 @@ impl Observed {
                 started: text_at(&item, "/status/startTimestamp")
                     .or_else(|| text_at(&item, "/metadata/creationTimestamp")),
                 completed: text_at(&item, "/status/completionTimestamp"),
+                created: text_at(&item, "/metadata/creationTimestamp"),
                 failure: text_at(&item, "/status/failureReason").or_else(|| {
                     let errors: Vec<&str> = item
                         .pointer("/status/validationErrors")

@@ -194,6 +194,26 @@ impl Plan {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// The first change that must come from inputs quiet for the quiet period
+    /// (product contract §7.1), in words: a deletion, a credential written, a location
+    /// repointed, the default moved. A half-written file is most dangerous there.
+    pub fn guarded_change(&self) -> Option<String> {
+        self.changes.iter().find_map(|change| {
+            let what = if change.action == Action::Delete {
+                "deletes"
+            } else if change.object.kind == Kind::Secret {
+                "writes the credential"
+            } else if change.risks.contains(&Risk::Repoint) {
+                "repoints"
+            } else if change.risks.contains(&Risk::DefaultSwitch) {
+                "moves the default location with"
+            } else {
+                return None;
+            };
+            Some(format!("{what} {}", change.object))
+        })
+    }
 }
 
 /// What else the planner knows.

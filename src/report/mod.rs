@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod diagnostics;
 pub mod explain;
+pub mod log_format;
 pub mod plan;
 pub mod status;
 pub mod watch;

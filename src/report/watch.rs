@@ -15,6 +15,14 @@ pub fn round(trigger: &str, result: Result<Option<&Reconciled>, &ReconcileError>
     match result {
         Ok(None) => debug!("another replica holds the lease; not writing"),
         Ok(Some(Reconciled::Unchanged { .. })) => debug!(reason = trigger, "no changes"),
+        Ok(Some(Reconciled::Deferred { plan, wait, reason })) => {
+            planned(plan, trigger);
+            info!(
+                wait_seconds = wait.as_secs_f64(),
+                why = %reason,
+                "not written yet"
+            );
+        }
         Ok(Some(Reconciled::DryRun { plan })) => {
             planned(plan, trigger);
             info!("--dry-run: nothing applied");
@@ -39,7 +47,9 @@ pub fn round(trigger: &str, result: Result<Option<&Reconciled>, &ReconcileError>
             let reason = failure.reason().as_str();
             let problem = problem(failure);
             match failure {
-                ReconcileError::Unusable { .. } | ReconcileError::Invalid(_) => error!(
+                ReconcileError::Unusable { .. }
+                | ReconcileError::Unsettled(_)
+                | ReconcileError::Invalid(_) => error!(
                     reason,
                     problem = %problem,
                     "the file does not validate; keeping the last valid state"
@@ -97,6 +107,7 @@ pub fn fight_problem(backoff: &crate::engine::fights::Backoff) -> String {
 pub fn problem(failure: &ReconcileError) -> String {
     match failure {
         ReconcileError::Unusable { path, error } => format!("{path}: {error}"),
+        ReconcileError::Unsettled(why) => why.clone(),
         ReconcileError::Invalid(checked) => {
             error_lines(&checked.diagnostics, &checked.loaded.source)
                 .unwrap_or_else(|| format!("{}: cannot be read", checked.loaded.source.name))

@@ -1,15 +1,30 @@
-//! `/healthz`, `/readyz` and `/metrics` (Prometheus text format) for the daemon.
+//! `/healthz`, `/readyz` and `/metrics` for the daemon.
+//!
+//! Readiness (product contract §4): a replica is ready when it can do its job now —
+//! the API server answered within the request timeout and, for the leader, the last
+//! round succeeded. A standby that reaches the API server is ready, so a Deployment of
+//! several replicas rolls out. Metrics are written by `prometheus-client` in the
+//! OpenMetrics text format: counters end in `_total`, durations are histograms in
+//! seconds, and `stowage_build_info` names the version and commit.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 /// What the daemon knows about itself, shared with the HTTP endpoints.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Health {
     pub applies: u64,
     /// Failed rounds by why they failed.
@@ -23,18 +38,106 @@ pub struct Health {
     pub drift_corrections: u64,
     pub plans: u64,
     pub last_success_unix: Option<i64>,
-    pub last_plan_seconds: f64,
-    pub plan_seconds_sum: f64,
+    /// How long rounds that planned took.
+    pub plan_seconds: Histogram,
     /// The file's first error, located, while it does not validate.
     pub invalid_file: Option<String>,
     /// Why the last reconcile failed, if it did.
     pub last_error: Option<String>,
-    pub cluster_reachable: bool,
+    /// Why the last round's plan waits (its inputs not yet quiet), if it does.
+    pub deferred: Option<String>,
+    /// When the API server last answered (the probe, or a round that planned).
+    pub last_answer: Option<Instant>,
+    /// How long the API server may take to answer before it counts as unreachable.
+    pub request_timeout: Duration,
     pub reconciled_once: bool,
     pub leader: bool,
     pub leader_election: bool,
     /// The last plan deleted most of what the file manages and was not applied.
     pub mass_delete_refused: bool,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            applies: 0,
+            failures: Default::default(),
+            copies: Vec::new(),
+            fight: None,
+            takeovers: Default::default(),
+            drift_corrections: 0,
+            plans: 0,
+            last_success_unix: None,
+            plan_seconds: plan_histogram(),
+            invalid_file: None,
+            last_error: None,
+            deferred: None,
+            last_answer: None,
+            request_timeout: crate::cluster::REQUEST_TIMEOUT,
+            reconciled_once: false,
+            leader: false,
+            leader_election: false,
+            mass_delete_refused: false,
+        }
+    }
+}
+
+/// Plans take from tens of milliseconds to a minute: buckets from 10 ms, doubling.
+fn plan_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
+impl Health {
+    /// The API server answered at `at`.
+    pub fn answered(&mut self, at: Instant) {
+        if self.last_answer.is_none_or(|last| last < at) {
+            self.last_answer = Some(at);
+        }
+    }
+
+    /// Whether the API server answered within the request timeout.
+    pub fn reachable(&self) -> bool {
+        self.last_answer
+            .is_some_and(|at| at.elapsed() <= self.request_timeout)
+    }
+
+    /// Whether this replica writes (always, without leader election).
+    pub fn leads(&self) -> bool {
+        self.leader || !self.leader_election
+    }
+
+    /// Why this replica is not ready now; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.reconciled_once {
+            problems.push("not reconciled yet".to_string());
+        }
+        if !self.reachable() {
+            problems.push(match self.last_answer {
+                Some(at) => format!(
+                    "the API server has not answered for {} s (request timeout {} s)",
+                    at.elapsed().as_secs(),
+                    self.request_timeout.as_secs_f64()
+                ),
+                None => "the API server has not answered yet".to_string(),
+            });
+        }
+        if let Some(invalid) = &self.invalid_file {
+            problems.push(format!(
+                "the file does not validate (the last valid state is kept): {invalid}"
+            ));
+        }
+        // What only the writer has: its last apply, a fight, a refused plan.
+        if self.leads() {
+            if let Some(error) = &self.last_error {
+                problems.push(format!("last apply failed: {error}"));
+            }
+            if let Some(fight) = &self.fight {
+                problems.push(crate::report::watch::fight_problem(fight));
+            }
+        }
+        problems
+    }
 }
 
 pub type Shared = Arc<Mutex<Health>>;
@@ -52,25 +155,7 @@ pub fn router(shared: Shared) -> Router {
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    let health = lock(&shared).clone();
-    let mut problems = Vec::new();
-    if !health.reconciled_once {
-        problems.push("not reconciled yet".to_string());
-    }
-    if !health.cluster_reachable {
-        problems.push("the cluster is not reachable".to_string());
-    }
-    if let Some(error) = &health.last_error {
-        problems.push(format!("last apply failed: {error}"));
-    }
-    if let Some(fight) = &health.fight {
-        problems.push(crate::report::watch::fight_problem(fight));
-    }
-    if let Some(invalid) = &health.invalid_file {
-        problems.push(format!(
-            "the file does not validate (the last valid state is kept): {invalid}"
-        ));
-    }
+    let problems = lock(&shared).problems();
     if problems.is_empty() {
         (StatusCode::OK, "ok\n".to_string())
     } else {
@@ -80,143 +165,148 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
 
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
     let text = metrics_text(&lock(&shared));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }
 
-/// The health as Prometheus' text format.
+type Labels = Vec<(String, String)>;
+
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+fn gauge(value: i64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value);
+    gauge
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The health as the OpenMetrics text format.
 pub fn metrics_text(h: &Health) -> String {
-    let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
-    metric(
-        "stowage_applies_total",
-        "counter",
+    let mut registry = Registry::default();
+    registry.register(
+        "stowage_build",
+        "The version and commit of this stowage.",
+        Info::new(vec![
+            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            ("commit".to_string(), crate::COMMIT.to_string()),
+        ]),
+    );
+    registry.register(
+        "stowage_applies",
         "Applies that wrote changes.",
-        h.applies.to_string(),
+        counter(h.applies),
     );
-    metric(
-        "stowage_drift_corrections_total",
-        "counter",
+    registry.register(
+        "stowage_drift_corrections",
         "Applies that reverted changes made in the cluster.",
-        h.drift_corrections.to_string(),
+        counter(h.drift_corrections),
     );
-    metric(
+    registry.register("stowage_plans", "Plans made.", counter(h.plans));
+    registry.register(
         "stowage_last_success_timestamp_seconds",
-        "gauge",
-        "When the cluster last matched the file (Unix time).",
-        h.last_success_unix.unwrap_or(0).to_string(),
+        "When the cluster last matched the file (Unix time; 0: never, or another replica writes).",
+        gauge(if h.leads() {
+            h.last_success_unix.unwrap_or(0)
+        } else {
+            0
+        }),
     );
-    metric(
+    registry.register(
         "stowage_plan_duration_seconds",
-        "gauge",
-        "How long the last plan took.",
-        format!("{:.6}", h.last_plan_seconds),
+        "How long rounds that planned took.",
+        h.plan_seconds.clone(),
     );
-    metric(
-        "stowage_plan_duration_seconds_sum",
-        "counter",
-        "Time spent planning.",
-        format!("{:.6}", h.plan_seconds_sum),
-    );
-    metric(
+    registry.register(
         "stowage_mass_delete_refused",
-        "gauge",
         "1 while the last plan deleted most of what the file manages and was not applied.",
-        u8::from(h.mass_delete_refused).to_string(),
+        gauge(i64::from(h.mass_delete_refused)),
     );
-    metric(
-        "stowage_plans_total",
-        "counter",
-        "Plans made.",
-        h.plans.to_string(),
-    );
-    metric(
+    registry.register(
         "stowage_file_invalid",
-        "gauge",
         "1 while the file does not validate.",
-        u8::from(h.invalid_file.is_some()).to_string(),
+        gauge(i64::from(h.invalid_file.is_some())),
     );
-    metric(
+    registry.register(
         "stowage_cluster_reachable",
-        "gauge",
-        "1 when the last read of the cluster succeeded.",
-        u8::from(h.cluster_reachable).to_string(),
+        "1 when the API server answered within the request timeout.",
+        gauge(i64::from(h.reachable())),
     );
-    metric(
+    registry.register(
         "stowage_leader",
-        "gauge",
         "1 when this replica may write.",
-        u8::from(h.leader || !h.leader_election).to_string(),
+        gauge(i64::from(h.leads())),
     );
-    labelled(
-        &mut text,
-        "stowage_apply_failures_total",
+    let failures = Family::<Labels, Counter>::default();
+    for reason in crate::engine::FailureReason::ALL {
+        failures
+            .get_or_create(&labels(&[("reason", reason.as_str())]))
+            .inc_by(h.failures.get(&reason).copied().unwrap_or(0));
+    }
+    registry.register(
+        "stowage_apply_failures",
         "Rounds that failed, by reason: the file, the cluster, the plan, a conflict, a write, convergence.",
-        crate::engine::FailureReason::ALL
-            .iter()
-            .map(|reason| {
-                (
-                    format!("reason=\"{}\"", reason.as_str()),
-                    h.failures.get(reason).copied().unwrap_or(0),
-                )
-            })
-            .collect(),
+        failures,
     );
-    labelled(
-        &mut text,
-        "stowage_takeovers_total",
+    let takeovers = Family::<Labels, Counter>::default();
+    for (manager, count) in &h.takeovers {
+        takeovers
+            .get_or_create(&labels(&[("manager", manager)]))
+            .inc_by(*count);
+    }
+    registry.register(
+        "stowage_takeovers",
         "Fields taken over from another field manager, by that manager.",
-        h.takeovers
-            .iter()
-            .map(|(manager, count)| (format!("manager=\"{}\"", escape_label(manager)), *count))
-            .collect(),
+        takeovers,
     );
-    copy_metrics(&mut text, &h.copies);
-    text.push_str(
-        "# HELP stowage_fight_backoff_seconds How long the daemon waits before taking back a field another manager keeps setting.\n# TYPE stowage_fight_backoff_seconds gauge\n",
-    );
-    if let Some(fight) = &h.fight {
-        text.push_str(&format!(
-            "stowage_fight_backoff_seconds{{object=\"{}\",field=\"{}\",manager=\"{}\"}} {}\n",
-            escape_label(&fight.object.to_string()),
-            escape_label(&fight.field),
-            escape_label(&fight.managers.join(",")),
-            fight.wait.as_secs_f64()
-        ));
+    let fight = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    if let Some(backoff) = &h.fight {
+        fight
+            .get_or_create(&labels(&[
+                ("object", &backoff.object.to_string()),
+                ("field", &backoff.field),
+                ("manager", &backoff.managers.join(",")),
+            ]))
+            .set(backoff.wait.as_secs_f64());
     }
+    registry.register(
+        "stowage_fight_backoff_seconds",
+        "How long the daemon waits before taking back a field another manager keeps setting.",
+        fight,
+    );
+    copy_metrics(&mut registry, &h.copies);
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &registry);
     text
-}
-
-/// A counter with one series per label set.
-fn labelled(text: &mut String, name: &str, help: &str, series: Vec<(String, u64)>) {
-    text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-    for (labels, value) in series {
-        text.push_str(&format!("{name}{{{labels}}} {value}\n"));
-    }
-}
-
-/// A label value as Prometheus' text format quotes it.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Per schedule and location: the last success, the verdict as one gauge per state,
 /// and whether the bucket could be read to find the last success.
-fn copy_metrics(text: &mut String, copies: &[crate::copies::CopyStatus]) {
-    let labels = |copy: &crate::copies::CopyStatus| {
-        format!(
-            "schedule=\"{}\",location=\"{}\"",
-            escape_label(&copy.schedule),
-            escape_label(copy.location.as_deref().unwrap_or(""))
-        )
+fn copy_metrics(registry: &mut Registry, copies: &[crate::copies::CopyStatus]) {
+    let of = |copy: &crate::copies::CopyStatus| {
+        labels(&[
+            ("schedule", &copy.schedule),
+            ("location", copy.location.as_deref().unwrap_or("")),
+        ])
     };
-    text.push_str("# HELP stowage_copy_last_success_timestamp_seconds When the copy's last successful backup completed (Unix time; 0: never).\n# TYPE stowage_copy_last_success_timestamp_seconds gauge\n");
+    let last_success = Family::<Labels, Gauge>::default();
+    let verdicts = Family::<Labels, Gauge>::default();
+    let bucket_failed = Family::<Labels, Gauge>::default();
     for copy in copies {
         let when = copy
             .last_success
@@ -224,28 +314,31 @@ fn copy_metrics(text: &mut String, copies: &[crate::copies::CopyStatus]) {
             .and_then(|b| b.completed.as_deref().or(b.started.as_deref()))
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map_or(0, |t| t.timestamp());
-        text.push_str(&format!(
-            "stowage_copy_last_success_timestamp_seconds{{{}}} {when}\n",
-            labels(copy)
-        ));
-    }
-    text.push_str("# HELP stowage_copy_verdict 1 for the copy's current verdict (ok, waiting, paused, behind, missing).\n# TYPE stowage_copy_verdict gauge\n");
-    for copy in copies {
+        last_success.get_or_create(&of(copy)).set(when);
         for verdict in crate::copies::Verdict::ALL {
-            text.push_str(&format!(
-                "stowage_copy_verdict{{{},verdict=\"{}\"}} {}\n",
-                labels(copy),
-                verdict.as_str(),
-                u8::from(copy.verdict == verdict)
-            ));
+            let mut labelled = of(copy);
+            labelled.push(("verdict".to_string(), verdict.as_str().to_string()));
+            verdicts
+                .get_or_create(&labelled)
+                .set(i64::from(copy.verdict == verdict));
         }
+        bucket_failed
+            .get_or_create(&of(copy))
+            .set(i64::from(copy.bucket_check.is_some()));
     }
-    text.push_str("# HELP stowage_copy_bucket_check_failed 1 when the copy's bucket could not be read to find its last backup.\n# TYPE stowage_copy_bucket_check_failed gauge\n");
-    for copy in copies {
-        text.push_str(&format!(
-            "stowage_copy_bucket_check_failed{{{}}} {}\n",
-            labels(copy),
-            u8::from(copy.bucket_check.is_some())
-        ));
-    }
+    registry.register(
+        "stowage_copy_last_success_timestamp_seconds",
+        "When the copy's last successful backup completed (Unix time; 0: never).",
+        last_success,
+    );
+    registry.register(
+        "stowage_copy_verdict",
+        "1 for the copy's current verdict (ok, waiting, paused, behind, missing).",
+        verdicts,
+    );
+    registry.register(
+        "stowage_copy_bucket_check_failed",
+        "1 when the copy's bucket could not be read to find its last backup.",
+        bucket_failed,
+    );
 }

@@ -8,46 +8,60 @@
 //! A file that does not validate applies nothing: the cluster keeps the last good
 //! state, and the error is logged, exported as a metric and shown by `/readyz` until
 //! the file is fixed.
+//!
+//! The daemon keeps the invariants of product contract §7 whatever the timing: its
+//! inputs are read only once all of them are steady, and a plan that deletes or
+//! writes a credential waits until they have been quiet for the quiet period
+//! ([`inputs::guard`]); with leader election every write passes the Lease's fence;
+//! `/readyz` knows within the request timeout when the API server stops answering.
 
 pub mod files;
 pub mod http;
-pub mod lease;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
+use crate::cluster::lease::{self, Fence};
 use crate::cluster::{self, Cluster, ClusterError};
+use crate::engine::inputs::{self, Snapshot, SnapshotError};
 use crate::engine::{self, ReconcileError, ReconcileOptions, Reconciled};
+use crate::input::Stamps;
 use crate::report::watch as log;
 use crate::velero::Kind;
 
-/// How long a burst of file events must be quiet before the file is read.
+/// How long a burst of file events must be quiet before the inputs are looked at.
 const DEBOUNCE: Duration = Duration::from_millis(200);
-/// A burst that never goes quiet is read after this long anyway.
+/// A burst that never goes quiet is looked at after this long anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
-/// How long the file's size and modification time must stay the same before it is
-/// read: longer than the pauses of a slow writer (a copy over a network mount, a
-/// non-atomic writer line by line), so a file is never planned half-written.
-const FILE_QUIET: Duration = Duration::from_secs(1);
-/// A file that keeps changing is read after this long anyway.
-const MAX_FILE_WAIT: Duration = Duration::from_secs(60);
+/// How long every input must have been unchanged before it is read: longer than the
+/// pauses of a writer at work (a copy over a network mount, a line-by-line writer).
+/// Creates and updates may go out after it; deletions and credentials wait for the
+/// quiet period.
+pub const STEADY: Duration = Duration::from_secs(1);
+/// Inputs that keep changing are read after this long anyway (and what the plan would
+/// delete still waits for the quiet period).
+const MAX_STEADY_WAIT: Duration = Duration::from_secs(60);
+/// After a failed round, the first retry; it doubles up to the resync period.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub file: PathBuf,
     pub target: cluster::Target,
     pub resync: Duration,
+    /// How long every input must be unchanged before a plan that deletes, writes a
+    /// credential, repoints a location or moves the default is written.
+    pub quiet_period: Duration,
     pub listen: Option<SocketAddr>,
-    pub leader_elect: bool,
+    /// Leader election's timing, with `--leader-elect`.
+    pub leader_election: Option<lease::Timing>,
     /// How each round plans and applies (`--dry-run`, `--force-conflicts`, bucket
     /// checks, `--allow-mass-delete`).
     pub reconcile: ReconcileOptions,
@@ -73,6 +87,8 @@ pub enum Trigger {
     Start,
     File,
     Drift,
+    /// Again after a failed or deferred round.
+    Retry,
     Resync,
 }
 
@@ -82,6 +98,7 @@ impl Trigger {
             Trigger::Start => "start",
             Trigger::File => "file changed",
             Trigger::Drift => "cluster changed",
+            Trigger::Retry => "retry",
             Trigger::Resync => "resync",
         }
     }
@@ -98,7 +115,8 @@ pub struct Daemon {
     /// The namespace the drift watchers and the Lease live in, once known.
     namespace: Option<String>,
     drift_tasks: Vec<tokio::task::JoinHandle<()>>,
-    leading: Option<Arc<AtomicBool>>,
+    /// With leader election: the fence every write passes.
+    fence: Option<Fence>,
     elector_stop: tokio::sync::watch::Sender<bool>,
     elector_task: Option<tokio::task::JoinHandle<()>>,
     identity: String,
@@ -106,6 +124,15 @@ pub struct Daemon {
     fights: crate::engine::fights::Fights,
     /// The file as last validated: whose schedules' copies the metrics follow.
     last_valid: Option<engine::ValidFile>,
+    /// The inputs' paths as last read (the file, bases, credentials, CA files).
+    input_paths: Vec<PathBuf>,
+    /// The inputs' stamps as last read, and since when this daemon has seen them so.
+    seen: Option<(Stamps, Instant)>,
+    /// Whether the last round ended well: a file event that changed nothing needs no
+    /// round then.
+    settled: bool,
+    /// How long to wait before retrying after consecutive failed rounds.
+    retry_backoff: Duration,
 }
 
 /// What wakes the daemon between rounds: an edit of the file or one of its inputs, and
@@ -120,6 +147,8 @@ pub struct Events {
 pub enum Round {
     /// Another replica holds the Lease: nothing planned or written.
     Standby,
+    /// A file event, but nothing the file names changed.
+    Unchanged,
     Done(Box<Reconciled>),
 }
 
@@ -145,10 +174,12 @@ pub async fn run(
             }
         });
     }
+    let probe = tokio::spawn(probe(daemon.cluster.clone(), daemon.health()));
     let mut resync = tokio::time::interval(daemon.options.resync);
     resync.tick().await;
     tokio::pin!(shutdown);
     let mut next = Some(Trigger::Start);
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let mut trigger = match next.take() {
             Some(trigger) => trigger,
@@ -157,13 +188,13 @@ pub async fn run(
                 Some(()) = events.file.recv() => Trigger::File,
                 Some(()) = events.drift.recv() => Trigger::Drift,
                 _ = resync.tick() => Trigger::Resync,
-                // While another replica leads, look again at each renewal.
-                _ = tokio::time::sleep(lease::LEASE_DURATION / 3), if daemon.waiting_for_leadership() => Trigger::Resync,
+                _ = sleep_until(retry_at) => Trigger::Retry,
+                // While another replica leads, look again at each of its renewals.
+                _ = tokio::time::sleep(daemon.standby_look()), if daemon.is_standby() => Trigger::Resync,
             },
         };
         if trigger == Trigger::File {
             settle(&mut events.file, DEBOUNCE, MAX_SETTLE).await;
-            wait_until_steady(&daemon.options.file, FILE_QUIET, MAX_FILE_WAIT).await;
         }
         // A field that keeps being taken back is a fight: wait before taking it again
         // (an edit of the file is never held back).
@@ -181,11 +212,39 @@ pub async fn run(
         }
         while events.drift.try_recv().is_ok() {}
         // What the round did is logged and recorded; the loop only goes on.
-        let _ = daemon.round(trigger).await;
+        let result = daemon.round(trigger).await;
+        retry_at = daemon
+            .retry_after(&result)
+            .map(|wait| tokio::time::Instant::now() + wait);
     }
     info!("stopping");
+    probe.abort();
     daemon.stop().await;
     Ok(())
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks the API server for its version every few seconds, so that `/readyz` knows
+/// within the request timeout when it stops answering (a frozen server accepts
+/// connections and never answers).
+async fn probe(cluster: Cluster, health: http::Shared) {
+    let every =
+        (cluster.request_timeout / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+    loop {
+        let answered =
+            tokio::time::timeout(cluster.request_timeout, cluster.client.apiserver_version()).await;
+        if matches!(answered, Ok(Ok(_))) {
+            http::lock(&health).answered(Instant::now());
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Lets a burst of events settle: returns once none has arrived for `quiet`, or after
@@ -204,37 +263,44 @@ pub async fn settle(events: &mut mpsc::Receiver<()>, quiet: Duration, limit: Dur
     }
 }
 
-/// What tells a file's writer is still at work: its size and modification time
-/// (`None` while it is missing).
-fn file_stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.len(), metadata.modified().ok()))
-}
-
-/// Waits until `path` has not changed for `quiet`, or `limit` has passed.
-async fn wait_until_steady(path: &Path, quiet: Duration, limit: Duration) {
-    let poll = quiet / 10;
+/// Waits until none of `paths` has changed for `steady`: at once when the file
+/// system says every one last changed longer ago, else by watching their stamps.
+/// Gives up after `limit`.
+async fn wait_until_steady(paths: &[PathBuf], steady: Duration, limit: Duration) {
+    let poll = steady / 10;
     let give_up = Instant::now() + limit;
-    let mut stamp = file_stamp(path);
+    let mut stamps = Stamps::of(paths);
     let mut steady_since = Instant::now();
-    while Instant::now() < give_up {
-        tokio::time::sleep(poll).await;
-        let now = file_stamp(path);
-        if now != stamp {
-            stamp = now;
-            steady_since = Instant::now();
-        } else if steady_since.elapsed() >= quiet {
+    loop {
+        let old_enough = stamps
+            .last_change()
+            .and_then(|changed| std::time::SystemTime::now().duration_since(changed).ok())
+            .is_some_and(|age| age >= steady);
+        if old_enough || steady_since.elapsed() >= steady {
             return;
         }
+        if Instant::now() >= give_up {
+            warn!("the file or what it names kept changing; reading it anyway");
+            return;
+        }
+        tokio::time::sleep(poll).await;
+        let now = Stamps::of(paths);
+        if now != stamps {
+            stamps = now;
+            steady_since = Instant::now();
+        }
     }
-    warn!(file = %path.display(), "the file kept changing; reading it anyway");
 }
 
 impl Daemon {
-    fn waiting_for_leadership(&self) -> bool {
-        self.leading
-            .as_ref()
-            .is_some_and(|l| !l.load(Ordering::SeqCst))
+    fn is_standby(&self) -> bool {
+        self.fence.as_ref().is_some_and(|fence| !fence.is_open())
+    }
+
+    fn standby_look(&self) -> Duration {
+        self.options
+            .leader_election
+            .map_or(Duration::from_secs(5), |timing| timing.retry_period)
     }
 
     /// Stops the drift watchers and gives up the Lease.
@@ -253,9 +319,21 @@ impl Daemon {
         if self.namespace.as_deref() == Some(namespace) {
             return;
         }
+        if let Some(old) = &self.namespace {
+            warn!(
+                from = %old,
+                to = %namespace,
+                "[velero] namespace moved: the objects stowage wrote in {old} stay there, unmanaged by this file; delete them by hand once nothing needs them"
+            );
+        }
         for task in self.drift_tasks.drain(..) {
             task.abort();
         }
+        // Watches end within the request timeout and are resumed, so a watch never
+        // sits on a dead connection longer than a request may.
+        let watch_timeout = u32::try_from(self.cluster.request_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .clamp(1, 290);
         for kind in [
             Kind::BackupStorageLocation,
             Kind::VolumeSnapshotLocation,
@@ -267,14 +345,20 @@ impl Daemon {
                 namespace,
                 &cluster::resource_of(kind),
             );
-            let config = watcher::Config::default().labels(&format!(
-                "{}={}",
-                crate::velero::MANAGED_BY_LABEL,
-                crate::velero::MANAGED_BY_VALUE
-            ));
+            let config = watcher::Config::default()
+                .labels(&format!(
+                    "{}={}",
+                    crate::velero::MANAGED_BY_LABEL,
+                    crate::velero::MANAGED_BY_VALUE
+                ))
+                .timeout(watch_timeout.saturating_sub(1).max(1));
             let drift = self.drift.clone();
             self.drift_tasks.push(tokio::spawn(async move {
-                let mut events = watcher(api, config).boxed();
+                // A watch that fails (403, a server away) waits longer each time,
+                // up to a minute, and says why once per wait.
+                let mut events = watcher(api, config)
+                    .backoff(WatchBackoff::default())
+                    .boxed();
                 while let Some(event) = events.next().await {
                     match event {
                         Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
@@ -282,21 +366,24 @@ impl Daemon {
                         }
                         Ok(_) => {}
                         Err(error) => {
-                            debug!(%error, "watch of managed objects interrupted; resuming")
+                            warn!(kind = kind.as_str(), %error, "watching managed objects failed; trying again after a backoff")
                         }
                     }
                 }
             }));
         }
-        if self.options.leader_elect && self.elector_task.is_none() {
+        if let Some(timing) = self.options.leader_election
+            && self.elector_task.is_none()
+        {
             let elector = lease::Elector::new(
                 self.cluster.client.clone(),
                 namespace,
                 &format!("stowage-{owner}"),
                 self.identity.clone(),
-                lease::LEASE_DURATION,
+                timing,
             );
-            self.leading = Some(elector.leading());
+            self.fence = Some(elector.fence());
+            self.options.reconcile.apply.fence = Some(elector.fence());
             let stop = self.elector_stop.subscribe();
             self.elector_task = Some(tokio::spawn(elector.run(stop)));
         }
@@ -307,11 +394,16 @@ impl Daemon {
     /// round does.
     pub fn new(options: Options, cluster: Cluster) -> Result<(Daemon, Events), WatchError> {
         let health: http::Shared = Default::default();
-        http::lock(&health).leader_election = options.leader_elect;
+        {
+            let mut health = http::lock(&health);
+            health.leader_election = options.leader_election.is_some();
+            health.request_timeout = cluster.request_timeout;
+        }
         let (file_tx, file_rx) = mpsc::channel::<()>(1);
         let (drift_tx, drift_rx) = mpsc::channel::<()>(1);
         let mut files = files::FileWatch::new(file_tx)?;
-        files.set_paths([options.file.clone()])?;
+        let input_paths = vec![options.file.clone()];
+        files.set_folders(Stamps::of(&input_paths).folders())?;
         let identity = format!(
             "{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "stowage".to_string()),
@@ -325,12 +417,16 @@ impl Daemon {
             drift: drift_tx,
             namespace: None,
             drift_tasks: Vec::new(),
-            leading: None,
+            fence: None,
             elector_stop: tokio::sync::watch::channel(false).0,
             elector_task: None,
             identity,
             fights: crate::engine::fights::Fights::default(),
             last_valid: None,
+            input_paths,
+            seen: None,
+            settled: false,
+            retry_backoff: FIRST_RETRY,
         };
         let events = Events {
             file: file_rx,
@@ -344,19 +440,48 @@ impl Daemon {
         self.health.clone()
     }
 
+    /// When to run again after this round without waiting for an event: soon after a
+    /// deferred round, with a growing backoff after a failed one.
+    fn retry_after(&mut self, result: &Result<Round, ReconcileError>) -> Option<Duration> {
+        match result {
+            Ok(Round::Done(reconciled)) => {
+                self.retry_backoff = FIRST_RETRY;
+                match reconciled.as_ref() {
+                    Reconciled::Deferred { wait, .. } => {
+                        Some((*wait).max(Duration::from_millis(200)))
+                    }
+                    _ => None,
+                }
+            }
+            Ok(_) => {
+                self.retry_backoff = FIRST_RETRY;
+                None
+            }
+            Err(_) => {
+                let wait = self.retry_backoff;
+                self.retry_backoff = (wait * 2).min(self.options.resync.max(FIRST_RETRY));
+                Some(wait)
+            }
+        }
+    }
+
     /// One round: reconcile, log what it did, record it in the health; returns what
     /// it did.
     pub async fn round(&mut self, trigger: Trigger) -> Result<Round, ReconcileError> {
         let started = Instant::now();
-        let result = self.reconcile().await;
+        let result = self.reconcile(trigger).await;
         let shown = match &result {
-            Ok(Round::Standby) => Ok(None),
+            Ok(Round::Standby | Round::Unchanged) => Ok(None),
             Ok(Round::Done(reconciled)) => Ok(Some(reconciled.as_ref())),
             Err(error) => Err(error),
         };
         log::round(trigger.as_str(), shown);
         self.record(trigger, &result, started.elapsed());
-        if let Ok(Round::Done(_)) = &result {
+        self.settled = matches!(&result, Ok(Round::Standby | Round::Unchanged))
+            || matches!(&result, Ok(Round::Done(r)) if !matches!(r.as_ref(), Reconciled::Deferred { .. }));
+        if let Ok(Round::Done(done)) = &result
+            && !matches!(done.as_ref(), Reconciled::Deferred { .. })
+        {
             self.follow_copies().await;
         }
         result
@@ -375,26 +500,74 @@ impl Daemon {
         }
     }
 
+    /// Reads the file and everything it names once all of it has been steady, and
+    /// follows the folders they are in.
+    async fn read_inputs(&mut self) -> Result<Snapshot, ReconcileError> {
+        let file = self.options.file.clone();
+        let give_up = Instant::now() + MAX_STEADY_WAIT;
+        loop {
+            wait_until_steady(&self.input_paths, STEADY, MAX_STEADY_WAIT).await;
+            let snapshot = match inputs::read(&file) {
+                Ok(snapshot) => snapshot,
+                Err(SnapshotError::Load(error)) => {
+                    return Err(ReconcileError::Unusable {
+                        path: file.display().to_string(),
+                        error,
+                    });
+                }
+                Err(SnapshotError::Unsettled { .. }) if Instant::now() < give_up => continue,
+                Err(error @ SnapshotError::Unsettled { .. }) => {
+                    return Err(ReconcileError::Unsettled(error.to_string()));
+                }
+            };
+            let paths: Vec<PathBuf> = snapshot.stamps.paths().cloned().collect();
+            let folders = snapshot.stamps.folders();
+            if let Err(error) = self.files.set_folders(folders) {
+                warn!(%error, "cannot watch the folders of the files the file names");
+            }
+            // A new input (a credential file just named) must be steady too.
+            if paths != self.input_paths && Instant::now() < give_up {
+                self.input_paths = paths;
+                continue;
+            }
+            self.input_paths = paths;
+            return Ok(snapshot);
+        }
+    }
+
     /// Checks the file, follows its namespace, and unless another replica leads,
     /// converges the cluster to it.
-    async fn reconcile(&mut self) -> Result<Round, ReconcileError> {
-        let file = self.options.file.clone();
-        let checked = engine::check_file(&file).map_err(|error| ReconcileError::Unusable {
-            path: file.display().to_string(),
-            error,
-        })?;
-        if let Err(error) = self.files.set_paths(checked.inputs(&file)) {
-            warn!(%error, "cannot watch the credential files");
-        }
-        let valid = checked.into_valid().map_err(ReconcileError::Invalid)?;
+    async fn reconcile(&mut self, trigger: Trigger) -> Result<Round, ReconcileError> {
+        let snapshot = self.read_inputs().await?;
+        let seen_since = match &self.seen {
+            Some((stamps, since)) if *stamps == snapshot.stamps => {
+                if trigger == Trigger::File && self.settled {
+                    return Ok(Round::Unchanged);
+                }
+                *since
+            }
+            _ => {
+                let since = snapshot.read_at;
+                self.seen = Some((snapshot.stamps.clone(), since));
+                since
+            }
+        };
+        let valid = snapshot
+            .checked
+            .clone()
+            .into_valid()
+            .map_err(ReconcileError::Invalid)?;
         self.last_valid = Some(valid.clone());
         self.follow_namespace(&valid.config.velero.namespace, &valid.config.velero.owner);
         if !self.leads().await {
             return Ok(Round::Standby);
         }
-        engine::converge(&self.cluster, &valid, self.options.reconcile)
-            .await
-            .map(|reconciled| Round::Done(Box::new(reconciled)))
+        let quiet_period = self.options.quiet_period;
+        engine::converge(&self.cluster, &valid, &self.options.reconcile, |plan| {
+            inputs::guard(plan, &snapshot, seen_since, quiet_period)
+        })
+        .await
+        .map(|reconciled| Round::Done(Box::new(reconciled)))
     }
 
     /// How long to wait before the next round that would take a field back, when the
@@ -414,17 +587,17 @@ impl Daemon {
 
     /// Whether this replica may write (always, without `--leader-elect`).
     async fn leads(&self) -> bool {
-        let Some(leading) = &self.leading else {
+        let Some(fence) = &self.fence else {
             return true;
         };
-        // A fresh elector needs a moment for its first round.
-        for _ in 0..20 {
-            if leading.load(Ordering::SeqCst) {
+        // A fresh elector needs a moment for its first look.
+        for _ in 0..40 {
+            if fence.is_open() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let leader = leading.load(Ordering::SeqCst);
+        let leader = fence.is_open();
         http::lock(&self.health).leader = leader;
         leader
     }
@@ -439,31 +612,44 @@ impl Daemon {
             self.fights.record(takeovers, Instant::now());
         }
         let mut health = http::lock(&self.health);
+        if let Some(fence) = &self.fence {
+            health.leader = fence.is_open();
+        }
+        if matches!(result, Ok(Round::Unchanged)) {
+            return;
+        }
         health.reconciled_once = true;
         let planned = match result {
-            Ok(Round::Standby) => false,
+            Ok(Round::Standby | Round::Unchanged) => false,
             Ok(Round::Done(_)) => true,
             Err(error) => !matches!(
                 error,
                 ReconcileError::Unusable { .. }
+                    | ReconcileError::Unsettled(_)
                     | ReconcileError::Invalid(_)
                     | ReconcileError::Cluster(_)
             ),
         };
         if planned {
-            health.cluster_reachable = true;
+            health.answered(Instant::now());
             health.plans += 1;
-            health.last_plan_seconds = took.as_secs_f64();
-            health.plan_seconds_sum += took.as_secs_f64();
+            health.plan_seconds.observe(took.as_secs_f64());
             health.mass_delete_refused = false;
         }
         match result {
-            Ok(Round::Standby) => {
+            Ok(Round::Standby | Round::Unchanged) => {
                 health.invalid_file = None;
+                // A standby writes nothing, so it has no apply of its own to fail.
+                health.last_error = None;
             }
             Ok(Round::Done(reconciled)) => {
                 let reconciled = reconciled.as_ref();
                 health.invalid_file = None;
+                if let Reconciled::Deferred { reason, .. } = reconciled {
+                    health.deferred = Some(reason.clone());
+                    return;
+                }
+                health.deferred = None;
                 health.last_error = None;
                 health.last_success_unix = Some(chrono::Utc::now().timestamp());
                 if let Reconciled::Applied { takeovers, .. } = reconciled {
@@ -479,15 +665,17 @@ impl Daemon {
                 }
             }
             Err(error) => {
+                health.deferred = None;
                 *health.failures.entry(error.reason()).or_default() += 1;
                 let problem = log::problem(error);
                 match error {
-                    ReconcileError::Unusable { .. } | ReconcileError::Invalid(_) => {
+                    ReconcileError::Unusable { .. }
+                    | ReconcileError::Unsettled(_)
+                    | ReconcileError::Invalid(_) => {
                         health.invalid_file = Some(problem);
                     }
                     ReconcileError::Cluster(_) => {
                         health.invalid_file = None;
-                        health.cluster_reachable = false;
                         health.last_error = Some(problem);
                     }
                     _ => {
@@ -498,6 +686,37 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+/// The drift watchers' backoff after a failed watch: 1 s, doubling, at most a
+/// minute, so a watch refused for good (403) costs a request a minute; reset by the
+/// first event that arrives.
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> WatchBackoff {
+        WatchBackoff {
+            next: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(60));
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = WatchBackoff::default();
     }
 }
 

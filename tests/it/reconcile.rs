@@ -23,13 +23,17 @@ fn daemon_on(live: &TestCluster, kubeconfig: &Path, force_conflicts: bool, file:
     let target = Target {
         kubeconfig: Some(kubeconfig.to_path_buf()),
         context: None,
+        request_timeout: Duration::from_secs(10),
     };
     let options = stowage::watch::Options {
         file: live.dir.path().join(file),
         target: target.clone(),
         resync: Duration::from_secs(300),
+        // The quiet period is tested with the process (tests/it/watch.rs); here each
+        // round writes what it planned.
+        quiet_period: Duration::ZERO,
         listen: None,
-        leader_elect: false,
+        leader_election: None,
         reconcile: ReconcileOptions {
             plan: PlanOptions::default(),
             apply: ApplyOptions {
@@ -223,7 +227,7 @@ fn a_round_against_an_unreachable_cluster_is_counted_as_such() {
         assert_eq!(failures(&daemon, reason), 0, "{reason:?}");
     }
     let health = http::lock(&daemon.health()).clone();
-    assert!(!health.cluster_reachable);
+    assert!(!health.reachable());
     assert!(health.last_error.unwrap_or_default().contains(&address),);
     assert!(live.bsl("primary").is_none());
     futures_block(daemon.stop());

@@ -33,6 +33,11 @@ pub fn spawn_with(mut command: Command, extra: &[&str]) -> Daemon {
     if !extra.contains(&"--resync") {
         command.args(["--resync", "2s"]);
     }
+    // Deletions and credentials wait for the inputs to be quiet this long; the tests
+    // of the quiet period itself set their own.
+    if !extra.contains(&"--quiet-period") {
+        command.args(["--quiet-period", "2s"]);
+    }
     let mut child = command
         .args(extra)
         .env("STOWAGE_LOG", "debug")

@@ -24,6 +24,28 @@ const RECIPIENT_VARIABLE: &str = "SOPS_AGE_RECIPIENT";
 const USER_KEY_FILE: &str = "sops/age/keys.txt";
 /// A key file holds a handful of lines; anything far larger is not a key file.
 const KEY_FILE_LIMIT: u64 = 1024 * 1024;
+/// How long `SOPS_AGE_KEY_CMD` may take: a password manager answers in seconds; a
+/// command that never answers must not freeze `validate` or the daemon.
+pub const KEY_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits for `child` to exit, at most `limit`; `None` when it is still running.
+fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
 
 /// One place keys were looked for, and what was there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,12 +162,15 @@ impl AgeKeys {
             self.note(place, Found::Unreadable("not a command line".into()));
             return Vec::new();
         };
+        use std::os::unix::process::CommandExt;
         let child = Command::new(&words[0])
             .args(&words[1..])
             .env(RECIPIENT_VARIABLE, recipient)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // A group of its own, so that an overrun stops whatever it started too.
+            .process_group(0)
             .spawn();
         let mut child = match child {
             Ok(child) => child,
@@ -159,14 +184,40 @@ impl AgeKeys {
                 return Vec::new();
             }
         };
-        let mut text = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| out.take(KEY_FILE_LIMIT).read_to_string(&mut text));
-        let status = child.wait();
+        // Read on a thread of its own, so the wait below can give up.
+        let reader = child.stdout.take().map(|out| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                out.take(KEY_FILE_LIMIT)
+                    .read_to_string(&mut text)
+                    .map(|_| text)
+            })
+        });
+        let status = wait_at_most(&mut child, KEY_COMMAND_TIMEOUT);
+        let Some(status) = status else {
+            // Stopped with everything it started, which closes its output.
+            let group = i32::try_from(child.id()).unwrap_or(0);
+            if group > 0 {
+                // SAFETY: kill(2) with a negative pid signals that process group only.
+                unsafe {
+                    libc::kill(-group, libc::SIGKILL);
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            self.note(
+                place,
+                Found::Unreadable(format!(
+                    "no answer within {} s; stopped",
+                    KEY_COMMAND_TIMEOUT.as_secs()
+                )),
+            );
+            return Vec::new();
+        };
+        let read = reader.map(|reader| reader.join().unwrap_or_else(|_| Ok(String::new())));
+        let status: std::io::Result<std::process::ExitStatus> = Ok(status);
         match (read, status) {
-            (Some(Ok(_)), Ok(status)) if status.success() => {
+            (Some(Ok(text)), Ok(status)) if status.success() => {
                 let mut keys = AgeKeys {
                     identities: Vec::new(),
                     looked: RefCell::default(),
@@ -223,12 +274,13 @@ impl AgeKeys {
     }
 
     fn read_file(&mut self, path: &Path, place: String) {
-        use std::io::Read;
-        let opened = std::fs::File::open(path);
-        let mut text = String::new();
-        let read = opened.and_then(|file| file.take(KEY_FILE_LIMIT).read_to_string(&mut text));
+        // A FIFO or a device here is refused, never waited on.
+        let read = crate::input::read_regular(path, KEY_FILE_LIMIT).and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+        });
         match read {
-            Ok(_) => {
+            Ok(text) => {
                 let lines: Vec<&str> = text.lines().collect();
                 self.take(place, lines.into_iter());
             }
@@ -239,7 +291,8 @@ impl AgeKeys {
                 place,
                 Found::Unreadable(match error.kind() {
                     std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                    std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
+                    std::io::ErrorKind::InvalidData => "not UTF-8 text, or too large".to_string(),
+                    std::io::ErrorKind::InvalidInput => "not a regular file".to_string(),
                     _ => error.kind().to_string(),
                 }),
             ),

@@ -81,11 +81,12 @@ impl SopsError {
     }
 }
 
-/// Whether `bytes` are a SOPS-encrypted file: every one holds an encrypted MAC.
+/// Whether `bytes` are (or were) a SOPS-encrypted file: they hold SOPS ciphertext.
+/// A file cut before its metadata still holds ciphertext and is refused by
+/// [`decrypt`]; it is never read as a plaintext credential.
 pub fn is_encrypted(bytes: &[u8]) -> bool {
     const MARK: &[u8] = b"ENC[AES256_GCM,";
     bytes.windows(MARK.len()).any(|window| window == MARK)
-        && bytes.windows(4).any(|window| window == b"sops")
 }
 
 /// Decrypts a SOPS file read from `path` (its extension picks the format, as in sops)
