@@ -23,18 +23,8 @@
 //! validate, render and plan are pure: no I/O. Which module may use which is written
 //! in ARCHITECTURE.md and checked by `tests/it/layering.rs`.
 
-/// The commit this binary was built from (`build.rs`), or "unknown".
-pub const COMMIT: &str = env!("STOWAGE_COMMIT");
-
-/// `stowage --version`: the version and the commit.
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("STOWAGE_COMMIT"),
-    ")"
-);
-
 pub mod buckets;
+pub mod build;
 pub mod cli;
 pub mod cluster;
 pub mod config;

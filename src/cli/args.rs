@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "stowage",
-    version = crate::LONG_VERSION,
+    version = crate::build::LONG_VERSION,
     about = "Velero's backup locations, snapshot locations, credentials and schedules, declared in one file",
     propagate_version = true
 )]
@@ -327,8 +327,12 @@ impl ColorChoice {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
+            // As most terminal programs do: NO_COLOR (any value) and TERM=dumb turn it
+            // off, and so does output that is not a terminal.
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+                    && terminal
             }
         }
     }

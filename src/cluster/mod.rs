@@ -277,8 +277,20 @@ pub(crate) fn explain(
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
+    let mut timed_out = false;
+    loop {
+        timed_out |= current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        match current.source() {
+            Some(next) => current = next,
+            None => break,
+        }
     }
-    current.to_string()
+    let cause = current.to_string();
+    // The client's timeouts say "deadline has elapsed": say what it means.
+    if timed_out || cause.contains("deadline has elapsed") || cause.contains("timed out") {
+        return "no answer within the request timeout (--request-timeout)".to_string();
+    }
+    cause
 }

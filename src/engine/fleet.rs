@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use super::inputs::{Snapshot, SnapshotError};
 use super::{CheckedFile, EngineError, PlanOptions, Planned, StateSource, ValidFile};
 use crate::cluster::{self, ClusterError, Target};
-use crate::config::source::{Node, NodeValue};
+use crate::config::source::Node;
 use crate::diagnostic::{Code, Diagnostic, Pointer};
 
 fn named_like_a_file(path: &Path) -> bool {
@@ -44,6 +44,7 @@ pub fn expand(given: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         found.sort();
         let parsed: Vec<(PathBuf, Option<Node>)> = found
             .into_iter()
+            .filter(|file| !is_kubernetes_manifest(file))
             .map(|file| {
                 let root = peek(&file);
                 (file, root)
@@ -60,7 +61,6 @@ pub fn expand(given: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         files.extend(
             parsed
                 .into_iter()
-                .filter(|(_, root)| !root.as_ref().is_some_and(is_kubernetes_manifest))
                 .filter(|(file, _)| {
                     std::fs::canonicalize(file)
                         .map_or(true, |canonical| !bases.contains(&canonical))
@@ -102,9 +102,16 @@ fn peek(path: &Path) -> Option<Node> {
     crate::config::source::parse(&text, format).0
 }
 
-fn is_kubernetes_manifest(root: &Node) -> bool {
-    matches!(&root.value, NodeValue::Map(entries)
-        if entries.iter().any(|e| e.key == "apiVersion") && entries.iter().any(|e| e.key == "kind"))
+/// A Kubernetes manifest (one document or several, as kustomize and Argo CD files
+/// are): `apiVersion` and `kind` at the start of lines. A desired-state file has
+/// neither key.
+fn is_kubernetes_manifest(path: &Path) -> bool {
+    let Ok(bytes) = crate::config::load::read_bounded(path, crate::config::load::FILE_LIMIT) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let at_line_start = |key: &str| text.lines().any(|line| line.starts_with(key));
+    at_line_start("apiVersion:") && at_line_start("kind:")
 }
 
 /// The name of each file's saved plan in `plan --out DIR`: its path below the files'

@@ -33,7 +33,20 @@ fn leaves<'a>(node: &'a Node, path: &mut String, out: &mut Vec<(String, &'a Node
                 if !path.is_empty() {
                     path.push('.');
                 }
-                path.push_str(&entry.key);
+                // A key that is not plain (a dot, a space, a line break) is quoted, so
+                // each value stays on a line of its own and its path reads back.
+                let plain = !entry.key.is_empty()
+                    && entry
+                        .key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/');
+                if plain {
+                    path.push_str(&entry.key);
+                } else {
+                    path.push_str(
+                        &serde_json::to_string(&entry.key).unwrap_or_else(|_| "\"?\"".into()),
+                    );
+                }
                 leaves(&entry.value, path, out);
                 path.truncate(length);
             }

@@ -34,6 +34,13 @@ pub fn check_format(value: &SecretValue, need: &Need) -> Vec<String> {
     let Ok(text) = std::str::from_utf8(value.expose()) else {
         return vec!["the credential is not UTF-8 text".to_string()];
     };
+    // The plugins' parsers would take the mark for part of the first line, and every
+    // check below would then describe the symptom instead of the cause.
+    if text.starts_with('\u{feff}') {
+        return vec![
+            "the file starts with a byte-order mark (U+FEFF), which Velero's plugins read as part of its first line: save it as UTF-8 without one".to_string(),
+        ];
+    }
     match need {
         Need::AwsProfile(profile) => check_aws(text, profile),
         Need::AzureKeys(required) => check_azure(text, required),
@@ -318,6 +325,21 @@ mod tests {
             check(&syntax, Need::AwsProfile("default".into())),
             ["not an AWS shared-credentials file: syntax error on line 3"]
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_named_as_the_cause() {
+        for (text, need) in [
+            (
+                "\u{feff}[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
+                Need::AwsProfile("default".to_string()),
+            ),
+            ("\u{feff}{\"type\": \"service_account\"}", Need::Gcp),
+        ] {
+            let problems = check(text, need);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].contains("byte-order mark"), "{problems:?}");
+        }
     }
 
     #[test]

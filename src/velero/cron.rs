@@ -429,6 +429,16 @@ pub fn shifted(spec: &str, by: std::time::Duration) -> Result<String, String> {
         if minutes >= 60 {
             return Err("the hour field is `*` (every hour): a stagger of an hour or more would overlap the next run".to_string());
         }
+        // The day's last run moves past midnight: exact only when every day runs.
+        if [*day_of_month, *month, *day_of_week]
+            .iter()
+            .any(|f| *f != "*")
+        {
+            return Err(format!(
+                "the 23:{minute:02} run would move past midnight into a day the day fields ({day_of_month} {month} {day_of_week}) may not allow, so its copy would not run; stagger by less than {} minutes",
+                60 - minute
+            ));
+        }
         return Ok(format!(
             "{prefix}{new_minute} * {day_of_month} {month} {day_of_week}"
         ));
@@ -492,6 +502,8 @@ mod shift_tests {
             ("15 * * * *", 30, Ok("45 * * * *")),
             ("45 * * * *", 30, Ok("15 * * * *")),
             ("45 * * * *", 60, Err("overlap")),
+            ("45 * * * 1-5", 30, Err("past midnight")),
+            ("15 * * * 1-5", 30, Ok("45 * * * 1-5")),
             ("@daily", 90, Ok("30 1 * * *")),
             (
                 "CRON_TZ=Europe/Berlin 0 2 * * *",
@@ -516,5 +528,58 @@ mod shift_tests {
                 .unwrap_err()
                 .contains("whole minutes")
         );
+    }
+
+    /// The family, not the instances: for generated crons and staggers, a shifted cron
+    /// either runs exactly at every original run plus the stagger, over four weeks, or
+    /// is refused.
+    #[test]
+    fn a_shifted_cron_runs_exactly_the_original_runs_moved_or_is_refused() {
+        use chrono::{Duration as Span, TimeZone, Utc};
+        let mut state = 0x5eed_u64;
+        let mut next = |bound: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % bound
+        };
+        let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
+        let end = start + Span::days(28);
+        let runs = |spec: &str, from, to| {
+            let mut out = Vec::new();
+            let mut at = super::next_run(spec, from - Span::minutes(1));
+            while let Some(t) = at {
+                if t >= to {
+                    break;
+                }
+                if t >= from {
+                    out.push(t);
+                }
+                at = super::next_run(spec, t);
+            }
+            out
+        };
+        for _ in 0..300 {
+            let minute = next(60);
+            let hour = if next(2) == 0 {
+                "*".to_string()
+            } else {
+                next(24).to_string()
+            };
+            let day_of_month = ["*", "1", "15", "1-10"][next(4) as usize];
+            let day_of_week = ["*", "*", "1-5", "0", "6", "1,3"][next(6) as usize];
+            let spec = format!("{minute} {hour} {day_of_month} * {day_of_week}");
+            let by = 1 + next(2 * 24 * 60);
+            let Ok(moved) = shifted(&spec, minutes(by)) else {
+                continue;
+            };
+            let shift = Span::minutes(by as i64);
+            let expected: Vec<_> = runs(&spec, start, end)
+                .into_iter()
+                .map(|t| t + shift)
+                .collect();
+            let got = runs(&moved, start + shift, end + shift);
+            assert_eq!(got, expected, "{spec} moved by {by} minutes became {moved}");
+        }
     }
 }

@@ -51,8 +51,10 @@ pub struct Health {
     /// How long the API server may take to answer before it counts as unreachable.
     pub request_timeout: Duration,
     pub reconciled_once: bool,
-    pub leader: bool,
     pub leader_election: bool,
+    /// With leader election, the Lease's fence: whether this replica leads is read
+    /// from it when asked, never remembered, so it is never stale.
+    pub fence: Option<crate::cluster::lease::Fence>,
     /// The last plan deleted most of what the file manages and was not applied.
     pub mass_delete_refused: bool,
 }
@@ -75,8 +77,8 @@ impl Default for Health {
             last_answer: None,
             request_timeout: crate::cluster::REQUEST_TIMEOUT,
             reconciled_once: false,
-            leader: false,
             leader_election: false,
+            fence: None,
             mass_delete_refused: false,
         }
     }
@@ -101,9 +103,9 @@ impl Health {
             .is_some_and(|at| at.elapsed() <= self.request_timeout)
     }
 
-    /// Whether this replica writes (always, without leader election).
+    /// Whether this replica may write now (always, without leader election).
     pub fn leads(&self) -> bool {
-        self.leader || !self.leader_election
+        !self.leader_election || self.fence.as_ref().is_some_and(|f| f.is_open())
     }
 
     /// Why this replica is not ready now; empty when it is.
@@ -202,8 +204,8 @@ pub fn metrics_text(h: &Health) -> String {
         "stowage_build",
         "The version and commit of this stowage.",
         Info::new(vec![
-            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-            ("commit".to_string(), crate::COMMIT.to_string()),
+            ("version".to_string(), crate::build::VERSION.to_string()),
+            ("commit".to_string(), crate::build::COMMIT.to_string()),
         ]),
     );
     registry.register(

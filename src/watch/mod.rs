@@ -384,6 +384,7 @@ impl Daemon {
             );
             self.fence = Some(elector.fence());
             self.options.reconcile.apply.fence = Some(elector.fence());
+            http::lock(&self.health).fence = Some(elector.fence());
             let stop = self.elector_stop.subscribe();
             self.elector_task = Some(tokio::spawn(elector.run(stop)));
         }
@@ -597,9 +598,7 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let leader = fence.is_open();
-        http::lock(&self.health).leader = leader;
-        leader
+        fence.is_open()
     }
 
     /// The one place a round's result becomes health: readiness, counters, gauges.
@@ -612,9 +611,6 @@ impl Daemon {
             self.fights.record(takeovers, Instant::now());
         }
         let mut health = http::lock(&self.health);
-        if let Some(fence) = &self.fence {
-            health.leader = fence.is_open();
-        }
         if matches!(result, Ok(Round::Unchanged)) {
             return;
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module's layer; a module may use only modules of a lower layer.
 const LAYERS: &[(&str, u32)] = &[
     ("input", 0),
+    ("build", 0),
     ("diagnostic", 1),
     ("secret", 1),
     ("velero", 1),

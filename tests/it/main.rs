@@ -4,10 +4,13 @@ mod support;
 
 mod cluster;
 
+mod adversary;
 mod buckets;
 mod cli;
 mod copies;
 mod crd_schema;
+mod disorder;
+mod disorder_live;
 mod examples;
 mod extends;
 mod fleet;
@@ -20,5 +23,6 @@ mod reconcile;
 mod render;
 mod schema;
 mod sops;
+mod spellings;
 mod validate_codes;
 mod watch;

@@ -85,6 +85,9 @@ pub enum Effect {
     Latency(Duration),
     /// A watch that ends after this many events, as a dropped connection would.
     DropWatch { after_events: usize },
+    /// Held this long, then answered 504 without being served: a request lost in a
+    /// partition (or to a frozen server) that never lands.
+    Stall(Duration),
     /// A cluster on another machine: a read is served by the real server once, and
     /// every later read of the same URL is answered from that recording, after this
     /// delay (the round trip). So a benchmark of many such clusters spends this
@@ -105,6 +108,9 @@ pub struct Fault {
 pub struct Hooks {
     log: Mutex<Vec<Request>>,
     faults: Mutex<Vec<Fault>>,
+    /// Until when requests are held, as a frozen API server (or a partition) holds
+    /// them: none is answered before then, and none of them is ever served.
+    frozen_until: Mutex<Option<std::time::Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -133,6 +139,16 @@ impl Hooks {
             .iter()
             .filter(|r| r.verb == verb && r.resource.as_deref() == Some(resource))
             .count()
+    }
+
+    /// Holds every request that arrives in the next `duration` until it has passed.
+    pub fn freeze_for(&self, duration: Duration) {
+        *lock(&self.frozen_until) = Some(std::time::Instant::now() + duration);
+    }
+
+    /// Until when requests are held, if they are now.
+    pub fn frozen_until(&self) -> Option<std::time::Instant> {
+        lock(&self.frozen_until).filter(|until| *until > std::time::Instant::now())
     }
 
     pub fn inject(&self, fault: Fault) {

@@ -31,6 +31,9 @@ pub struct Proxy {
 struct Upstream {
     client: kube::Client,
     hooks: Arc<Hooks>,
+    /// Impersonation headers sent with every request: the server then authorizes,
+    /// and audits, each request as that user.
+    impersonate: Vec<(String, String)>,
     /// Answers to reads, by URL, for `Effect::Remote`.
     recordings: std::sync::Mutex<std::collections::HashMap<String, Recorded>>,
 }
@@ -45,6 +48,25 @@ struct Recorded {
 impl Proxy {
     /// Starts a proxy to the stack's API server on its own thread and runtime.
     pub fn start(stack: &'static Stack) -> Proxy {
+        Proxy::start_with(stack, Vec::new())
+    }
+
+    /// A proxy that sends every request as the ServiceAccount `name` of `namespace`
+    /// (impersonated by the admin), so RBAC and the audit log see that account.
+    pub fn start_as_service_account(stack: &'static Stack, namespace: &str, name: &str) -> Proxy {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let mut headers = vec![("Impersonate-User".to_string(), user)];
+        for group in [
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".to_string(),
+        ] {
+            headers.push(("Impersonate-Group".to_string(), group));
+        }
+        Proxy::start_with(stack, headers)
+    }
+
+    fn start_with(stack: &'static Stack, impersonate: Vec<(String, String)>) -> Proxy {
         let hooks = Arc::new(Hooks::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -65,6 +87,7 @@ impl Proxy {
                 let state = Arc::new(Upstream {
                     client,
                     hooks: thread_hooks,
+                    impersonate,
                     recordings: Default::default(),
                 });
                 let app = Router::new().fallback(forward).with_state(state);
@@ -217,6 +240,13 @@ fn hop_by_hop(name: &header::HeaderName) -> bool {
 }
 
 async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) -> Response {
+    // Frozen: held until the thaw, then answered 504 without being served, as across
+    // a partition: whatever a client sent into a freeze never lands later, so a test
+    // sees exactly what the client's own timeouts and fences did.
+    if let Some(until) = upstream.hooks.frozen_until() {
+        tokio::time::sleep_until(until.into()).await;
+        return failure(504, None);
+    }
     let (parts, body) = request.into_parts();
     let content_type = parts
         .headers
@@ -260,6 +290,12 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) ->
             return failure(429, Some(retry_after_seconds));
         }
         Some(Effect::Latency(d)) => delay = Some(d),
+        Some(Effect::Stall(d)) => {
+            tokio::time::sleep(d).await;
+            record.status = 504;
+            upstream.hooks.record(record);
+            return failure(504, None);
+        }
         Some(Effect::DropWatch { after_events }) => cut_watch_after = Some(after_events),
         Some(Effect::Remote(d)) => {
             delay = Some(d);
@@ -305,6 +341,9 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: AxumRequest) ->
         if !hop_by_hop(name) {
             outgoing = outgoing.header(name, value);
         }
+    }
+    for (name, value) in &upstream.impersonate {
+        outgoing = outgoing.header(name.as_str(), value.as_str());
     }
     let outgoing = match outgoing.body(kube::client::Body::from(body.to_vec())) {
         Ok(request) => request,

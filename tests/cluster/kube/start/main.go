@@ -293,6 +293,9 @@ func (s *stack) startAPIServer(pki *pkiFiles) error {
 		return err
 	}
 	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	if err := os.WriteFile(s.path("audit-policy.yaml"), []byte(auditPolicy), 0o644); err != nil {
+		return err
+	}
 	p, err := s.spawn("kube-apiserver", nil,
 		filepath.Join(s.opts.bin, "kube-apiserver"),
 		"--etcd-servers", s.etcdURL,
@@ -312,6 +315,12 @@ func (s *stack) startAPIServer(pki *pkiFiles) error {
 		// `kubernetes` Service's endpoints either.
 		"--endpoint-reconciler-type", "none",
 		"--profiling=false",
+		// Who wrote what, when, in the server's own order: the tests read it to prove
+		// that only the Lease holder writes.
+		"--audit-policy-file", s.path("audit-policy.yaml"),
+		"--audit-log-path", s.path("audit.log"),
+		"--audit-log-format", "json",
+		"--audit-log-maxsize", "0",
 	)
 	if err != nil {
 		return err
@@ -338,6 +347,27 @@ func (s *stack) startAPIServer(pki *pkiFiles) error {
 		return err
 	})
 }
+
+// auditPolicy records writes to what stowage manages (Velero's kinds, Secrets) with
+// their metadata, and Lease writes with their bodies (the holder named in each);
+// nothing else.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: RequestResponse
+  verbs: ["create", "update", "patch", "delete"]
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete"]
+  resources:
+  - group: velero.io
+  - group: ""
+    resources: ["secrets"]
+- level: None
+`
 
 // request sends one request to the API server as the admin and returns the body of a
 // 2xx answer.
