@@ -482,3 +482,113 @@ fn a_server_that_accepts_and_never_answers_ends_in_a_clear_error_within_the_time
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreachable"));
     drop(silent);
 }
+
+/// The render output writer under a generated disorder: a folder seeded with links to
+/// files outside it, hard links, files of rendered names with other content, planted
+/// records; renders of random sets of objects. Nothing outside the folder changes,
+/// nothing but what a render recorded and left unchanged is removed, and every file a
+/// render reports is a regular file holding what it rendered.
+#[test]
+fn render_output_keeps_its_invariants_under_a_generated_folder() {
+    use stowage::engine::output::{OutputError, RENDERED_LIST, write_rendered};
+    use stowage::render::Document;
+    let seed = crate::support::Rng::fresh_seed();
+    let mut rng = crate::support::Rng::new(seed);
+    let names = [
+        "backupstoragelocation-a.yaml",
+        "backupstoragelocation-b.yaml",
+        "schedule-nightly.yaml",
+        "secret-cloud.yaml",
+        "deployment-velero.txt",
+        "kustomization.yaml",
+        "README.md",
+    ];
+    for round in 0..60 {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let outside = root.path().join("outside");
+        std::fs::write(&outside, "outside\n").unwrap();
+        // Seed the folder.
+        let mut foreign = Vec::new();
+        for name in names {
+            match rng.below(5) {
+                0 => std::os::unix::fs::symlink(&outside, out.join(name)).unwrap(),
+                1 => std::fs::hard_link(&outside, out.join(name)).unwrap(),
+                2 => {
+                    std::fs::write(out.join(name), format!("someone's {name}\n")).unwrap();
+                    foreign.push(name);
+                }
+                _ => {}
+            }
+        }
+        if rng.below(2) == 0 {
+            let planted: String = names
+                .iter()
+                .map(|n| format!("{} {n}\n{n}\n", "0".repeat(64)))
+                .collect();
+            std::fs::write(out.join(RENDERED_LIST), planted).unwrap();
+        }
+        // Two renders of random sets.
+        for _ in 0..2 {
+            let mut documents: Vec<Document> = Vec::new();
+            for name in &names[..5] {
+                if rng.below(2) == 0 {
+                    documents.push(Document {
+                        file_name: name.to_string(),
+                        yaml: format!("{name} {}\n", rng.below(3)),
+                        secret: name.starts_with("secret"),
+                    });
+                }
+            }
+            let before: Vec<(String, Option<String>)> = names
+                .iter()
+                .map(|n| (n.to_string(), std::fs::read_to_string(out.join(n)).ok()))
+                .collect();
+            match write_rendered(&out, &documents) {
+                Ok(rendered) => {
+                    // A file of a rendered name is render's once it wrote it.
+                    foreign.retain(|name| !documents.iter().any(|d| d.file_name == *name));
+                    for document in &documents {
+                        let path = out.join(&document.file_name);
+                        let meta = std::fs::symlink_metadata(&path).unwrap();
+                        assert!(
+                            meta.is_file(),
+                            "seed {seed}, round {round}: {path:?} not a regular file"
+                        );
+                        assert_eq!(std::fs::read_to_string(&path).unwrap(), document.yaml);
+                    }
+                    for removed in &rendered.removed {
+                        assert!(
+                            !foreign.contains(&removed.as_str()),
+                            "seed {seed}, round {round}: removed {removed}, which it never wrote"
+                        );
+                    }
+                }
+                Err(OutputError::Link { .. } | OutputError::HardLink { .. }) => {
+                    // Refused: nothing in the folder changed.
+                    let after: Vec<(String, Option<String>)> = names
+                        .iter()
+                        .map(|n| (n.to_string(), std::fs::read_to_string(out.join(n)).ok()))
+                        .collect();
+                    assert_eq!(
+                        before, after,
+                        "seed {seed}, round {round}: a refused render changed the folder"
+                    );
+                }
+                Err(other) => panic!("seed {seed}, round {round}: {other}"),
+            }
+            assert_eq!(
+                std::fs::read_to_string(&outside).unwrap(),
+                "outside\n",
+                "seed {seed}, round {round}: a file outside the folder changed"
+            );
+            for name in &foreign {
+                assert!(
+                    out.join(name).exists(),
+                    "seed {seed}, round {round}: {name} removed"
+                );
+            }
+        }
+    }
+}
