@@ -290,7 +290,10 @@ pub fn metrics_text(h: &Health) -> String {
         "How long the daemon waits before taking back a field another manager keeps setting.",
         fight,
     );
-    copy_metrics(&mut registry, &h.copies);
+    // A standby's judgement of the copies is stale (it stopped judging when it stopped
+    // leading): only the writer exports them, so alerts count each copy once.
+    let copies: &[crate::copies::CopyStatus] = if h.leads() { &h.copies } else { &[] };
+    copy_metrics(&mut registry, copies);
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry);

@@ -248,10 +248,25 @@ fn every_example_applies_to_an_empty_namespace_then_plans_to_no_changes() {
         // and taking its data from the `velero` field manager is a conflict).
         live.seed(install_deployment(live.namespace()), "velero");
         let text = std::fs::read_to_string(&file).unwrap();
-        if text.contains("external = true") {
+        // The Secrets external credentials name, as the secret store that keeps them
+        // would have made them.
+        let checked = stowage::engine::check_file(&live.dir.path().join(live.file.get()))
+            .expect("the example loads");
+        let desired = checked
+            .into_valid()
+            .expect("the example validates")
+            .desired(false);
+        let mut external: std::collections::BTreeMap<String, Value> = Default::default();
+        for key in &desired.external {
+            external
+                .entry(key.secret.clone())
+                .or_insert_with(|| json!({}))[key.key.as_str()] =
+                json!("[default]\naws_access_key_id = a\naws_secret_access_key = b\n");
+        }
+        for (secret, data) in external {
             live.seed(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cloud-credentials"},
-                "stringData": {"cloud": "[default]\naws_access_key_id = a\naws_secret_access_key = b\n"}}),
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+                    "stringData": data}),
                 "velero",
             );
         }

@@ -71,15 +71,17 @@ fn as_cluster_after_velero(desired: &Desired) -> Vec<Value> {
 
 /// The Secrets that `external` credentials expect, made by someone else.
 fn external_secrets(desired: &Desired) -> Vec<Value> {
-    desired
-        .external
-        .iter()
-        .map(|external| {
+    // One Secret per name, holding every key the file expects of it.
+    let mut secrets: std::collections::BTreeMap<&str, Value> = Default::default();
+    for external in &desired.external {
+        let secret = secrets.entry(external.secret.as_str()).or_insert_with(|| {
             json!({"apiVersion": "v1", "kind": "Secret",
                    "metadata": {"name": external.secret, "namespace": desired.namespace},
-                   "data": {external.key.clone(): "c2VjcmV0"}})
-        })
-        .collect()
+                   "data": {}})
+        });
+        secret["data"][external.key.as_str()] = json!("c2VjcmV0");
+    }
+    secrets.into_values().collect()
 }
 
 fn observed_from(items: Vec<Value>) -> Observed {

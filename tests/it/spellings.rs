@@ -261,6 +261,13 @@ fn sops_fragments_as_credentials_are_refused_at_the_file_key() {
     // ciphertext) or a credential-format error (cut before the first ciphertext), never
     // a credential.
     let (dir, canonical) = workspace();
+    // The primary credential read from a file, which is cut below.
+    let canonical = canonical.replacen(
+        "    key: primary\n    external: true\n",
+        "    key: primary\n    file: secrets/aws-primary.ini\n",
+        1,
+    );
+    assert!(canonical.contains("file: secrets/aws-primary.ini"));
     let encrypted = std::fs::read(examples_dir().join("secrets").join("aws.sops.ini")).unwrap();
     let seed = Rng::fresh_seed();
     let mut rng = Rng::new(seed);
