@@ -133,7 +133,10 @@ import boto3  # noqa: E402  (installed with moto[server] into the venv running t
 
 s3_port = free_port()
 moto_env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3", MOTO_ALLOW_NONEXISTENT_REGION="true")
-moto = start("moto", [os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], moto_env)
+# The node tier's pods reach it at the node's address: it listens on every address
+# there (STOWAGE_EMULATORS_BIND=0.0.0.0); tests on this machine use 127.0.0.1 alike.
+moto_host = os.environ.get("STOWAGE_EMULATORS_BIND", "127.0.0.1")
+moto = start("moto", [os.path.join(VENV_BIN, "moto_server"), "-H", moto_host, "-p", str(s3_port)], moto_env)
 s3_url = f"http://127.0.0.1:{s3_port}"
 # data.json is moto's own API: it does not count as one of the unauthenticated actions.
 wait_for(f"{s3_url}/moto-api/data.json", moto, "moto")

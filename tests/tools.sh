@@ -61,3 +61,38 @@ stop() {
     done
     return 0
 }
+
+# The node tier's runtime from Debian's packages, when missing: containerd, runc, the
+# CNI plugins, iptables and conntrack (tests/run node; needs root).
+install_node_packages() {
+    local missing=()
+    command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+    command -v runc >/dev/null 2>&1 || missing+=(runc)
+    [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+    command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tests: the node tier needs root, and ${missing[*]} (apt-get install --no-install-recommends ${missing[*]})" >&2
+        exit 1
+    fi
+    echo "tests: installing ${missing[*]} from Debian's packages" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The Prometheus Operator's PodMonitor and PrometheusRule CRDs, from its Go module at a
+# pinned version, so examples/deploy applies with `kubectl apply -k` as it would in a
+# cluster that runs the operator.
+install_monitoring_crds() {
+    local version=v0.85.0 dir
+    if [ "$(cat "$tools/crds/version" 2>/dev/null)" = "$version" ]; then
+        return 0
+    fi
+    dir=$(cd "$root/tests/cluster/image" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$version" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$tools/crds"
+    for kind in podmonitors prometheusrules; do
+        cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$tools/crds/"
+    done
+    echo "$version" > "$tools/crds/version"
+}

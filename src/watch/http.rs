@@ -165,15 +165,74 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+async fn metrics(
+    State(shared): State<Shared>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     let text = metrics_text(&lock(&shared));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    // Prometheus asks for OpenMetrics; promtool and older scrapers read the classic
+    // text format, which they get unless they ask.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            classic_text(&text),
+        )
+    }
+}
+
+/// OpenMetrics text as Prometheus' classic text format: a counter's family and an
+/// info's are named with their sample's suffix (`_total`, `_info`, an info a gauge),
+/// `# UNIT` and `# EOF` dropped. The samples are the same lines.
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut suffixes: std::collections::HashMap<String, &str> = Default::default();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            match rest.rsplit_once(' ') {
+                Some((name, "counter")) => {
+                    suffixes.insert(name.to_string(), "_total");
+                }
+                Some((name, "info")) => {
+                    suffixes.insert(name.to_string(), "_info");
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# TYPE ", "# HELP "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let suffix = suffixes.get(name)?;
+            let tail = if *prefix == "# TYPE " && tail == "info" {
+                "gauge"
+            } else {
+                tail
+            };
+            Some(format!("{prefix}{name}{suffix} {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 type Labels = Vec<(String, String)>;
@@ -202,7 +261,7 @@ pub fn metrics_text(h: &Health) -> String {
     let mut registry = Registry::default();
     registry.register(
         "stowage_build",
-        "The version and commit of this stowage.",
+        "The version and commit of this stowage",
         Info::new(vec![
             ("version".to_string(), crate::build::VERSION.to_string()),
             ("commit".to_string(), crate::build::COMMIT.to_string()),
@@ -210,18 +269,18 @@ pub fn metrics_text(h: &Health) -> String {
     );
     registry.register(
         "stowage_applies",
-        "Applies that wrote changes.",
+        "Applies that wrote changes",
         counter(h.applies),
     );
     registry.register(
         "stowage_drift_corrections",
-        "Applies that reverted changes made in the cluster.",
+        "Applies that reverted changes made in the cluster",
         counter(h.drift_corrections),
     );
     registry.register("stowage_plans", "Plans made.", counter(h.plans));
     registry.register(
         "stowage_last_success_timestamp_seconds",
-        "When the cluster last matched the file (Unix time; 0: never, or another replica writes).",
+        "When the cluster last matched the file (Unix time; 0: never, or another replica writes)",
         gauge(if h.leads() {
             h.last_success_unix.unwrap_or(0)
         } else {
@@ -230,27 +289,27 @@ pub fn metrics_text(h: &Health) -> String {
     );
     registry.register(
         "stowage_plan_duration_seconds",
-        "How long rounds that planned took.",
+        "How long rounds that planned took",
         h.plan_seconds.clone(),
     );
     registry.register(
         "stowage_mass_delete_refused",
-        "1 while the last plan deleted most of what the file manages and was not applied.",
+        "1 while the last plan deleted most of what the file manages and was not applied",
         gauge(i64::from(h.mass_delete_refused)),
     );
     registry.register(
         "stowage_file_invalid",
-        "1 while the file does not validate.",
+        "1 while the file does not validate",
         gauge(i64::from(h.invalid_file.is_some())),
     );
     registry.register(
         "stowage_cluster_reachable",
-        "1 when the API server answered within the request timeout.",
+        "1 when the API server answered within the request timeout",
         gauge(i64::from(h.reachable())),
     );
     registry.register(
         "stowage_leader",
-        "1 when this replica may write.",
+        "1 when this replica may write",
         gauge(i64::from(h.leads())),
     );
     let failures = Family::<Labels, Counter>::default();
@@ -261,7 +320,7 @@ pub fn metrics_text(h: &Health) -> String {
     }
     registry.register(
         "stowage_apply_failures",
-        "Rounds that failed, by reason: the file, the cluster, the plan, a conflict, a write, convergence.",
+        "Rounds that failed, by reason: the file, the cluster, the plan, a conflict, a write, convergence",
         failures,
     );
     let takeovers = Family::<Labels, Counter>::default();
@@ -272,7 +331,7 @@ pub fn metrics_text(h: &Health) -> String {
     }
     registry.register(
         "stowage_takeovers",
-        "Fields taken over from another field manager, by that manager.",
+        "Fields taken over from another field manager, by that manager",
         takeovers,
     );
     let fight = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -287,7 +346,7 @@ pub fn metrics_text(h: &Health) -> String {
     }
     registry.register(
         "stowage_fight_backoff_seconds",
-        "How long the daemon waits before taking back a field another manager keeps setting.",
+        "How long the daemon waits before taking back a field another manager keeps setting",
         fight,
     );
     // A standby's judgement of the copies is stale (it stopped judging when it stopped
@@ -333,17 +392,17 @@ fn copy_metrics(registry: &mut Registry, copies: &[crate::copies::CopyStatus]) {
     }
     registry.register(
         "stowage_copy_last_success_timestamp_seconds",
-        "When the copy's last successful backup completed (Unix time; 0: never).",
+        "When the copy's last successful backup completed (Unix time; 0: never)",
         last_success,
     );
     registry.register(
         "stowage_copy_verdict",
-        "1 for the copy's current verdict (ok, waiting, paused, behind, missing).",
+        "1 for the copy's current verdict (ok, waiting, paused, behind, missing)",
         verdicts,
     );
     registry.register(
         "stowage_copy_bucket_check_failed",
-        "1 when the copy's bucket could not be read to find its last backup.",
+        "1 when the copy's bucket could not be read to find its last backup",
         bucket_failed,
     );
 }

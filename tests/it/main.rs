@@ -5,6 +5,7 @@ mod support;
 mod cluster;
 
 mod adversary;
+mod alerts;
 mod buckets;
 mod cli;
 mod copies;
@@ -18,6 +19,7 @@ mod kubectl;
 mod layering;
 mod live;
 mod loader_never_panics;
+mod node;
 mod plan;
 mod reconcile;
 mod render;

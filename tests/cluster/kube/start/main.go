@@ -1,8 +1,10 @@
-// Command start brings up a real Kubernetes control plane for stowage's tests, the way
-// controller-runtime's envtest does: etcd and kube-apiserver only (no controller-manager,
-// scheduler or kubelet), on 127.0.0.1, with certificates generated for the run. It
-// installs Velero's CRDs from the real velero binary, creates the `velero` namespace
-// and, with --velero, runs `velero server` out of cluster against an S3 emulator.
+// Command start brings up a real Kubernetes control plane for stowage's tests: etcd and
+// kube-apiserver on 127.0.0.1 (as controller-runtime's envtest does), with
+// certificates generated for the run, and with --controller-manager
+// kube-controller-manager beside them. It installs Velero's CRDs from the real velero
+// binary, creates the `velero` namespace and, with --velero, runs `velero server` out
+// of cluster against an S3 emulator. With --node it also runs a node on this machine
+// (node.go): containerd, kubelet, kube-scheduler and kube-proxy, so pods run.
 //
 // Usage: start [flags] DIR
 //
@@ -53,6 +55,10 @@ type options struct {
 	s3Bucket2  string
 	veleroNS   string
 	apiTimeout time.Duration
+	// controllerManager runs kube-controller-manager; node also runs a node (see node.go).
+	controllerManager bool
+	node              bool
+	pauseImage        string
 }
 
 func main() {
@@ -67,9 +73,12 @@ func main() {
 	flag.StringVar(&o.s3Bucket2, "s3-bucket-2", "", "a second empty bucket")
 	flag.StringVar(&o.veleroNS, "velero-namespace", "velero", "the namespace velero server watches")
 	flag.DurationVar(&o.apiTimeout, "timeout", 2*time.Minute, "how long the control plane may take to become ready")
+	flag.BoolVar(&o.controllerManager, "controller-manager", false, "also run kube-controller-manager (namespaces finish deleting, garbage collection runs)")
+	flag.BoolVar(&o.node, "node", false, "also run a node: containerd, kubelet, kube-scheduler, kube-proxy (changes the host; restored on stop)")
+	flag.StringVar(&o.pauseImage, "pause-image", "", "with --node: the pause image as a docker-archive")
 	flag.Parse()
 	if flag.NArg() != 1 || o.bin == "" {
-		fmt.Fprintln(os.Stderr, "usage: start --bin DIR [--velero --plugin-dir DIR --s3-url URL ...] OUT_DIR")
+		fmt.Fprintln(os.Stderr, "usage: start --bin DIR [--controller-manager] [--node --pause-image TAR] [--velero --plugin-dir DIR --s3-url URL ...] OUT_DIR")
 		os.Exit(2)
 	}
 	o.dir = flag.Arg(0)
@@ -113,6 +122,7 @@ type process struct {
 
 type stack struct {
 	opts      options
+	node      *nodeTier
 	processes []*process
 	exited    chan *process
 	client    *http.Client
@@ -141,6 +151,29 @@ func (s *stack) start() error {
 			return err
 		}
 	}
+	if s.opts.node {
+		if err := s.checkNodePrerequisites(); err != nil {
+			return err
+		}
+		host, err := hostAddress()
+		if err != nil {
+			return err
+		}
+		name, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		s.node = &nodeTier{
+			hostIP:   host,
+			nodeName: strings.ToLower(name),
+			runDir:   fmt.Sprintf("/run/stowage-node-%d", os.Getpid()),
+		}
+		for _, sub := range []string{"node"} {
+			if err := os.RemoveAll(s.path(sub)); err != nil {
+				return err
+			}
+		}
+	}
 	pki, err := makePKI(s.path("pki"))
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
@@ -159,6 +192,16 @@ func (s *stack) start() error {
 	}
 	if err := s.createNamespace(s.opts.veleroNS); err != nil {
 		return err
+	}
+	if s.opts.controllerManager || s.opts.node {
+		if err := s.startControllerManager(pki); err != nil {
+			return err
+		}
+	}
+	if s.opts.node {
+		if err := s.startNode(s.node); err != nil {
+			return fmt.Errorf("the node: %w", err)
+		}
 	}
 	if s.opts.velero {
 		if err := s.startVelero(); err != nil {
@@ -199,6 +242,10 @@ func (s *stack) spawn(name string, env []string, args ...string) (*process, erro
 func (s *stack) stop() {
 	for i := len(s.processes) - 1; i >= 0; i-- {
 		p := s.processes[i]
+		if s.node != nil && p == s.node.containerd {
+			// The pods' containers end before containerd does.
+			s.stopNode(s.node)
+		}
 		select {
 		case <-p.done:
 			continue
@@ -213,6 +260,9 @@ func (s *stack) stop() {
 		}
 	}
 	_ = os.RemoveAll(s.path("etcd"))
+	if s.node != nil {
+		s.restoreHost(s.node)
+	}
 }
 
 func freePort() (int, error) {
@@ -296,11 +346,18 @@ func (s *stack) startAPIServer(pki *pkiFiles) error {
 	if err := os.WriteFile(s.path("audit-policy.yaml"), []byte(auditPolicy), 0o644); err != nil {
 		return err
 	}
+	// With a node, pods reach the API server through the `kubernetes` Service: it
+	// listens on this machine's address too, and keeps the Service's endpoints there.
+	bind, advertise, reconciler := "127.0.0.1", "127.0.0.1", "none"
+	if s.node != nil {
+		bind, advertise, reconciler = "0.0.0.0", s.node.hostIP, "lease"
+	}
 	p, err := s.spawn("kube-apiserver", nil,
 		filepath.Join(s.opts.bin, "kube-apiserver"),
 		"--etcd-servers", s.etcdURL,
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
+		"--bind-address", bind,
+		"--advertise-address", advertise,
+		"--kubelet-preferred-address-types", "InternalIP",
 		"--secure-port", fmt.Sprint(port),
 		"--cert-dir", s.path("pki"),
 		"--tls-cert-file", pki.serverCert,
@@ -311,9 +368,7 @@ func (s *stack) startAPIServer(pki *pkiFiles) error {
 		"--service-account-key-file", pki.saPublic,
 		"--service-account-signing-key-file", pki.saPrivate,
 		"--authorization-mode", "RBAC",
-		// Nothing here runs the endpoints controller; the API server need not keep the
-		// `kubernetes` Service's endpoints either.
-		"--endpoint-reconciler-type", "none",
+		"--endpoint-reconciler-type", reconciler,
 		"--profiling=false",
 		// Who wrote what, when, in the server's own order: the tests read it to prove
 		// that only the Lease holder writes.
@@ -549,6 +604,11 @@ func (s *stack) writeEnv() error {
 		fmt.Fprintf(&env, "export %s='%s'\n", name, strings.ReplaceAll(value, "'", `'\''`))
 	}
 	line("KUBECONFIG", s.path("kubeconfig"))
+	if s.node != nil {
+		line("NODE_NAME", s.node.nodeName)
+		line("NODE_IP", s.node.hostIP)
+		line("CONTAINERD_ADDRESS", s.node.socket())
+	}
 	line("VELERO", filepath.Join(s.opts.bin, "velero"))
 	line("VELERO_NAMESPACE", s.opts.veleroNS)
 	if s.opts.pluginDir != "" {
