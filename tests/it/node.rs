@@ -128,11 +128,17 @@ fn overlay(dir: &Path, file: &str) -> PathBuf {
         ),
     )
     .unwrap();
+    // kustomize takes a base by a relative path only.
+    let up = overlay.components().count() - 1;
+    let base = format!(
+        "{}{}",
+        "../".repeat(up),
+        example.strip_prefix("/").unwrap().display()
+    );
     std::fs::write(
         overlay.join("kustomization.yaml"),
         format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\npatches:\n  - path: configmap.yaml\n",
-            example.display()
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {base}\npatches:\n  - path: configmap.yaml\n"
         ),
     )
     .unwrap();
@@ -525,6 +531,16 @@ fn node_the_fleet_overlays_daemon_runs_in_a_pod_with_its_cluster_context() {
         "--wait=true",
         "--timeout=120s",
     ]);
+    let _ = kubectl(&[
+        "wait",
+        "--for=delete",
+        "pod",
+        "-n",
+        "velero",
+        "-l",
+        "app.kubernetes.io/name=stowage",
+        "--timeout=120s",
+    ]);
     kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()]);
     // Its file says `[cluster] context = "staging"`; in the pod there is no kubeconfig,
     // so it uses the pod's service account instead of looking for one.
@@ -538,7 +554,7 @@ fn node_the_fleet_overlays_daemon_runs_in_a_pod_with_its_cluster_context() {
             "app.kubernetes.io/name=stowage",
         ]);
         list["items"].as_array()?.iter().find_map(|pod| {
-            (pod["status"]["phase"] == "Running")
+            (pod["status"]["phase"] == "Running" && pod["metadata"]["deletionTimestamp"].is_null())
                 .then(|| pod["metadata"]["name"].as_str().unwrap().to_string())
         })
     });

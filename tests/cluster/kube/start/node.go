@@ -135,6 +135,26 @@ func (n *nodeTier) recordHost() error {
 	return nil
 }
 
+// The tables a node writes rules into, each as it is when nothing is in it.
+var emptyTables = map[string]string{
+	"filter": "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+	"nat":    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n",
+	"mangle": "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n",
+}
+
+// completeTables is what restores the saved rules exactly: iptables-restore replaces
+// only the tables its input names, and a host with no rules saves none, so each table
+// a node writes into and the save lacks is given as empty.
+func completeTables(saved []byte) []byte {
+	out := append([]byte{}, saved...)
+	for _, table := range []string{"filter", "nat", "mangle"} {
+		if !bytes.Contains(saved, []byte("*"+table+"\n")) {
+			out = append(out, emptyTables[table]...)
+		}
+	}
+	return out
+}
+
 func sysctlPath(name string) string {
 	return "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
 }
@@ -158,17 +178,12 @@ func (s *stack) restoreHost(n *nodeTier) {
 		}
 	}
 	_ = exec.Command("ip", "link", "delete", "cni0").Run()
-	if n.iptables != nil {
-		restore := exec.Command("iptables-restore")
-		restore.Stdin = bytes.NewReader(n.iptables)
+	for command, saved := range map[string][]byte{"iptables-restore": n.iptables, "ip6tables-restore": n.ip6tables} {
+		restore := exec.Command(command)
+		restore.Stdin = bytes.NewReader(completeTables(saved))
 		if out, err := restore.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "start: iptables-restore: %v: %s\n", err, out)
+			fmt.Fprintf(os.Stderr, "start: %s: %v: %s\n", command, err, out)
 		}
-	}
-	if n.ip6tables != nil {
-		restore := exec.Command("ip6tables-restore")
-		restore.Stdin = bytes.NewReader(n.ip6tables)
-		_ = restore.Run()
 	}
 	for name, value := range n.sysctls {
 		if err := os.WriteFile(sysctlPath(name), []byte(value), 0o644); err != nil {
@@ -324,8 +339,8 @@ clientConnection:
 mode: iptables
 clusterCIDR: %q
 hostnameOverride: %q
-metricsBindAddress: 127.0.0.1:0
-healthzBindAddress: 127.0.0.1:0
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
 conntrack:
   maxPerCore: 0
 `, s.path("kubeconfig"), podCIDR, n.nodeName)
