@@ -686,16 +686,23 @@ impl Daemon {
 }
 
 /// The drift watchers' backoff after a failed watch: 1 s, doubling, at most a
-/// minute, so a watch refused for good (403) costs a request a minute; reset by the
-/// first event that arrives.
+/// minute, so a watch refused for good (403) costs a request a minute. A watcher emits
+/// events between its failures (each relist starts with one), so those do not reset
+/// it: two minutes without a failure do.
 struct WatchBackoff {
     next: Duration,
+    last_failure: Option<Instant>,
 }
+
+const WATCH_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const WATCH_BACKOFF_LONGEST: Duration = Duration::from_secs(60);
+const WATCH_BACKOFF_RESET: Duration = Duration::from_secs(120);
 
 impl Default for WatchBackoff {
     fn default() -> WatchBackoff {
         WatchBackoff {
-            next: Duration::from_secs(1),
+            next: WATCH_BACKOFF_FIRST,
+            last_failure: None,
         }
     }
 }
@@ -704,15 +711,22 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        if self
+            .last_failure
+            .is_some_and(|at| at.elapsed() >= WATCH_BACKOFF_RESET)
+        {
+            self.next = WATCH_BACKOFF_FIRST;
+        }
+        self.last_failure = Some(Instant::now());
         let wait = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(60));
+        self.next = (self.next * 2).min(WATCH_BACKOFF_LONGEST);
         Some(wait)
     }
 }
 
 impl kube::runtime::utils::Backoff for WatchBackoff {
     fn reset(&mut self) {
-        *self = WatchBackoff::default();
+        // See the type: quiet time resets it, not an event between failures.
     }
 }
 

@@ -592,3 +592,31 @@ fn render_output_keeps_its_invariants_under_a_generated_folder() {
         }
     }
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let commit = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match commit {
+        // Built in a checkout: the commit it was built at (HEAD may have moved since the
+        // build only if a commit happened meanwhile, which a test run does not do).
+        Some(commit) => assert!(text.contains(&format!("(commit {commit})")), "{text}"),
+        None => assert!(text.contains("(commit unknown)"), "{text}"),
+    }
+}

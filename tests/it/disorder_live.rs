@@ -485,3 +485,68 @@ fn a_fleet_of_a_toml_and_a_yaml_file_saves_and_applies_both_plans() {
         "the second plan was applied too"
     );
 }
+
+#[test]
+fn a_daemon_refused_every_list_backs_off_to_a_few_requests_a_minute() {
+    use stowage_test_harness::{Effect, Fault, Route, Verb};
+    let cluster = cluster(
+        "disorder-403",
+        Options {
+            proxy: true,
+            ..Options::default()
+        },
+    );
+    cluster.write_file(&file_text(&cluster, &[("primary", "primary")]));
+    for verb in [Verb::List, Verb::Watch] {
+        cluster.proxy().inject(Fault {
+            route: Route::verb(verb),
+            times: usize::MAX,
+            effect: Effect::Status(403),
+        });
+    }
+    let daemon = spawn(&cluster, &["--resync", "5m"]);
+    // The first minute backs off; the second must be quiet.
+    std::thread::sleep(Duration::from_secs(60));
+    let hooks = cluster.proxy().hooks();
+    let count = |hooks: &stowage_test_harness::hooks::Hooks| {
+        hooks
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.verb, Verb::List | Verb::Watch))
+            .count()
+    };
+    let before = count(hooks);
+    // What an operator reads: info and above (the tests log debug too).
+    let said = |log: String| {
+        log.lines()
+            .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+            .count()
+    };
+    let log_before = said(daemon.log());
+    std::thread::sleep(Duration::from_secs(60));
+    let in_a_minute = count(hooks) - before;
+    let lines = said(daemon.log()) - log_before;
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    for request in &hooks.requests()[before..] {
+        *seen
+            .entry(format!(
+                "{:?} {:?} {}",
+                request.verb, request.resource, request.query
+            ))
+            .or_default() += 1;
+    }
+    assert!(
+        in_a_minute <= 20,
+        "{in_a_minute} LISTs and WATCHes in the second minute of refusals: {seen:#?}"
+    );
+    assert!(
+        lines <= 20,
+        "{lines} log lines in the second minute:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("403"),
+        "the refusal is named: {}",
+        daemon.log()
+    );
+}
