@@ -318,15 +318,9 @@ fn judge(
     }
 }
 
-/// "3m", "2h", "4d".
+/// "3m", "2h", "4d" ([`crate::velero::duration::approximate`]).
 pub fn age(span: Duration) -> String {
-    let seconds = span.num_seconds().max(0);
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7_200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3_600),
-        s => format!("{}d", s / 86_400),
-    }
+    crate::velero::duration::approximate(span)
 }
 
 /// The backups whose files the buckets should hold: each copy's last success, by

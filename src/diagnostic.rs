@@ -42,10 +42,12 @@ pub enum Code {
     Extends,
     Sops,
     PlaintextCredential,
+    Rpo,
+    DrillScope,
 }
 
 impl Code {
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 34] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -78,6 +80,8 @@ impl Code {
         Code::Extends,
         Code::Sops,
         Code::PlaintextCredential,
+        Code::Rpo,
+        Code::DrillScope,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +118,8 @@ impl Code {
             Code::Extends => "stowage::extends",
             Code::Sops => "stowage::sops",
             Code::PlaintextCredential => "stowage::plaintext-credential",
+            Code::Rpo => "stowage::rpo",
+            Code::DrillScope => "stowage::drill-scope",
         }
     }
 

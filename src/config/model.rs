@@ -227,9 +227,69 @@ pub struct Schedule {
     /// Annotations on the Schedule object (copied to its backups).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Recovery point objective (Go duration): the newest restorable backup of each copy
+    /// is never older than this. `status --check` fails a copy that breaks it;
+    /// `validate` refuses one the cron and stagger cannot meet.
+    pub rpo: Option<String>,
+    /// Restore drills: prove each copy restores, on a cron of their own.
+    pub drill: Option<Drill>,
     /// The Backup every run creates: Velero's BackupSpec in snake_case.
     #[serde(flatten)]
     pub template: BackupTemplate,
+}
+
+/// A schedule's restore drills: the newest Completed backup of each copy restored into
+/// new namespaces (`<namespace_prefix><namespace>`), compared with what the backup
+/// holds, then removed.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    /// When the daemon drills (Velero's cron dialect); `stowage drill` runs one now.
+    pub cron: String,
+    /// A restore still running after this long (Go duration, default 30m) is a failed
+    /// drill.
+    pub timeout: Option<String>,
+    /// Restored into `<namespace_prefix><namespace>` (default "drill-"); every name it
+    /// makes must be new and at most 63 characters.
+    pub namespace_prefix: Option<String>,
+    /// Restore volume data too (default false: objects only).
+    #[serde(default)]
+    pub volumes: bool,
+    /// A failed drill's namespaces stay this long for inspection (Go duration, default
+    /// 24h).
+    pub keep_failed: Option<String>,
+}
+
+impl Drill {
+    pub const DEFAULT_TIMEOUT: &'static str = "30m";
+    pub const DEFAULT_PREFIX: &'static str = "drill-";
+    pub const DEFAULT_KEEP_FAILED: &'static str = "24h";
+
+    pub fn namespace_prefix(&self) -> &str {
+        self.namespace_prefix
+            .as_deref()
+            .unwrap_or(Self::DEFAULT_PREFIX)
+    }
+
+    /// The timeout, as written or the default (validation reports one that is not a Go
+    /// duration).
+    pub fn timeout(&self) -> std::time::Duration {
+        go_duration_or(self.timeout.as_deref(), Self::DEFAULT_TIMEOUT)
+    }
+
+    pub fn keep_failed(&self) -> std::time::Duration {
+        go_duration_or(self.keep_failed.as_deref(), Self::DEFAULT_KEEP_FAILED)
+    }
+}
+
+/// A Go duration as written, else `default` (itself a valid duration).
+fn go_duration_or(written: Option<&str>, default: &str) -> std::time::Duration {
+    written
+        .and_then(|text| crate::velero::duration::parse_go_duration(text).ok())
+        .or_else(|| crate::velero::duration::parse_go_duration(default).ok())
+        .and_then(|nanos| u64::try_from(nanos).ok())
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or_default()
 }
 
 /// Velero's BackupSpec (the Schedule's `template`), keys in snake_case. Serializes to

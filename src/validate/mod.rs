@@ -647,6 +647,172 @@ impl Checker<'_> {
         }
     }
 
+    /// `rpo`: a Go duration the schedule can meet. Each copy's newest backup can be as
+    /// old as the longest gap between runs of its cron plus the copy's stagger (its
+    /// first backup of a run starts that much later), so an objective shorter than that
+    /// fails on schedule, not by accident.
+    fn recovery_point(
+        &self,
+        name: &str,
+        schedule: &Schedule,
+        at: &Pointer,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let Some(written) = &schedule.rpo else {
+            return;
+        };
+        let rpo_at = at.child("rpo");
+        let Some(nanos) = duration_check(Some(written), rpo_at.clone(), out) else {
+            return;
+        };
+        if nanos <= 0 {
+            out.push(
+                Diagnostic::error(
+                    Code::Rpo,
+                    format!("a recovery point objective must be longer than zero, not {written}"),
+                )
+                .at(rpo_at),
+            );
+            return;
+        }
+        let rpo = chrono::Duration::nanoseconds(i64::try_from(nanos).unwrap_or(i64::MAX));
+        if crate::velero::cron::check_cron(&schedule.cron).is_err() {
+            return;
+        }
+        let Some(gap) = crate::velero::cron::longest_gap(&schedule.cron) else {
+            return;
+        };
+        let stagger = schedule.stagger().ok().flatten().unwrap_or_default();
+        let copies = schedule
+            .storage_locations
+            .as_ref()
+            .map_or(1, Vec::len)
+            .max(1);
+        let last_shift = chrono::Duration::from_std(
+            stagger.saturating_mul(u32::try_from(copies - 1).unwrap_or(u32::MAX)),
+        )
+        .unwrap_or_default();
+        let needed = gap + last_shift;
+        if rpo < needed {
+            let shift = if last_shift > chrono::Duration::zero() {
+                format!(
+                    " plus the last copy's stagger ({})",
+                    crate::velero::duration::approximate(last_shift)
+                )
+            } else {
+                String::new()
+            };
+            out.push(
+                Diagnostic::error(
+                    Code::Rpo,
+                    format!(
+                        "rpo {written} cannot be met by `{name}`: its cron {:?} leaves up to {} between backups{shift}",
+                        schedule.cron,
+                        crate::velero::duration::approximate(gap)
+                    ),
+                )
+                .at(rpo_at)
+                .label("shorter than the schedule allows")
+                .help(format!(
+                    "set rpo to at least {}, or back up more often",
+                    crate::velero::duration::approximate(needed)
+                )),
+            );
+        }
+    }
+
+    /// A drill's cron and durations, and what its namespace prefix makes of the
+    /// namespaces the schedule names (wildcards are checked when the drill runs).
+    fn drill(
+        &self,
+        schedule: &Schedule,
+        drill: &crate::config::model::Drill,
+        at: &Pointer,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let cron_at = at.child("cron");
+        match crate::velero::cron::check_cron(&drill.cron) {
+            Err(problem) => out.push(
+                Diagnostic::error(Code::Cron, format!("invalid schedule: {problem}"))
+                    .at(cron_at.clone())
+                    .label("not Velero's cron dialect"),
+            ),
+            Ok(()) => {
+                let drills = crate::velero::cron::shortest_period(&drill.cron);
+                let backups = crate::velero::cron::shortest_period(&schedule.cron);
+                if let (Some(drills), Some(backups)) = (drills, backups)
+                    && drills < backups
+                {
+                    out.push(
+                        Diagnostic::warning(
+                            Code::Cron,
+                            format!(
+                                "drills run every {} but the schedule backs up every {}: most drills restore a backup drilled already",
+                                crate::velero::duration::approximate(drills),
+                                crate::velero::duration::approximate(backups)
+                            ),
+                        )
+                        .at(cron_at),
+                    );
+                }
+            }
+        }
+        duration_check(drill.timeout.as_ref(), at.child("timeout"), out);
+        duration_check(drill.keep_failed.as_ref(), at.child("keep_failed"), out);
+        let prefix = drill.namespace_prefix();
+        let prefix_at = at.child("namespace_prefix");
+        let refuse =
+            |message: String| Diagnostic::error(Code::DrillScope, message).at(prefix_at.clone());
+        if prefix.is_empty() {
+            out.push(
+                refuse("an empty namespace_prefix restores into the namespaces the backup came from".to_string())
+                    .help("drills restore into new namespaces: keep the default \"drill-\" or name another prefix"),
+            );
+            return;
+        }
+        if let Err(problem) = names::check_label_value(prefix).and_then(|()| {
+            prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                .then_some(())
+                .ok_or_else(|| {
+                    "only lowercase letters, digits and '-' may begin a namespace name".to_string()
+                })
+        }) {
+            out.push(refuse(format!("namespace_prefix {prefix:?}: {problem}")));
+            return;
+        }
+        let named: Vec<&String> = schedule
+            .template
+            .included_namespaces
+            .iter()
+            .flatten()
+            .filter(|ns| !ns.contains(['*', '?', '[']))
+            .collect();
+        for namespace in &named {
+            let mapped = format!("{prefix}{namespace}");
+            if mapped.len() > 63 {
+                out.push(refuse(format!(
+                    "namespace {namespace} would be restored into {mapped}, {} characters: a namespace name has at most 63",
+                    mapped.len()
+                )));
+            } else if named.iter().any(|other| **other == mapped) {
+                out.push(refuse(format!(
+                    "namespace {namespace} would be restored into {mapped}, which the backup holds too: a drill must never write into a namespace it backs up"
+                )));
+            }
+        }
+        if schedule.template.include_cluster_resources == Some(true) {
+            out.push(
+                Diagnostic::warning(
+                    Code::DrillScope,
+                    "the backups include cluster-scoped objects; drills never restore them and leave them out",
+                )
+                .at(at.clone()),
+            );
+        }
+    }
+
     /// A stagger moves copy k of a fanned-out schedule by k × stagger: it needs
     /// several copies, a duration above zero, a cron that moves exactly, and room
     /// before the next run.
@@ -920,6 +1086,10 @@ impl Checker<'_> {
                 );
             }
             self.stagger(name, schedule, &at, out);
+            self.recovery_point(name, schedule, &at, out);
+            if let Some(drill) = &schedule.drill {
+                self.drill(schedule, drill, &at.child("drill"), out);
+            }
             let locations_known = self.usable(&["schedules", name, "storage_locations"])
                 && self.usable(&["schedules", name, "storage_location"]);
             if locations_known {

@@ -480,6 +480,30 @@ pub fn shortest_period(spec: &str) -> Option<chrono::Duration> {
     shortest
 }
 
+/// The longest time between two runs of `spec` over about eight weeks of runs (a
+/// weekday cron's weekend, a monthly cron's longest month): how old the newest backup
+/// of a schedule on it can get. `None` when it never runs.
+pub fn longest_gap(spec: &str) -> Option<chrono::Duration> {
+    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_735_689_600, 0)?;
+    let horizon = start + chrono::Duration::days(400);
+    let mut previous = next_run(spec, start)?;
+    let mut longest: Option<chrono::Duration> = None;
+    for _ in 0..4_000 {
+        let Some(next) = next_run(spec, previous) else {
+            break;
+        };
+        let gap = next - previous;
+        longest = Some(longest.map_or(gap, |l| l.max(gap)));
+        previous = next;
+        if previous > horizon
+            || (previous - start > chrono::Duration::days(56) && gap < chrono::Duration::days(1))
+        {
+            break;
+        }
+    }
+    longest
+}
+
 #[cfg(test)]
 mod shift_tests {
     use super::shifted;
@@ -528,6 +552,16 @@ mod shift_tests {
                 .unwrap_err()
                 .contains("whole minutes")
         );
+    }
+
+    #[test]
+    fn the_longest_gap_is_the_worst_wait_for_a_backup() {
+        use chrono::Duration as Span;
+        assert_eq!(super::longest_gap("0 1 * * *"), Some(Span::hours(24)));
+        assert_eq!(super::longest_gap("0 1 * * 1-5"), Some(Span::hours(72)));
+        assert_eq!(super::longest_gap("@every 6h"), Some(Span::hours(6)));
+        assert_eq!(super::longest_gap("0 3 1 * *"), Some(Span::days(31)));
+        assert_eq!(super::longest_gap("*/15 * * * *"), Some(Span::minutes(15)));
     }
 
     /// The family, not the instances: for generated crons and staggers, a shifted cron

@@ -71,6 +71,17 @@ pub fn parse_go_duration(text: &str) -> Result<i128, String> {
     Ok(if negative { -total } else { total })
 }
 
+/// A span in one rounded unit, as people say it: "90s", "3m", "2h", "4d".
+pub fn approximate(span: chrono::Duration) -> String {
+    let seconds = span.num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_go_duration as p;

@@ -194,6 +194,27 @@ const CASES: &[Case] = &[
         extra: &[],
     },
     Case {
+        // A daily backup cannot keep the newest restorable copy under an hour old.
+        code: Code::Rpo,
+        file: "stowage.toml",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.daily]\ncron = \"0 1 * * *\"\nrpo = ⟨\"1h\"\n",
+        extra: &[],
+    },
+    Case {
+        // Restoring with no prefix would write into the namespaces backed up.
+        code: Code::DrillScope,
+        file: "stowage.toml",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.daily]\ncron = \"0 1 * * *\"\nincluded_namespaces = [\"shop\"]\n[schedules.daily.drill]\ncron = \"0 6 * * 0\"\nnamespace_prefix = ⟨\"\"\n",
+        extra: &[],
+    },
+    Case {
+        // A mapped name over 63 characters.
+        code: Code::DrillScope,
+        file: "stowage.toml",
+        text: "version = 1\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n[schedules.daily]\ncron = \"0 1 * * *\"\nincluded_namespaces = [\"a-namespace-whose-name-is-exactly-fifty-six-characters-x\"]\n[schedules.daily.drill]\ncron = \"0 6 * * 0\"\nnamespace_prefix = ⟨\"restore-\"\n",
+        extra: &[],
+    },
+    Case {
         // Reported once, at the entry: not again for the Velero Schedule named after it.
         code: Code::Name,
         file: "stowage.toml",
