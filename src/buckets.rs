@@ -165,6 +165,78 @@ pub async fn find_backups(
     futures::future::join_all(finds).await
 }
 
+/// Why a file Velero keeps in a location's bucket could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("{key} is not in the bucket")]
+    Absent { key: String },
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// The largest file of Velero's read from a bucket (item lists, restore results).
+const VELERO_FILE_LIMIT: usize = 64 << 20;
+
+/// Reads `relative` (a path under the location's prefix, e.g.
+/// `backups/<name>/<name>-resource-list.json.gz`) from the location's bucket with its
+/// own credential, within `timeout`; gunzipped when the name ends in `.gz`. Errors are
+/// scrubbed of the credential.
+pub async fn read_velero_file(
+    target: &BucketTarget,
+    relative: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, ReadError> {
+    let secrets = secret_words(&target.credential);
+    let clients = Clients::default();
+    let store = match store_for(target, &clients) {
+        Ok(store) => store,
+        Err(BucketStatus::NotChecked { reason } | BucketStatus::Unreachable { reason }) => {
+            return Err(ReadError::Unreadable(reason));
+        }
+        Err(BucketStatus::Reachable { .. }) => {
+            return Err(ReadError::Unreadable("no store".to_string()));
+        }
+    };
+    let root = target.prefix.as_deref().unwrap_or("").trim_matches('/');
+    let key = if root.is_empty() {
+        relative.to_string()
+    } else {
+        format!("{root}/{relative}")
+    };
+    let read = async {
+        let object = store.get(&StorePath::from(key.as_str())).await?;
+        object.bytes().await
+    };
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(object_store::Error::NotFound { .. })) => {
+            return Err(ReadError::Absent { key });
+        }
+        Ok(Err(error)) => return Err(ReadError::Unreadable(plain_reason(&error, &secrets))),
+        Err(_) => {
+            return Err(ReadError::Unreadable(format!(
+                "no answer within {}s",
+                timeout.as_secs()
+            )));
+        }
+    };
+    if bytes.len() > VELERO_FILE_LIMIT {
+        return Err(ReadError::Unreadable(format!(
+            "{key} is larger than any file Velero writes there"
+        )));
+    }
+    if !key.ends_with(".gz") {
+        return Ok(bytes.to_vec());
+    }
+    let mut plain = Vec::new();
+    use std::io::Read as _;
+    flate2::read::GzDecoder::new(bytes.as_ref())
+        .take(VELERO_FILE_LIMIT as u64)
+        .read_to_end(&mut plain)
+        .map_err(|error| ReadError::Unreadable(format!("{key} is not gzip: {error}")))?;
+    Ok(plain)
+}
+
 async fn check(target: &BucketTarget, clients: &Clients) -> BucketStatus {
     let secrets = secret_words(&target.credential);
     let store = match store_for(target, clients) {

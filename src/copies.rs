@@ -64,7 +64,7 @@ pub struct BackupSeen {
 }
 
 /// One copy of one declared schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CopyStatus {
     /// The declared schedule (the file's entry).
     pub schedule: String,
@@ -80,6 +80,21 @@ pub struct CopyStatus {
     /// What the bucket check found out about the last success, when it ran and could
     /// not tell (the verdict then stands on the cluster's word alone).
     pub bucket_check: Option<String>,
+    /// The copy's last restore drill, as recorded in the cluster.
+    pub drill: Option<crate::drills::DrillRecord>,
+    /// How old the copy's newest restorable backup is (known once a drill proved it).
+    pub recovery_point_age: Option<Duration>,
+    /// Why the copy's recoverability fails `status --check`: its last drill, a drill
+    /// too old, or the schedule's `rpo`.
+    pub recoverability: Option<String>,
+}
+
+impl CopyStatus {
+    /// What `status --check` fails on: the backups not landing, or the copy not
+    /// proven restorable as the file asks.
+    pub fn is_failing(&self) -> bool {
+        self.verdict.is_failing() || self.recoverability.is_some()
+    }
 }
 
 /// What a bucket holds for a Completed backup.
@@ -210,6 +225,9 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
                 last_backup,
                 last_success,
                 bucket_check: None,
+                drill: None,
+                recovery_point_age: None,
+                recoverability: None,
             });
         }
     }
@@ -595,6 +613,9 @@ mod tests {
                 completed: None,
             }),
             bucket_check: None,
+            drill: None,
+            recovery_point_age: None,
+            recoverability: None,
         };
         let mut copies = vec![
             copy.clone(),

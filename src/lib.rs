@@ -31,6 +31,7 @@ pub mod config;
 pub mod copies;
 pub mod crd;
 pub mod diagnostic;
+pub mod drills;
 pub mod engine;
 pub mod import;
 pub mod input;

@@ -50,6 +50,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Keep the cluster equal to the file: re-apply on edits, drift and every resync.
     Watch(WatchArgs),
+    /// Prove copies restore: restore each copy's newest backup into new namespaces,
+    /// compare, record the verdict, clean up.
+    Drill(DrillArgs),
     /// Print the JSON Schema of the desired-state file.
     Schema {
         /// The schema for a file that extends another: nothing in it is required.
@@ -298,6 +301,23 @@ pub struct StatusArgs {
     pub format: Format,
     #[command(flatten)]
     pub buckets: BucketCheckArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub file: FilesArg,
+    #[command(flatten)]
+    pub parallel: ParallelArg,
+    /// Drill only this copy (`SCHEDULE/LOCATION`), or every copy of one schedule
+    /// (`SCHEDULE`); a schedule without a `drill` table is drilled with its defaults.
+    #[arg(long, value_name = "SCHEDULE[/LOCATION]")]
+    pub copy: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How long each read of a bucket may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub bucket_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,6 +8,7 @@
 
 mod apply;
 pub mod args;
+mod drill;
 mod fleet;
 mod import;
 mod plan;
@@ -171,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Import(args) => import::run(&args, &shared),
         Command::Status(args) => status::run(&args, &shared),
         Command::Watch(args) => watch::run(&args, &shared),
+        Command::Drill(args) => drill::run(&args, &shared),
         Command::Schema { overlay } => {
             let text = if overlay {
                 crate::config::overlay_schema_text()

@@ -33,22 +33,22 @@ pub(super) fn run(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliE
             stdout.write_all(b"\n")?;
         }
     }
-    let failing: Vec<&crate::copies::CopyStatus> = status
-        .copies
-        .iter()
-        .filter(|c| c.verdict.is_failing())
-        .collect();
+    let failing: Vec<&crate::copies::CopyStatus> =
+        status.copies.iter().filter(|c| c.is_failing()).collect();
     if args.check && !failing.is_empty() {
         for copy in &failing {
             eprintln!(
                 "{} → {}: {}",
                 copy.schedule,
                 copy.location.as_deref().unwrap_or("(default)"),
-                copy.verdict.as_str()
+                copy.recoverability
+                    .as_deref()
+                    .filter(|_| !copy.verdict.is_failing())
+                    .unwrap_or(copy.verdict.as_str())
             );
         }
         eprintln!(
-            "{} of {} copies are behind or missing",
+            "{} of {} copies are behind, missing or not proven restorable",
             failing.len(),
             status.copies.len()
         );
@@ -79,11 +79,7 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
         let context = cluster.context.as_deref().unwrap_or("(current context)");
         match &cluster.status {
             Ok(status) => {
-                failing += status
-                    .copies
-                    .iter()
-                    .filter(|c| c.verdict.is_failing())
-                    .count();
+                failing += status.copies.iter().filter(|c| c.is_failing()).count();
                 match args.format {
                     Format::Text => {
                         writeln!(stdout, "=== {} ({context}) ===", cluster.file.display())?;

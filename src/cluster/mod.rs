@@ -3,6 +3,7 @@
 //! here does I/O; what to write was decided by the pure `plan`.
 
 pub mod apply;
+pub mod drill;
 pub mod lease;
 pub mod read;
 

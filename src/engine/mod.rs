@@ -8,6 +8,7 @@
 //! call these; none of them strings the stages together itself, and the engine prints
 //! nothing: it returns values, and the front end picks a view and an exit code.
 
+pub mod drill;
 pub mod fights;
 pub mod fleet;
 pub mod inputs;
@@ -461,11 +462,59 @@ pub async fn status(
             wanted.into_iter().zip(answers).collect();
         copies::with_presence(&mut judged, &found);
     }
+    with_recoverability(cluster, file, &mut judged, now).await?;
     Ok(Status {
         observed,
         copies: judged,
         buckets_checked: bucket_timeout.is_some(),
     })
+}
+
+/// Adds each copy's last drill, the age of its newest restorable backup, and whether
+/// its recoverability fails `status --check`, for schedules that declare drills or an
+/// `rpo` (others are left as they are: nothing asked of them).
+async fn with_recoverability(
+    cluster: &Cluster,
+    file: &ValidFile,
+    judged: &mut [crate::copies::CopyStatus],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
+    let asked = file
+        .config
+        .schedules
+        .values()
+        .any(|s| s.drill.is_some() || s.rpo.is_some());
+    if !asked {
+        return Ok(());
+    }
+    let records = drill::records(cluster, file).await?;
+    for copy in judged.iter_mut() {
+        let Some(schedule) = file.config.schedules.get(&copy.schedule) else {
+            continue;
+        };
+        copy.drill = records.get(&copy.velero_schedule).cloned();
+        let newest = copy
+            .last_success
+            .as_ref()
+            .and_then(|b| b.started.as_deref())
+            .and_then(crate::drills::parse_time);
+        copy.recovery_point_age =
+            crate::drills::recovery_point_age(copy.drill.as_ref(), newest, now);
+        let rpo = schedule
+            .rpo
+            .as_deref()
+            .and_then(|text| crate::velero::duration::parse_go_duration(text).ok())
+            .and_then(|nanos| i64::try_from(nanos).ok())
+            .map(chrono::Duration::nanoseconds);
+        copy.recoverability = crate::drills::recoverability_problem(
+            schedule.drill.as_ref().map(|d| d.cron.as_str()),
+            rpo,
+            copy.drill.as_ref(),
+            copy.recovery_point_age,
+            now,
+        );
+    }
+    Ok(())
 }
 
 /// How the daemon reconciles.

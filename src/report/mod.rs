@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod diagnostics;
+pub mod drill;
 pub mod explain;
 pub mod log_format;
 pub mod plan;

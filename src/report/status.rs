@@ -239,10 +239,63 @@ pub fn write_copies(
         ],
         &rows,
     )?;
+    if copies
+        .iter()
+        .any(|c| c.drill.is_some() || c.recoverability.is_some())
+    {
+        writeln!(out, "\nRecoverability")?;
+        let rows: Vec<Vec<String>> = copies
+            .iter()
+            .map(|copy| {
+                let drill = copy.drill.as_ref();
+                vec![
+                    copy.schedule.clone(),
+                    copy.location
+                        .clone()
+                        .unwrap_or_else(|| "(default)".to_string()),
+                    drill.map_or("untested", |d| d.verdict.as_str()).to_string(),
+                    drill
+                        .map(|d| ago(&d.at, now))
+                        .unwrap_or_else(|| "never".to_string()),
+                    drill
+                        .and_then(|d| d.restore_seconds)
+                        .map(|s| format!("{s:.1}s"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    copy.recovery_point_age
+                        .map(crate::velero::duration::approximate)
+                        .unwrap_or_else(|| "-".to_string()),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "SCHEDULE",
+                "LOCATION",
+                "LAST DRILL",
+                "DRILLED",
+                "RESTORE TIME",
+                "RECOVERY POINT AGE",
+            ],
+            &rows,
+        )?;
+    }
     for copy in copies {
         let location = copy.location.as_deref().unwrap_or("(default)");
         if let Some(reason) = &copy.reason {
             writeln!(out, "  {} → {location}: {reason}", copy.schedule)?;
+        }
+        if let Some(problem) = &copy.recoverability {
+            writeln!(out, "  {} → {location}: {problem}", copy.schedule)?;
+        }
+        if let Some(drill) = &copy.drill {
+            for missing in &drill.missing_items {
+                writeln!(
+                    out,
+                    "  {} → {location}: missing after the drill: {missing}",
+                    copy.schedule
+                )?;
+            }
         }
         if let Some(why) = &copy.bucket_check {
             writeln!(
@@ -281,6 +334,14 @@ pub struct WireCopy<'a> {
     pub last_success: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_check: Option<&'a str>,
+    /// The copy's last drill, for schedules that drill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<WireDrill<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_point_age_seconds: Option<i64>,
+    /// Why the copy's recoverability fails `status --check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverability: Option<&'a str>,
 }
 
 pub fn wire_copies(copies: &[CopyStatus], buckets_checked: bool) -> WireCopies<'_> {
@@ -302,7 +363,40 @@ pub fn wire_copies(copies: &[CopyStatus], buckets_checked: bool) -> WireCopies<'
                     .as_ref()
                     .and_then(|b| b.completed.as_deref().or(b.started.as_deref())),
                 bucket_check: copy.bucket_check.as_deref(),
+                drill: copy.drill.as_ref().map(WireDrill::of),
+                recovery_point_age_seconds: copy.recovery_point_age.map(|age| age.num_seconds()),
+                recoverability: copy.recoverability.as_deref(),
             })
             .collect(),
+    }
+}
+
+/// A copy's last drill on the wire (product contract §6).
+#[derive(Debug, serde::Serialize)]
+pub struct WireDrill<'a> {
+    pub verdict: &'static str,
+    pub at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<&'a str>,
+    pub missing_items: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub errors: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub notes: &'a [String],
+}
+
+impl<'a> WireDrill<'a> {
+    pub fn of(drill: &'a crate::drills::DrillRecord) -> WireDrill<'a> {
+        WireDrill {
+            verdict: drill.verdict.as_str(),
+            at: &drill.at,
+            restore_seconds: drill.restore_seconds,
+            backup: drill.backup.as_deref(),
+            missing_items: &drill.missing_items,
+            errors: &drill.errors,
+            notes: &drill.notes,
+        }
     }
 }

@@ -770,16 +770,17 @@ impl Checker<'_> {
             );
             return;
         }
-        if let Err(problem) = names::check_label_value(prefix).and_then(|()| {
-            prefix
+        // The start of a namespace name (an RFC 1123 label): lowercase letters, digits
+        // and '-', beginning with a letter or digit.
+        let begins_a_name = prefix
+            .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && prefix
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                .then_some(())
-                .ok_or_else(|| {
-                    "only lowercase letters, digits and '-' may begin a namespace name".to_string()
-                })
-        }) {
-            out.push(refuse(format!("namespace_prefix {prefix:?}: {problem}")));
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !begins_a_name {
+            out.push(refuse(format!(
+                "namespace_prefix {prefix:?} cannot begin a namespace name: lowercase letters, digits and '-', starting with a letter or digit"
+            )));
             return;
         }
         let named: Vec<&String> = schedule

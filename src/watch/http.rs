@@ -405,4 +405,51 @@ fn copy_metrics(registry: &mut Registry, copies: &[crate::copies::CopyStatus]) {
         "1 when the copy's bucket could not be read to find its last backup",
         bucket_failed,
     );
+    // Restore drills (product contract §6), for the copies of schedules that drill.
+    let drill_verdicts = Family::<Labels, Gauge>::default();
+    let drilled_at = Family::<Labels, Gauge>::default();
+    let restore_seconds = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let recovery_age = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for copy in copies {
+        if let Some(drill) = &copy.drill {
+            for verdict in crate::drills::DrillVerdict::ALL {
+                let mut labelled = of(copy);
+                labelled.push(("verdict".to_string(), verdict.as_str().to_string()));
+                drill_verdicts
+                    .get_or_create(&labelled)
+                    .set(i64::from(drill.verdict == verdict));
+            }
+            drilled_at
+                .get_or_create(&of(copy))
+                .set(drill.at_time().map_or(0, |t| t.timestamp()));
+            if let Some(seconds) = drill.restore_seconds {
+                restore_seconds.get_or_create(&of(copy)).set(seconds);
+            }
+        }
+        if let Some(age) = copy.recovery_point_age {
+            recovery_age
+                .get_or_create(&of(copy))
+                .set(age.num_milliseconds() as f64 / 1000.0);
+        }
+    }
+    registry.register(
+        "stowage_copy_drill_verdict",
+        "1 for the verdict of the copy's last restore drill (restorable, incomplete, unrestorable, untested)",
+        drill_verdicts,
+    );
+    registry.register(
+        "stowage_copy_drill_last_timestamp_seconds",
+        "When the copy's last restore drill ended (Unix time)",
+        drilled_at,
+    );
+    registry.register(
+        "stowage_copy_restore_seconds",
+        "How long the last drill's restore took: the measured recovery time",
+        restore_seconds,
+    );
+    registry.register(
+        "stowage_copy_recovery_point_age_seconds",
+        "How old the copy's newest backup proven restorable is",
+        recovery_age,
+    );
 }

@@ -32,7 +32,7 @@ fn every_minute_to_two_locations(live: &TestCluster) -> String {
     )
 }
 
-fn write_dr_credentials(live: &TestCluster, secret_key: &str) {
+pub fn write_dr_credentials(live: &TestCluster, secret_key: &str) {
     std::fs::write(
         live.dir.path().join("secrets/dr.ini"),
         s3_credentials(secret_key),
@@ -41,7 +41,7 @@ fn write_dr_credentials(live: &TestCluster, secret_key: &str) {
 }
 
 /// Starts a backup of one copy now, as `velero backup create --from-schedule` does.
-fn back_up_now(live: &TestCluster, copy: &str) {
+pub fn back_up_now(live: &TestCluster, copy: &str) {
     let out = Command::new(&stack().velero)
         .args([
             "backup",
@@ -59,7 +59,7 @@ fn back_up_now(live: &TestCluster, copy: &str) {
 }
 
 /// The latest backup of a Velero Schedule, once it has one in a final phase.
-fn latest_final(live: &TestCluster, schedule: &str) -> Option<Value> {
+pub fn latest_final(live: &TestCluster, schedule: &str) -> Option<Value> {
     let mut backups: Vec<Value> = live
         .ns
         .list("velero.io/v1", "Backup")

@@ -179,6 +179,12 @@ fn the_alerting_rules_use_only_metrics_the_daemon_exports() {
         last_backup: None,
         last_success: None,
         bucket_check: None,
+        drill: Some(stowage::drills::DrillRecord::untested(
+            chrono::Utc::now(),
+            "no Completed backup of this copy yet",
+        )),
+        recovery_point_age: Some(chrono::Duration::hours(3)),
+        recoverability: None,
     });
     health.fight = Some(stowage::engine::fights::Backoff {
         object: stowage::velero::ObjectRef {

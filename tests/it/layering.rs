@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("plan", 6),
     ("import", 6),
     ("copies", 6),
+    ("drills", 5),
     ("cluster", 7),
     ("buckets", 7),
     ("engine", 8),

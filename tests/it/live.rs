@@ -251,14 +251,14 @@ fn every_example_applies_to_an_empty_namespace_then_plans_to_no_changes() {
         // The Secrets external credentials name, as the secret store that keeps them
         // would have made them.
         let age_key = live.dir.path().join("secrets/age-test-key.txt");
-        let checked = stowage::engine::check_file_with_env(
-            &live.dir.path().join(live.file.get()),
-            &|name| match name {
-                "SOPS_AGE_KEY_FILE" => Some(age_key.clone().into_os_string()),
-                _ => std::env::var_os(name),
-            },
-        )
-        .expect("the example loads");
+        let checked =
+            stowage::engine::check_file_with_env(&live.dir.path().join(live.file.get()), &|name| {
+                match name {
+                    "SOPS_AGE_KEY_FILE" => Some(age_key.clone().into_os_string()),
+                    _ => std::env::var_os(name),
+                }
+            })
+            .expect("the example loads");
         let desired = checked
             .into_valid()
             .expect("the example validates")
@@ -1185,7 +1185,7 @@ fn the_proxy_s_404_is_the_real_server_s_for_a_resource_it_does_not_serve() {
 
 /// The keys under `prefix` in one of the S3 emulator's buckets, listed with the
 /// emulator's own key (not stowage's code).
-fn s3_keys(bucket: &str, prefix: &str) -> Vec<String> {
+pub fn s3_keys(bucket: &str, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
     let store = s3_store(bucket);
@@ -1331,7 +1331,19 @@ fn s3_store(bucket: &str) -> object_store::aws::AmazonS3 {
 }
 
 /// Deletes every object under `prefix` in the S3 emulator's `bucket`.
-fn s3_delete(bucket: &str, prefix: &str) {
+/// Deletes one object.
+pub fn s3_delete_key(bucket: &str, key: &str) {
+    use object_store::ObjectStoreExt as _;
+    let store = s3_store(bucket);
+    stack().block_on(async {
+        store
+            .delete(&object_store::path::Path::from(key))
+            .await
+            .unwrap();
+    });
+}
+
+pub fn s3_delete(bucket: &str, prefix: &str) {
     use object_store::ObjectStoreExt as _;
     let store = s3_store(bucket);
     let keys = s3_keys(bucket, prefix);

