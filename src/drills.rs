@@ -390,16 +390,15 @@ pub fn judge(
 }
 
 /// When the next drill of a copy is due: the first run of the drill's cron after the
-/// last drill (or now, with none). `None` when the cron never fires.
+/// last drill, or, with none on record, after `since` (when whoever schedules drills
+/// started: a fixed point, so the answer does not move with the clock). `None` when the
+/// cron never fires.
 pub fn next_due(
     cron: &str,
     last: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
+    since: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match last {
-        Some(last) => crate::velero::cron::next_run(cron, last),
-        None => crate::velero::cron::next_run(cron, now),
-    }
+    crate::velero::cron::next_run(cron, last.unwrap_or(since))
 }
 
 /// How old a copy's newest restorable backup is at `now`: the newest Completed backup

@@ -78,6 +78,34 @@ pub fn round(trigger: &str, result: Result<Option<&Reconciled>, &ReconcileError>
     }
 }
 
+/// A restore drill's outcome, as the daemon logs it.
+pub fn drilled(drilled: &crate::engine::drill::Drilled) {
+    let record = &drilled.record;
+    let location = drilled.copy.location.as_deref().unwrap_or("(default)");
+    let verdict = record.verdict.as_str();
+    if record.verdict == crate::drills::DrillVerdict::Restorable {
+        info!(
+            schedule = %drilled.copy.schedule,
+            location,
+            verdict,
+            backup = record.backup.as_deref().unwrap_or("-"),
+            restore_seconds = record.restore_seconds.unwrap_or_default(),
+            "restore drill"
+        );
+    } else {
+        warn!(
+            schedule = %drilled.copy.schedule,
+            location,
+            verdict,
+            backup = record.backup.as_deref().unwrap_or("-"),
+            missing = %record.missing_items.join("; "),
+            notes = %record.notes.join("; "),
+            refused = drilled.refused.as_deref().unwrap_or(""),
+            "restore drill"
+        );
+    }
+}
+
 /// A fight with another manager over a field, as logged before each wait.
 pub fn fight(backoff: &crate::engine::fights::Backoff) {
     warn!(

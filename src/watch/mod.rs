@@ -133,6 +133,11 @@ pub struct Daemon {
     settled: bool,
     /// How long to wait before retrying after consecutive failed rounds.
     retry_backoff: Duration,
+    /// The restore drill running now, if one is.
+    drill_task: Option<tokio::task::JoinHandle<()>>,
+    /// When this daemon started: a copy never drilled is first due at its drill cron's
+    /// first run after this.
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 /// What wakes the daemon between rounds: an edit of the file or one of its inputs, and
@@ -180,6 +185,10 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut next = Some(Trigger::Start);
     let mut retry_at: Option<tokio::time::Instant> = None;
+    // Restore drills run beside the rounds, one at a time; each tells the loop when it
+    // ends, and the next is due by its cron.
+    let (drilled_tx, mut drilled_rx) = mpsc::channel::<()>(1);
+    let mut drill_at: Option<tokio::time::Instant> = None;
     loop {
         let mut trigger = match next.take() {
             Some(trigger) => trigger,
@@ -191,6 +200,16 @@ pub async fn run(
                 _ = sleep_until(retry_at) => Trigger::Retry,
                 // While another replica leads, look again at each of its renewals.
                 _ = tokio::time::sleep(daemon.standby_look()), if daemon.is_standby() => Trigger::Resync,
+                _ = sleep_until(drill_at) => {
+                    daemon.start_due_drill(drilled_tx.clone());
+                    drill_at = None;
+                    continue;
+                }
+                Some(()) = drilled_rx.recv() => {
+                    daemon.drill_ended().await;
+                    drill_at = daemon.next_drill();
+                    continue;
+                }
             },
         };
         if trigger == Trigger::File {
@@ -216,9 +235,15 @@ pub async fn run(
         retry_at = daemon
             .retry_after(&result)
             .map(|wait| tokio::time::Instant::now() + wait);
+        drill_at = daemon.next_drill();
     }
     info!("stopping");
     probe.abort();
+    if let Some(drill) = daemon.drill_task.take() {
+        // A drill cut short leaves labelled namespaces and a Restore; the next drill
+        // run removes them (engine::drill::clean_up_expired).
+        drill.abort();
+    }
     daemon.stop().await;
     Ok(())
 }
@@ -428,6 +453,8 @@ impl Daemon {
             seen: None,
             settled: false,
             retry_backoff: FIRST_RETRY,
+            drill_task: None,
+            started: chrono::Utc::now(),
         };
         let events = Events {
             file: file_rx,
@@ -486,6 +513,91 @@ impl Daemon {
             self.follow_copies().await;
         }
         result
+    }
+
+    /// The drilled copies, each with when its next drill is due, soonest first; none
+    /// while a drill runs or another replica leads.
+    fn due_drills(
+        &self,
+    ) -> Vec<(
+        chrono::DateTime<chrono::Utc>,
+        engine::drill::Copy,
+        crate::config::model::Drill,
+    )> {
+        let Some(file) = self.last_valid.as_ref() else {
+            return Vec::new();
+        };
+        if self.drill_task.as_ref().is_some_and(|t| !t.is_finished()) || self.is_standby() {
+            return Vec::new();
+        }
+        let copies = http::lock(&self.health).copies.clone();
+        let mut due: Vec<_> = engine::drill::drilled_copies(file)
+            .into_iter()
+            .filter_map(|(copy, drill)| {
+                let last = copies
+                    .iter()
+                    .find(|c| c.velero_schedule == copy.velero_schedule)
+                    .and_then(|c| c.drill.as_ref())
+                    .and_then(|d| d.at_time());
+                let when = crate::drills::next_due(&drill.cron, last, self.started)?;
+                Some((when, copy, drill.clone()))
+            })
+            .collect();
+        due.sort_by_key(|(when, _, _)| *when);
+        due
+    }
+
+    /// When the next restore drill is due, on the runtime's clock.
+    fn next_drill(&self) -> Option<tokio::time::Instant> {
+        let (due, _, _) = self.due_drills().into_iter().next()?;
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        Some(tokio::time::Instant::now() + wait)
+    }
+
+    /// Starts the drill that is due, if this replica leads and none runs.
+    fn start_due_drill(&mut self, ended: mpsc::Sender<()>) {
+        let Some(file) = self.last_valid.clone() else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let Some((_, copy, drill)) = self
+            .due_drills()
+            .into_iter()
+            .find(|(when, _, _)| *when <= now + chrono::Duration::seconds(1))
+        else {
+            return;
+        };
+        let cluster = self.cluster.clone();
+        let options = engine::drill::DrillOptions {
+            bucket_timeout: self
+                .options
+                .reconcile
+                .plan
+                .bucket_timeout
+                .unwrap_or(Duration::from_secs(20)),
+            fence: self.fence.clone(),
+            ..engine::drill::DrillOptions::default()
+        };
+        info!(schedule = %copy.schedule, location = copy.location.as_deref().unwrap_or("(default)"), "restore drill starting");
+        self.drill_task = Some(tokio::spawn(async move {
+            let mut quiet = |_: &engine::drill::Copy, _: engine::drill::Progress| {};
+            let copies = [(copy, drill)];
+            match engine::drill::drill_all(&cluster, &file, &copies, &options, &mut quiet).await {
+                Ok(drilled) => {
+                    for drilled in drilled {
+                        log::drilled(&drilled);
+                    }
+                }
+                Err(error) => warn!(%error, "the restore drill failed to run"),
+            }
+            let _ = ended.send(()).await;
+        }));
+    }
+
+    /// A drill ended: the copies' drill records (and so the metrics) are read again.
+    async fn drill_ended(&mut self) {
+        self.drill_task = None;
+        self.follow_copies().await;
     }
 
     /// Judges every copy of every declared schedule (with the bucket checks, unless

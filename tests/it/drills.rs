@@ -106,6 +106,27 @@ fn drill(live: &TestCluster, args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), document)
 }
 
+/// `eventually`, printing `context()` when it times out.
+fn eventually_or<T>(
+    what: &str,
+    timeout: Duration,
+    context: &dyn Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn copy_of<'a>(document: &'a Value, location: &str) -> &'a Value {
     document["copies"]
         .as_array()
@@ -280,6 +301,92 @@ fn each_copy_is_drilled_restorable_or_named_for_what_it_lacks() {
     assert_eq!(copy["drill"]["verdict"], "incomplete", "{document:#}");
     let missing = copy["drill"]["missing_items"].to_string();
     assert!(missing.contains(&format!("Widget {app}/gear")), "{missing}");
+    for leftover in namespaces_named_like(&format!("drill-{app}")) {
+        let _ = stack().delete("v1", "Namespace", None, &leftover);
+    }
+}
+
+#[test]
+fn the_daemon_drills_on_its_cron_and_remembers_the_verdict_across_a_restart() {
+    let app = stack().namespace("drills-daemon-app").name;
+    application(&app);
+    let live = cluster("drills-daemon", VELERO);
+    write_dr_credentials(&live, &good_secret());
+    // Every minute, paused (backups only by hand), drilled every minute, and a recovery
+    // point objective of 90 seconds that the one backup soon breaks.
+    let file = drilled_schedule(&live, &app, "paused = true\nrpo = \"90s\"\n")
+        .replace("cron = \"0 0 1 1 *\"", "cron = \"* * * * *\"")
+        .replace("cron = \"0 6 * * *\"", "cron = \"* * * * *\"");
+    live.write_file(&file);
+    let out = live.stowage(&["validate"]);
+    assert_exit(&out, 0);
+    live.apply();
+    backed_up(&live, "nightly-primary");
+    backed_up(&live, "nightly-dr");
+    let series = |metrics: &str, location: &str| -> Option<(String, f64)> {
+        let verdict = ["restorable", "incomplete", "unrestorable", "untested"]
+            .into_iter()
+            .find(|verdict| {
+                metrics.contains(&format!(
+                    "stowage_copy_drill_verdict{{schedule=\"nightly\",location=\"{location}\",verdict=\"{verdict}\"}} 1"
+                ))
+            })?;
+        let at = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "stowage_copy_drill_last_timestamp_seconds{{schedule=\"nightly\",location=\"{location}\"}}"
+                ))
+            })?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        Some((verdict.to_string(), at))
+    };
+    let daemon = crate::watch::spawn(&live, &["--resync", "5s"]);
+    let (verdict, drilled_at) = eventually_or(
+        "a drill by the daemon",
+        Duration::from_secs(180),
+        &|| daemon.log(),
+        || {
+            let (_, metrics) = daemon.get("/metrics");
+            series(&metrics, "primary").filter(|(verdict, _)| verdict != "untested")
+        },
+    );
+    assert_eq!(verdict, "restorable", "{}", daemon.log());
+    assert!(daemon.log().contains("restore drill"), "{}", daemon.log());
+    let (_, metrics) = daemon.get("/metrics");
+    assert!(
+        metrics.contains("stowage_copy_restore_seconds{schedule=\"nightly\",location=\"primary\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "stowage_copy_recovery_point_age_seconds{schedule=\"nightly\",location=\"primary\"}"
+        ),
+        "{metrics}"
+    );
+    drop(daemon);
+    // A new process knows the last verdict at once: it is kept in the cluster.
+    let restarted = crate::watch::spawn(&live, &["--resync", "5s"]);
+    let (verdict, at) = eventually(
+        "the restarted daemon's metrics",
+        Duration::from_secs(30),
+        || {
+            let (_, metrics) = restarted.get("/metrics");
+            series(&metrics, "primary")
+        },
+    );
+    assert_eq!(verdict, "restorable");
+    assert!(at >= drilled_at, "{at} < {drilled_at}");
+    drop(restarted);
+    // The one backup grows older than the rpo: status --check fails, saying so.
+    eventually("the rpo to be breached", Duration::from_secs(150), || {
+        let out = live.stowage(&["status", "--check", "--no-bucket-checks"]);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code() == Some(1) && said.contains("beyond the rpo")).then_some(())
+    });
     for leftover in namespaces_named_like(&format!("drill-{app}")) {
         let _ = stack().delete("v1", "Namespace", None, &leftover);
     }
