@@ -84,6 +84,8 @@ pub struct CopyStatus {
     pub drill: Option<crate::drills::DrillRecord>,
     /// How old the copy's newest restorable backup is (known once a drill proved it).
     pub recovery_point_age: Option<Duration>,
+    /// The schedule's recovery point objective, when it declares one.
+    pub rpo: Option<Duration>,
     /// Why the copy's recoverability fails `status --check`: its last drill, a drill
     /// too old, or the schedule's `rpo`.
     pub recoverability: Option<String>,
@@ -227,6 +229,7 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
                 bucket_check: None,
                 drill: None,
                 recovery_point_age: None,
+                rpo: None,
                 recoverability: None,
             });
         }
@@ -615,6 +618,7 @@ mod tests {
             bucket_check: None,
             drill: None,
             recovery_point_age: None,
+            rpo: None,
             recoverability: None,
         };
         let mut copies = vec![

@@ -506,6 +506,7 @@ async fn with_recoverability(
             .and_then(|text| crate::velero::duration::parse_go_duration(text).ok())
             .and_then(|nanos| i64::try_from(nanos).ok())
             .map(chrono::Duration::nanoseconds);
+        copy.rpo = rpo;
         copy.recoverability = crate::drills::recoverability_problem(
             schedule.drill.as_ref().map(|d| d.cron.as_str()),
             rpo,

@@ -410,7 +410,21 @@ fn copy_metrics(registry: &mut Registry, copies: &[crate::copies::CopyStatus]) {
     let drilled_at = Family::<Labels, Gauge>::default();
     let restore_seconds = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let recovery_age = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let rpo = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let unproven = Family::<Labels, Gauge>::default();
+    let asks_recoverability = |copy: &crate::copies::CopyStatus| {
+        copy.drill.is_some() || copy.rpo.is_some() || copy.recoverability.is_some()
+    };
     for copy in copies {
+        if let Some(objective) = copy.rpo {
+            rpo.get_or_create(&of(copy))
+                .set(objective.num_milliseconds() as f64 / 1000.0);
+        }
+        if asks_recoverability(copy) {
+            unproven
+                .get_or_create(&of(copy))
+                .set(i64::from(copy.recoverability.is_some()));
+        }
         if let Some(drill) = &copy.drill {
             for verdict in crate::drills::DrillVerdict::ALL {
                 let mut labelled = of(copy);
@@ -451,5 +465,15 @@ fn copy_metrics(registry: &mut Registry, copies: &[crate::copies::CopyStatus]) {
         "stowage_copy_recovery_point_age_seconds",
         "How old the copy's newest backup proven restorable is",
         recovery_age,
+    );
+    registry.register(
+        "stowage_copy_rpo_seconds",
+        "The recovery point objective the file declares for the copy's schedule",
+        rpo,
+    );
+    registry.register(
+        "stowage_copy_recoverability_failed",
+        "1 when the copy is not proven restorable as the file asks (never drilled, last drill failed or too old, beyond the rpo)",
+        unproven,
     );
 }

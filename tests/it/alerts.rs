@@ -70,6 +70,17 @@ fn every_alert_fires_when_it_should_with_one_replica_and_with_two() {
         !out.status.success(),
         "the cases did not notice the two-replica rule break"
     );
+    // And the weaker restore alert that would fire beside a failed drill's page.
+    let noisy = rule.replace(
+        " unless on(schedule, location) (max by (schedule, location) (stowage_copy_drill_verdict{verdict=~\"unrestorable|incomplete\"}) == 1)",
+        "",
+    );
+    assert_ne!(noisy, rule);
+    let out = test_rules(&rules_file(&noisy));
+    assert!(
+        !out.status.success(),
+        "the cases did not notice the unrestorable copy paged twice"
+    );
 }
 
 #[test]

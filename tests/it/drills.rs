@@ -6,6 +6,7 @@
 //! deleted → unrestorable with Velero's error, `status --check` naming it; a custom
 //! resource whose CRD is gone → incomplete, the missing items named; refusals.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -344,7 +345,10 @@ fn the_daemon_drills_on_its_cron_and_remembers_the_verdict_across_a_restart() {
             .ok()?;
         Some((verdict.to_string(), at))
     };
-    let daemon = crate::watch::spawn(&live, &["--resync", "5s"]);
+    // The daemon runs as the deploy example's ServiceAccount: its RBAC is enough for
+    // drills.
+    let as_service_account = deploy_service_account(&live);
+    let daemon = crate::watch::spawn_with(as_service_account(), &["--resync", "5s"]);
     let (verdict, drilled_at) = eventually_or(
         "a drill by the daemon",
         Duration::from_secs(180),
@@ -355,7 +359,14 @@ fn the_daemon_drills_on_its_cron_and_remembers_the_verdict_across_a_restart() {
         },
     );
     assert_eq!(verdict, "restorable", "{}", daemon.log());
-    assert!(daemon.log().contains("restore drill"), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("restore drill"), "{log}");
+    for refused in ["forbidden", "not allowed to"] {
+        assert!(
+            !log.to_lowercase().contains(refused),
+            "{refused} in the log:\n{log}"
+        );
+    }
     let (_, metrics) = daemon.get("/metrics");
     assert!(
         metrics.contains("stowage_copy_restore_seconds{schedule=\"nightly\",location=\"primary\"}"),
@@ -369,7 +380,7 @@ fn the_daemon_drills_on_its_cron_and_remembers_the_verdict_across_a_restart() {
     );
     drop(daemon);
     // A new process knows the last verdict at once: it is kept in the cluster.
-    let restarted = crate::watch::spawn(&live, &["--resync", "5s"]);
+    let restarted = crate::watch::spawn_with(as_service_account(), &["--resync", "5s"]);
     let (verdict, at) = eventually(
         "the restarted daemon's metrics",
         Duration::from_secs(30),
@@ -390,4 +401,21 @@ fn the_daemon_drills_on_its_cron_and_remembers_the_verdict_across_a_restart() {
     for leftover in namespaces_named_like(&format!("drill-{app}")) {
         let _ = stack().delete("v1", "Namespace", None, &leftover);
     }
+}
+
+/// The deploy example's ServiceAccount and RBAC, moved into the cluster's namespace:
+/// commands that run as it.
+fn deploy_service_account(live: &TestCluster) -> impl Fn() -> Command + '_ {
+    let rbac = crate::support::examples_dir()
+        .join("deploy")
+        .join("rbac.yaml");
+    let documents = serde_saphyr::from_multiple(&std::fs::read_to_string(rbac).unwrap()).unwrap();
+    let ns = live.namespace().to_string();
+    for object in crate::watch::deploy_rbac(documents, &ns) {
+        stack().create(object, "kubectl-create").unwrap();
+    }
+    let token = stack().token(&ns, "stowage");
+    let kubeconfig = live.dir.path().join("stowage-sa.kubeconfig");
+    std::fs::write(&kubeconfig, stack().token_kubeconfig(&token, &ns)).unwrap();
+    move || live.command_with(&kubeconfig)
 }

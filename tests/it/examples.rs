@@ -184,7 +184,8 @@ fn the_alerting_rules_use_only_metrics_the_daemon_exports() {
             "no Completed backup of this copy yet",
         )),
         recovery_point_age: Some(chrono::Duration::hours(3)),
-        recoverability: None,
+        rpo: Some(chrono::Duration::hours(5)),
+        recoverability: Some("never drilled".into()),
     });
     health.fight = Some(stowage::engine::fights::Backoff {
         object: stowage::velero::ObjectRef {
