@@ -294,7 +294,8 @@ pub struct StatusArgs {
     pub file: FilesArg,
     #[command(flatten)]
     pub parallel: ParallelArg,
-    /// Exit 1 when any copy of a schedule is behind or missing.
+    /// Exit 1 when any copy of a schedule is behind or missing, or not proven restorable
+    /// within its drill period and rpo.
     #[arg(long)]
     pub check: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -524,10 +524,19 @@ pub async fn clean_up_expired(
     Ok(removed)
 }
 
+/// A `--copy` that names nothing the file declares.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("the file declares no schedule {0}")]
+    NoSchedule(String),
+    #[error("schedule {schedule} has no copy in location {location}")]
+    NoCopy { schedule: String, location: String },
+}
+
 /// The copies `selector` names — `SCHEDULE/LOCATION`, or `SCHEDULE` for all its copies
 /// — or, without one, every copy of every schedule with a `drill` table. A schedule
 /// named that has no `drill` table is drilled with the defaults.
-pub fn select(file: &ValidFile, selector: Option<&str>) -> Result<Vec<(Copy, Drill)>, String> {
+pub fn select(file: &ValidFile, selector: Option<&str>) -> Result<Vec<(Copy, Drill)>, SelectError> {
     let Some(selector) = selector else {
         return Ok(drilled_copies(file)
             .into_iter()
@@ -539,7 +548,7 @@ pub fn select(file: &ValidFile, selector: Option<&str>) -> Result<Vec<(Copy, Dri
         None => (selector, None),
     };
     let Some(schedule) = file.config.schedules.get(schedule_name) else {
-        return Err(format!("the file declares no schedule {schedule_name}"));
+        return Err(SelectError::NoSchedule(schedule_name.to_string()));
     };
     let drill = schedule.drill.clone().unwrap_or(Drill {
         cron: "@weekly".to_string(),
@@ -564,10 +573,10 @@ pub fn select(file: &ValidFile, selector: Option<&str>) -> Result<Vec<(Copy, Dri
         })
         .collect();
     if copies.is_empty() {
-        return Err(format!(
-            "schedule {schedule_name} has no copy in location {}",
-            location.unwrap_or_default()
-        ));
+        return Err(SelectError::NoCopy {
+            schedule: schedule_name.to_string(),
+            location: location.unwrap_or_default().to_string(),
+        });
     }
     Ok(copies)
 }
