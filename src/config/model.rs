@@ -233,9 +233,26 @@ pub struct Schedule {
     pub rpo: Option<String>,
     /// Restore drills: prove each copy restores, on a cron of their own.
     pub drill: Option<Drill>,
+    /// Settings of one copy (`copy.<location>`, a location of `storage_locations`)
+    /// that differ from the schedule's: its own `ttl`, its own `stagger`.
+    #[serde(default)]
+    pub copy: BTreeMap<String, CopySettings>,
     /// The Backup every run creates: Velero's BackupSpec in snake_case.
     #[serde(flatten)]
     pub template: BackupTemplate,
+}
+
+/// What one copy of a fanned-out schedule sets apart from the others.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopySettings {
+    /// How long this copy's backups are kept (Go duration), instead of the schedule's
+    /// `ttl`: a DR copy is commonly kept longer.
+    pub ttl: Option<String>,
+    /// How long after the cron's time this copy runs (Go duration in whole minutes,
+    /// "0m" for none), instead of its place in `storage_locations` × the schedule's
+    /// `stagger`.
+    pub stagger: Option<String>,
 }
 
 /// A schedule's restore drills: the newest Completed backup of each copy restored into
@@ -532,6 +549,8 @@ pub struct ScheduleInstance<'a> {
     pub fan_out_index: Option<usize>,
     /// The cron this Velero Schedule runs on: the entry's, moved by its stagger.
     pub cron: String,
+    /// How long its backups are kept: the copy's own `ttl`, else the schedule's.
+    pub ttl: Option<&'a str>,
 }
 
 impl Schedule {
@@ -547,6 +566,11 @@ impl Schedule {
                     storage_location: Some(location.as_str()),
                     fan_out_index: Some(index),
                     cron: self.copy_cron(index).unwrap_or_else(|_| self.cron.clone()),
+                    ttl: self
+                        .copy
+                        .get(location)
+                        .and_then(|copy| copy.ttl.as_deref())
+                        .or(self.template.ttl.as_deref()),
                 })
                 .collect(),
             None => vec![ScheduleInstance {
@@ -554,6 +578,7 @@ impl Schedule {
                 storage_location: self.template.storage_location.as_deref(),
                 fan_out_index: None,
                 cron: self.cron.clone(),
+                ttl: self.template.ttl.as_deref(),
             }],
         }
     }
@@ -573,15 +598,46 @@ impl Schedule {
         )))
     }
 
-    /// The cron copy `index` of a fanned-out schedule runs on: the declared one moved
-    /// by `index` × stagger.
-    pub fn copy_cron(&self, index: usize) -> Result<String, String> {
-        match self.stagger()? {
-            None => Ok(self.cron.clone()),
-            Some(stagger) => {
-                let by = stagger.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
-                crate::velero::cron::shifted(&self.cron, by)
+    /// How long after the cron's time copy `index` of a fanned-out schedule runs: its
+    /// own `copy.<location>.stagger`, else `index` × the schedule's stagger.
+    pub fn copy_shift(&self, index: usize) -> Result<std::time::Duration, String> {
+        let own = self
+            .storage_locations
+            .as_ref()
+            .and_then(|locations| locations.get(index))
+            .and_then(|location| self.copy.get(location))
+            .and_then(|copy| copy.stagger.as_deref());
+        if let Some(text) = own {
+            let nanos = crate::velero::duration::parse_go_duration(text)?;
+            if nanos < 0 {
+                return Err(format!("a copy's stagger cannot be negative, not {text}"));
             }
+            return Ok(std::time::Duration::from_nanos(
+                u64::try_from(nanos).map_err(|_| format!("{text} is too long"))?,
+            ));
         }
+        Ok(self
+            .stagger()?
+            .unwrap_or_default()
+            .saturating_mul(u32::try_from(index).unwrap_or(u32::MAX)))
+    }
+
+    /// The longest shift of any copy: how late after the cron's time the last copy runs.
+    pub fn last_shift(&self) -> std::time::Duration {
+        let copies = self.storage_locations.as_ref().map_or(1, Vec::len).max(1);
+        (0..copies)
+            .filter_map(|index| self.copy_shift(index).ok())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The cron copy `index` of a fanned-out schedule runs on: the declared one moved
+    /// by the copy's shift.
+    pub fn copy_cron(&self, index: usize) -> Result<String, String> {
+        let by = self.copy_shift(index)?;
+        if self.stagger.is_none() && by.is_zero() {
+            return Ok(self.cron.clone());
+        }
+        crate::velero::cron::shifted(&self.cron, by)
     }
 }

@@ -203,6 +203,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
         for instance in schedule.instances(name) {
             let mut template = schedule.template.clone();
             template.storage_location = instance.storage_location.map(str::to_string);
+            template.ttl = instance.ttl.map(str::to_string);
             let spec = ScheduleSpec {
                 schedule: instance.cron.clone(),
                 template,

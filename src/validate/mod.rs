@@ -74,6 +74,16 @@ fn reference_error<'k>(
     }
 }
 
+/// Whether copy `index` of a fanned-out schedule sets its own stagger.
+fn has_own_stagger(schedule: &Schedule, index: usize) -> bool {
+    schedule
+        .storage_locations
+        .as_ref()
+        .and_then(|locations| locations.get(index))
+        .and_then(|location| schedule.copy.get(location))
+        .is_some_and(|copy| copy.stagger.is_some())
+}
+
 fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>) -> Option<i128> {
     let value = value?;
     match crate::velero::duration::parse_go_duration(value) {
@@ -682,16 +692,7 @@ impl Checker<'_> {
         let Some(gap) = crate::velero::cron::longest_gap(&schedule.cron) else {
             return;
         };
-        let stagger = schedule.stagger().ok().flatten().unwrap_or_default();
-        let copies = schedule
-            .storage_locations
-            .as_ref()
-            .map_or(1, Vec::len)
-            .max(1);
-        let last_shift = chrono::Duration::from_std(
-            stagger.saturating_mul(u32::try_from(copies - 1).unwrap_or(u32::MAX)),
-        )
-        .unwrap_or_default();
+        let last_shift = chrono::Duration::from_std(schedule.last_shift()).unwrap_or_default();
         let needed = gap + last_shift;
         if rpo < needed {
             let shift = if last_shift > chrono::Duration::zero() {
@@ -814,6 +815,87 @@ impl Checker<'_> {
         }
     }
 
+    /// `copy.<location>` tables: each names a copy the schedule makes; its `ttl` is a
+    /// Go duration; its `stagger` moves the cron exactly, before the next run.
+    fn copy_settings(
+        &self,
+        name: &str,
+        schedule: &Schedule,
+        at: &Pointer,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let locations = schedule.storage_locations.as_deref().unwrap_or_default();
+        for (location, settings) in &schedule.copy {
+            let copy_at = at.child("copy").child(location.as_str());
+            let Some(index) = locations.iter().position(|l| l == location) else {
+                let known = locations.iter().map(String::as_str).collect::<Vec<_>>();
+                let mut problem = Diagnostic::error(
+                    Code::Reference,
+                    format!("`{name}` makes no copy in location `{location}`"),
+                )
+                .at(copy_at.as_key())
+                .label("not one of the schedule's storage_locations");
+                problem = match crate::diagnostic::nearest(location, known.iter().copied()) {
+                    Some(near) => problem.help(format!("did you mean `{near}`?")),
+                    None if locations.is_empty() => problem.help(
+                        "per-copy settings are for a schedule fanned out with `storage_locations`",
+                    ),
+                    None => {
+                        problem.help(format!("a copy table names one of: {}", known.join(", ")))
+                    }
+                };
+                out.push(problem);
+                continue;
+            };
+            duration_check(settings.ttl.as_ref(), copy_at.child("ttl"), out);
+            let Some(stagger) = &settings.stagger else {
+                continue;
+            };
+            let stagger_at = copy_at.child("stagger");
+            let refuse = |message: String, help: &str| {
+                Diagnostic::error(Code::Stagger, message)
+                    .at(stagger_at.clone())
+                    .help(help.to_string())
+            };
+            if crate::velero::cron::check_cron(&schedule.cron).is_err() {
+                continue;
+            }
+            let shift = match schedule.copy_shift(index) {
+                Ok(shift) => shift,
+                Err(problem) => {
+                    out.push(refuse(
+                        problem,
+                        "give a Go duration in whole minutes, e.g. \"2h\" (\"0m\" for none)",
+                    ));
+                    continue;
+                }
+            };
+            if let Err(problem) = schedule.copy_cron(index) {
+                out.push(refuse(
+                    format!(
+                        "the cron {:?} cannot be moved by {stagger} exactly: {problem}",
+                        schedule.cron
+                    ),
+                    "use a single minute and hour (e.g. \"0 1 * * *\"), or write one schedule per location with its own cron",
+                ));
+                continue;
+            }
+            if let Some(period) = crate::velero::cron::shortest_period(&schedule.cron)
+                && let Ok(period) = period.to_std()
+                && shift >= period
+            {
+                out.push(refuse(
+                    format!(
+                        "copy `{location}` would start {} min after the cron's time, at or after its next run ({} min later)",
+                        shift.as_secs() / 60,
+                        period.as_secs() / 60
+                    ),
+                    "use a shorter stagger",
+                ));
+            }
+        }
+    }
+
     /// A stagger moves copy k of a fanned-out schedule by k × stagger: it needs
     /// several copies, a duration above zero, a cron that moves exactly, and room
     /// before the next run.
@@ -849,8 +931,13 @@ impl Checker<'_> {
         if crate::velero::cron::check_cron(&schedule.cron).is_err() {
             return;
         }
-        if let Some(Err(problem)) = (1..copies)
-            .map(|index| schedule.copy_cron(index))
+        // Copies with a stagger of their own are checked at theirs (`copy_settings`).
+        let shifted_here: Vec<usize> = (1..copies)
+            .filter(|&index| !has_own_stagger(schedule, index))
+            .collect();
+        if let Some(Err(problem)) = shifted_here
+            .iter()
+            .map(|&index| schedule.copy_cron(index))
             .find(Result::is_err)
         {
             out.push(refuse(
@@ -859,14 +946,16 @@ impl Checker<'_> {
             ));
             return;
         }
-        let last = stagger.saturating_mul(u32::try_from(copies - 1).unwrap_or(u32::MAX));
+        let last_index = shifted_here.last().copied().unwrap_or(0);
+        let last = stagger.saturating_mul(u32::try_from(last_index).unwrap_or(u32::MAX));
         if let Some(period) = crate::velero::cron::shortest_period(&schedule.cron)
             && let Ok(period) = period.to_std()
             && last >= period
         {
             out.push(refuse(
                 format!(
-                    "the last of {copies} copies would start {} min after the cron's time, at or after its next run ({} min later)",
+                    "copy {} of {copies} would start {} min after the cron's time, at or after its next run ({} min later)",
+                    last_index + 1,
                     last.as_secs() / 60,
                     period.as_secs() / 60
                 ),
@@ -1087,6 +1176,7 @@ impl Checker<'_> {
                 );
             }
             self.stagger(name, schedule, &at, out);
+            self.copy_settings(name, schedule, &at, out);
             self.recovery_point(name, schedule, &at, out);
             if let Some(drill) = &schedule.drill {
                 self.drill(schedule, drill, &at.child("drill"), out);

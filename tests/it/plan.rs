@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use stowage::observe::{BucketFindings, BucketReport, BucketStatus, Observed, from_yaml};
-use stowage::plan::{Action, Context, Plan, Risk, plan};
+use stowage::plan::{Action, Context, FieldValue, Plan, Risk, plan};
 use stowage::render::{Desired, render, secret_manifest};
 use stowage::velero::Kind;
 
@@ -836,4 +836,53 @@ fn a_plan_left_over_after_an_apply_names_its_fields_and_their_managers() {
     let clean = observed_from(as_cluster_after_velero(&desired));
     let replan = plan(&desired, &clean, &Context::default());
     assert!(stowage::plan::not_converged(&replan, &clean).is_none());
+}
+
+#[test]
+fn a_ttl_change_on_one_copy_touches_only_that_copy() {
+    let file = |dr: &str| {
+        format!(
+            "version = 1\n\
+[credentials.cloud-credentials]\nexternal = true\n\
+[backup_locations.primary]\nprovider = \"aws\"\nbucket = \"bucket-p\"\ndefault = true\nconfig = {{ region = \"r\" }}\n\
+[backup_locations.dr]\nprovider = \"aws\"\nbucket = \"bucket-dr\"\nconfig = {{ region = \"r\" }}\n\
+[schedules.nightly]\ncron = \"0 1 * * *\"\nstorage_locations = [\"primary\", \"dr\"]\nttl = \"720h\"\n{dr}"
+        )
+    };
+    let before = fixture("stowage.toml", &file(""), &[]);
+    let after = fixture(
+        "stowage.toml",
+        &file("[schedules.nightly.copy.dr]\nttl = \"2160h\"\n"),
+        &[],
+    );
+    let observed = observed_from(as_cluster_after_velero(&desired_of(&before.path)));
+    let planned = plan(&desired_of(&after.path), &observed, &Context::default());
+    assert!(planned.diagnostics.is_empty(), "{:#?}", planned.diagnostics);
+    let changes: Vec<(Action, &str, Vec<(&str, FieldValue, FieldValue)>)> = planned
+        .changes
+        .iter()
+        .map(|change| {
+            (
+                change.action,
+                change.object.name.as_str(),
+                change
+                    .fields
+                    .iter()
+                    .map(|f| (f.path.as_str(), f.before.clone(), f.after.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [(
+            Action::Update,
+            "nightly-dr",
+            vec![(
+                "spec.template.ttl",
+                FieldValue::Value(json!("720h0m0s")),
+                FieldValue::Value(json!("2160h0m0s"))
+            )]
+        )]
+    );
 }

@@ -646,3 +646,109 @@ fn staggered_copies_render_exact_crons_and_every_refusal_is_located_at_stagger()
         );
     }
 }
+
+#[test]
+fn a_copy_keeps_its_own_ttl_and_stagger_and_every_copy_table_mistake_is_located() {
+    let locations = "version = 1\n\
+[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n\
+[backup_locations.b]\nprovider = \"aws\"\nbucket = \"bucket-b\"\nconfig = { region = \"r\" }\n\
+[backup_locations.c]\nprovider = \"aws\"\nbucket = \"bucket-c\"\nconfig = { region = \"r\" }\n\
+[schedules.nightly]\ncron = \"0 1 * * *\"\nstorage_locations = [\"a\", \"b\", \"c\"]\nttl = \"720h\"\nstagger = \"20m\"\n";
+    // Copy c: kept three times as long, two hours after the cron's time; b keeps its
+    // place (1 × 20m).
+    let files = fixture(
+        "stowage.toml",
+        &format!("{locations}[schedules.nightly.copy.c]\nttl = \"2160h\"\nstagger = \"2h\"\n"),
+        &[],
+    );
+    assert!(
+        diagnose(&files.path).is_empty(),
+        "{:#?}",
+        diagnose(&files.path)
+    );
+    let loaded = stowage::config::load::load(&files.path).unwrap();
+    let desired = stowage::render::render(loaded.config.as_ref().unwrap(), &loaded.materials);
+    let schedules: Vec<(String, String, String)> = desired
+        .objects
+        .iter()
+        .filter(|o| o.object.kind == stowage::velero::Kind::Schedule)
+        .map(|o| {
+            let spec = &o.manifest["spec"];
+            (
+                o.object.name.clone(),
+                spec["schedule"].as_str().unwrap().to_string(),
+                spec["template"]["ttl"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("nightly-a", "0 1 * * *", "720h"),
+        ("nightly-b", "20 1 * * *", "720h"),
+        ("nightly-c", "0 3 * * *", "2160h"),
+    ]
+    .map(|(n, c, t)| (n.to_string(), c.to_string(), t.to_string()));
+    assert_eq!(schedules, expected);
+
+    // Each mistake, located at its key (the copy table starts on line 20).
+    let refused: [(&str, Code, usize, &str); 6] = [
+        (
+            "[schedules.nightly.copy.x]\nttl = \"1h\"\n",
+            Code::Reference,
+            20,
+            "no copy in location `x`",
+        ),
+        (
+            "[schedules.nightly.copy.c]\nstagger = \"90s\"\n",
+            Code::Stagger,
+            21,
+            "whole minutes",
+        ),
+        (
+            "[schedules.nightly.copy.c]\nstagger = \"24h\"\n",
+            Code::Stagger,
+            21,
+            "at or after its next run",
+        ),
+        (
+            "[schedules.nightly.copy.c]\nstagger = \"-5m\"\n",
+            Code::Stagger,
+            21,
+            "negative",
+        ),
+        (
+            "[schedules.nightly.copy.c]\nttl = \"a month\"\n",
+            Code::Duration,
+            21,
+            "",
+        ),
+        (
+            "rpo = \"25h\"\n[schedules.nightly.copy.c]\nstagger = \"2h\"\n",
+            Code::Rpo,
+            20,
+            "stagger (2h",
+        ),
+    ];
+    for (table, code, line, why) in refused {
+        let files = fixture("stowage.toml", &format!("{locations}{table}"), &[]);
+        let found = diagnose(&files.path);
+        assert_eq!(found.len(), 1, "{table}: {found:#?}");
+        assert_eq!(found[0].code, code, "{table}: {found:#?}");
+        assert_eq!(found[0].line, line, "{table}: {found:#?}");
+        assert!(
+            found[0].message.contains(why),
+            "{table}: {}",
+            found[0].message
+        );
+    }
+    // The same rpo holds once the last copy runs at most an hour after the cron.
+    let files = fixture(
+        "stowage.toml",
+        &format!("{locations}rpo = \"25h\"\n[schedules.nightly.copy.c]\nstagger = \"1h\"\n"),
+        &[],
+    );
+    assert!(
+        diagnose(&files.path).is_empty(),
+        "{:#?}",
+        diagnose(&files.path)
+    );
+}
