@@ -858,7 +858,8 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
     let observed = observed_from(as_cluster_after_velero(&desired_of(&before.path)));
     let planned = plan(&desired_of(&after.path), &observed, &Context::default());
     assert!(planned.diagnostics.is_empty(), "{:#?}", planned.diagnostics);
-    let changes: Vec<(Action, &str, Vec<(&str, FieldValue, FieldValue)>)> = planned
+    type Fields<'a> = Vec<(&'a str, FieldValue, FieldValue)>;
+    let changes: Vec<(Action, &str, Fields)> = planned
         .changes
         .iter()
         .map(|change| {
