@@ -110,6 +110,31 @@ pub enum Presence {
 
 const FAILED: [&str; 3] = ["Failed", "PartiallyFailed", "FailedValidation"];
 
+/// A run Velero has not finished: not started (`New`, or no phase yet), waiting in
+/// Velero 1.18's queue (`Queued`, `ReadyToStart`), or running.
+const IN_PROGRESS: [&str; 9] = [
+    "",
+    "New",
+    "Queued",
+    "ReadyToStart",
+    "InProgress",
+    "WaitingForPluginOperations",
+    "WaitingForPluginOperationsPartiallyFailed",
+    "Finalizing",
+    "FinalizingPartiallyFailed",
+];
+
+fn in_progress(backup: &ObservedBackup) -> bool {
+    IN_PROGRESS.contains(&backup.phase.as_deref().unwrap_or_default())
+}
+
+/// How long a Completed backup took, when its times say.
+fn took(backup: &BackupSeen) -> Option<Duration> {
+    let started = parse_time(backup.started.as_deref()?)?;
+    let completed = parse_time(backup.completed.as_deref()?)?;
+    (completed >= started).then(|| completed - started)
+}
+
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -162,6 +187,11 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
     let namespace = &config.velero.namespace;
     let mut out = Vec::new();
     for (name, schedule) in &config.schedules {
+        // Velero never runs two backups of the same namespaces at once (before 1.18 it
+        // ran one backup at a time): a schedule's copies fired together run one after
+        // another, so each copy's run may finish as much later as the copies before it
+        // took.
+        let mut queued_behind = Duration::zero();
         for instance in schedule.instances(name) {
             let velero_schedule = instance.object_name.clone();
             let object = observed.objects.get(&ObjectRef {
@@ -212,12 +242,14 @@ pub fn copies(config: &Config, observed: &Observed, now: DateTime<Utc>) -> Vec<C
                     &object.manifest,
                     schedule.paused,
                     &instance.cron,
+                    queued_behind,
                     last_backup.as_ref(),
                     last_success.as_ref(),
                     backups.last().copied(),
                     now,
                 ),
             };
+            queued_behind += last_success.as_ref().and_then(took).unwrap_or_default();
             out.push(CopyStatus {
                 schedule: name.clone(),
                 location: instance.storage_location.map(str::to_string),
@@ -250,10 +282,12 @@ fn stamped_in_the_future(backup: &ObservedBackup, now: DateTime<Utc>) -> bool {
 
 /// A copy whose Schedule is in the cluster, judged. `declared_paused` is what the file
 /// says: a pause set by someone else is not a reason to stop expecting backups.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     schedule: &Value,
     declared_paused: bool,
     cron: &str,
+    queued_behind: Duration,
     last_backup: Option<&BackupSeen>,
     last_success: Option<&BackupSeen>,
     latest: Option<&ObservedBackup>,
@@ -299,7 +333,7 @@ fn judge(
     let period = crate::velero::cron::next_run(cron, next)
         .map(|after| after - next)
         .unwrap_or(Duration::days(1));
-    let grace = grace(period);
+    let grace = grace(period) + queued_behind;
     let success_started = last_success
         .and_then(|s| s.started.as_deref())
         .and_then(parse_time);
@@ -317,6 +351,37 @@ fn judge(
             )),
         );
     };
+    // The due run made its backup and Velero has not finished it (queued behind other
+    // backups, or running): in progress, not behind.
+    let landed = success_started.is_some_and(|started| started >= due - Duration::minutes(1));
+    if !landed
+        && let Some(latest) = latest
+        && in_progress(latest)
+        && latest
+            .created
+            .as_deref()
+            .or(latest.started.as_deref())
+            .and_then(parse_time)
+            .is_some_and(|made| made >= due - Duration::minutes(1))
+    {
+        let phase = latest
+            .phase
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("New");
+        let position = latest
+            .queue_position
+            .map(|p| format!(", position {p} in Velero's queue"))
+            .unwrap_or_default();
+        return (
+            Verdict::Waiting,
+            Some(format!(
+                "the run due at {} is in progress: backup {} is {phase}{position}",
+                due.format("%Y-%m-%dT%H:%M:%SZ"),
+                latest.name
+            )),
+        );
+    }
     // Velero starts a run within a minute of its tick; a backup started by hand since
     // counts as well.
     match success_started {
@@ -416,11 +481,90 @@ mod tests {
             &schedule,
             false,
             cron,
+            Duration::zero(),
             last.as_ref(),
             success.as_ref(),
             sorted.last().copied(),
             at(now),
         )
+    }
+
+    #[test]
+    fn a_due_run_queued_or_running_is_in_progress_and_a_stuck_one_is_not() {
+        let created =
+            json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {}});
+        let daily = "0 1 * * *";
+        let yesterday = backup(
+            "nightly-20261202010000",
+            "Completed",
+            "2026-12-02T01:00:05Z",
+        );
+        for (phase, position, shown) in [
+            ("Queued", Some(2), "is Queued, position 2 in Velero's queue"),
+            ("ReadyToStart", None, "is ReadyToStart"),
+            ("InProgress", None, "is InProgress"),
+            ("", None, "is New"),
+        ] {
+            let mut today = backup("nightly-20261203010000", phase, "2026-12-03T01:00:30Z");
+            today.completed = None;
+            today.failure = None;
+            today.queue_position = position;
+            let (verdict, reason) = verdict_of(
+                created.clone(),
+                daily,
+                &[yesterday.clone(), today],
+                "2026-12-03T03:00:00Z",
+            );
+            assert_eq!(verdict, Verdict::Waiting, "{phase}: {reason:?}");
+            let reason = reason.unwrap();
+            assert!(
+                reason.contains("in progress") && reason.contains(shown),
+                "{reason}"
+            );
+        }
+        // Still InProgress from a run two days ago: today's run never came.
+        let mut stuck = backup(
+            "nightly-20261201010000",
+            "InProgress",
+            "2026-12-01T01:00:30Z",
+        );
+        stuck.completed = None;
+        let before = backup(
+            "nightly-20261130010000",
+            "Completed",
+            "2026-11-30T01:00:05Z",
+        );
+        let (verdict, reason) =
+            verdict_of(created, daily, &[before, stuck], "2026-12-03T03:00:00Z");
+        assert_eq!(verdict, Verdict::Behind, "{reason:?}");
+    }
+
+    #[test]
+    fn a_later_copy_may_finish_as_much_later_as_the_copies_before_it_took() {
+        let schedule =
+            json!({"metadata": {"creationTimestamp": "2026-11-01T00:00:00Z"}, "spec": {}});
+        let yesterday = seen(&backup(
+            "nightly-20261202010000",
+            "Completed",
+            "2026-12-02T01:00:05Z",
+        ));
+        let judged = |queued_behind: Duration| {
+            judge(
+                &schedule,
+                false,
+                "0 1 * * *",
+                queued_behind,
+                Some(&yesterday),
+                Some(&yesterday),
+                None,
+                at("2026-12-03T02:30:00Z"),
+            )
+            .0
+        };
+        // Due at 01:00 with an hour's grace: behind at 02:30 on its own...
+        assert_eq!(judged(Duration::zero()), Verdict::Behind);
+        // ...but not while the copies before it took two hours.
+        assert_eq!(judged(Duration::hours(2)), Verdict::Ok);
     }
 
     #[test]

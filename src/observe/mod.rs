@@ -89,6 +89,8 @@ pub struct ObservedBackup {
     pub created: Option<String>,
     /// Velero's reason when it failed: `status.failureReason` or its validation errors.
     pub failure: Option<String>,
+    /// `status.queuePosition` while Velero 1.18 holds the backup `Queued`.
+    pub queue_position: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +292,9 @@ impl Observed {
                     .or_else(|| text_at(&item, "/metadata/creationTimestamp")),
                 completed: text_at(&item, "/status/completionTimestamp"),
                 created: text_at(&item, "/metadata/creationTimestamp"),
+                queue_position: item
+                    .pointer("/status/queuePosition")
+                    .and_then(Value::as_i64),
                 failure: text_at(&item, "/status/failureReason").or_else(|| {
                     let errors: Vec<&str> = item
                         .pointer("/status/validationErrors")
