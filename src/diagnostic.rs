@@ -44,10 +44,11 @@ pub enum Code {
     PlaintextCredential,
     Rpo,
     DrillScope,
+    VeleroVersion,
 }
 
 impl Code {
-    pub const ALL: [Code; 34] = [
+    pub const ALL: [Code; 35] = [
         Code::Parse,
         Code::UnknownKey,
         Code::Version,
@@ -82,6 +83,7 @@ impl Code {
         Code::PlaintextCredential,
         Code::Rpo,
         Code::DrillScope,
+        Code::VeleroVersion,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +122,7 @@ impl Code {
             Code::PlaintextCredential => "stowage::plaintext-credential",
             Code::Rpo => "stowage::rpo",
             Code::DrillScope => "stowage::drill-scope",
+            Code::VeleroVersion => "stowage::velero-version",
         }
     }
 

@@ -146,6 +146,18 @@ pub async fn namespace_state(
     if observed.cluster.is_none() && cluster_items_seen {
         observed.cluster = Some(Default::default());
     }
+    let deployment_ref = crate::velero::ObjectRef {
+        kind: Kind::Deployment,
+        namespace: namespace.to_string(),
+        name: deployment.to_string(),
+    };
+    if observed.velero_version(&deployment_ref).is_none() {
+        // An untagged image: what the server said when `velero version` asked. One
+        // more LIST, only then; a Role without it goes without the version.
+        for report in server_status_requests(cluster, namespace).await? {
+            observed.add(path, report).map_err(to_cluster_error)?;
+        }
+    }
     for secret in secrets {
         let name = secret["metadata"]["name"].as_str().unwrap_or_default();
         let managed = secret["metadata"]["labels"][crate::velero::MANAGED_BY_LABEL]
@@ -155,6 +167,22 @@ pub async fn namespace_state(
         }
     }
     Ok(observed)
+}
+
+/// Velero's ServerStatusRequests in `namespace`; none when they may not be listed.
+async fn server_status_requests(
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Vec<Value>, ClusterError> {
+    let requests = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(crate::velero::GROUP, "v1", "ServerStatusRequest"),
+        "serverstatusrequests",
+    );
+    match list_all(cluster, requests, namespace, ListParams::default()).await {
+        Ok(items) => Ok(items),
+        Err(ClusterError::Forbidden { .. }) => Ok(Vec::new()),
+        Err(other) => Err(other),
+    }
 }
 
 /// Nodes and PersistentVolumes, for the live checks. A service account that may not

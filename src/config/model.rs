@@ -71,6 +71,10 @@ pub struct Velero {
     /// When several files share a namespace, the owner whose file declares the default
     /// location; this file then declares no default itself.
     pub default_location_owner: Option<String>,
+    /// The Velero this file targets ("1.17", or "1.17.2" for one patch): its rules are
+    /// checked offline, and `plan` refuses a cluster running another. Without it,
+    /// `plan` checks the rules of the version the cluster runs.
+    pub version: Option<String>,
 }
 
 impl Default for Velero {
@@ -83,6 +87,7 @@ impl Default for Velero {
             manage_server_flags: false,
             allow_mass_delete: false,
             default_location_owner: None,
+            version: None,
         }
     }
 }

@@ -266,7 +266,7 @@ pub async fn plan(
         None => None,
     };
     let now = options.now.unwrap_or_else(chrono::Utc::now);
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &desired,
         &observed,
         &plan::Context {
@@ -274,12 +274,41 @@ pub async fn plan(
             now: Some(now),
         },
     );
+    plan.diagnostics
+        .extend(version_findings(file, &desired, &observed));
     Ok(Planned {
         desired,
         observed,
         observed_from,
         plan,
     })
+}
+
+/// The Velero-version rules against the cluster: a declared version the cluster does
+/// not run, or (with none declared) the rules of the version it runs. A declared
+/// version's own rules were checked offline with the file.
+fn version_findings(
+    file: &ValidFile,
+    desired: &Desired,
+    observed: &Observed,
+) -> Vec<crate::diagnostic::Diagnostic> {
+    use crate::validate::versions;
+    use crate::velero::version::VeleroVersion;
+    let Some((actual, from)) = observed.velero_version(&desired.velero_deployment) else {
+        return Vec::new();
+    };
+    match file
+        .config
+        .velero
+        .version
+        .as_deref()
+        .and_then(VeleroVersion::parse)
+    {
+        Some(declared) => versions::mismatch(declared, actual, &from)
+            .into_iter()
+            .collect(),
+        None => versions::rules(&file.config, actual, &versions::Target::Cluster(from)),
+    }
 }
 
 impl Planned {

@@ -142,6 +142,18 @@ pub struct Observed {
     /// Nodes and volumes, when the state includes them (live, or a saved state with
     /// `kubectl get nodes,pv`).
     pub cluster: Option<ClusterFacts>,
+    /// The newest version a Velero server reported in a ServerStatusRequest (what
+    /// `velero version` asks), when the state includes them.
+    pub reported_version: Option<ReportedVersion>,
+}
+
+/// `status.serverVersion` of a processed ServerStatusRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedVersion {
+    pub request: String,
+    /// `metadata.creationTimestamp`, RFC 3339: the newest report wins.
+    pub created: Option<String>,
+    pub version: String,
 }
 
 /// What the live checks need to know about the cluster beyond Velero's namespace.
@@ -248,6 +260,31 @@ pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 }
 
 impl Observed {
+    /// The Velero the cluster runs, and where that was read: the server container's
+    /// image tag in `deployment`, else the version the server last reported.
+    pub fn velero_version(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Option<(crate::velero::version::VeleroVersion, String)> {
+        use crate::velero::version::VeleroVersion;
+        if let Some(object) = self.objects.get(deployment)
+            && let Some(version) = VeleroVersion::of_deployment(&object.manifest)
+        {
+            return Some((
+                version,
+                format!("the image of Deployment {}", deployment.name),
+            ));
+        }
+        let reported = self.reported_version.as_ref()?;
+        Some((
+            VeleroVersion::parse(&reported.version)?,
+            format!(
+                "as its server reported in ServerStatusRequest {}",
+                reported.request
+            ),
+        ))
+    }
+
     /// Adds one object as the API server returns it.
     pub fn add(&mut self, path: &str, mut item: Value) -> Result<(), ObserveError> {
         let kind_name = item
@@ -262,6 +299,24 @@ impl Observed {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if kind_name == "ServerStatusRequest" {
+            let reported = text_at(&item, "/status/serverVersion").filter(|v| !v.is_empty());
+            if let (Some(request), Some(version)) = (name, reported) {
+                let report = ReportedVersion {
+                    request: request.to_string(),
+                    created: text_at(&item, "/metadata/creationTimestamp"),
+                    version,
+                };
+                if self
+                    .reported_version
+                    .as_ref()
+                    .is_none_or(|newest| newest.created <= report.created)
+                {
+                    self.reported_version = Some(report);
+                }
+            }
+            return Ok(());
+        }
         if kind_name == "Backup" {
             let Some(name) = name else {
                 return Err(incomplete(path, &kind_name, "metadata.name"));

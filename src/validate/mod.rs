@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod filters;
 pub mod names;
 pub mod providers;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +46,13 @@ pub fn validate(loaded: &Loaded) -> Vec<Diagnostic> {
     checker.snapshot_locations(&mut out);
     checker.schedules(&mut out);
     checker.credential_formats(&mut out);
+    if let Some(version) = versions::declared(config, &mut out) {
+        out.extend(versions::rules(
+            config,
+            version,
+            &versions::Target::Declared,
+        ));
+    }
     out
 }
 

@@ -8,6 +8,7 @@ pub mod cron;
 pub mod duration;
 pub mod plugin;
 pub mod server;
+pub mod version;
 
 pub use plugin::Plugin;
 

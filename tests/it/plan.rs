@@ -887,3 +887,94 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
         )]
     );
 }
+
+/// `plan --observed` of `file` against the installed-aws state with Velero's image
+/// rewritten by `edit`: the velero-version findings, as (line, message).
+fn version_findings(file: &str, edit: &dyn Fn(String) -> String) -> (i32, Vec<(u64, String)>) {
+    let state = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/installed-aws.yaml"),
+    )
+    .expect("fixture");
+    let fixture = fixture("stowage.toml", file, &[("state.yaml", &edit(state))]);
+    let dir = fixture.path.parent().expect("dir");
+    let out = run_in(
+        dir,
+        &[
+            "plan",
+            "--observed",
+            "state.yaml",
+            "--no-bucket-checks",
+            "--format",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let found = report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "stowage::velero-version")
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap_or_default(),
+                d["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (out.status.code().unwrap_or(-1), found)
+}
+
+#[test]
+fn the_clusters_velero_decides_which_fields_a_plan_may_write() {
+    let with_ca_ref = INSTALLED_AWS_FILE.replace(
+        "default = true\n",
+        "default = true\nca_cert_ref = { secret = \"ca\", key = \"ca.pem\" }\n",
+    );
+    let on = |tag: &'static str| {
+        move |state: String| state.replace("velero/velero:v1.18.1", &format!("velero/velero{tag}"))
+    };
+    // The image says 1.17.2: caCertRef is refused at its key, naming 1.18.
+    let (code, found) = version_findings(&with_ca_ref, &on(":v1.17.2"));
+    assert_eq!(code, 1);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, 9);
+    assert!(
+        found[0].1.contains("needs Velero 1.18") && found[0].1.contains("1.17.2"),
+        "{}",
+        found[0].1
+    );
+    // On 1.18 the same file plans clean.
+    let (code, found) = version_findings(&with_ca_ref, &on(":v1.18.1"));
+    assert_eq!((code, found), (0, vec![]));
+    // An untagged image: the version the server reported when `velero version` asked.
+    let reported = |state: String| {
+        on("")(state).replacen(
+            "items:\n",
+            "items:\n- apiVersion: velero.io/v1\n  kind: ServerStatusRequest\n  metadata: {name: velero-cli-x2k9p, namespace: velero, creationTimestamp: \"2025-06-03T09:00:00Z\"}\n  status: {phase: Processed, serverVersion: v1.17.1}\n",
+            1,
+        )
+    };
+    let (code, found) = version_findings(&with_ca_ref, &reported);
+    assert_eq!(code, 1);
+    assert!(
+        found.len() == 1 && found[0].1.contains("ServerStatusRequest velero-cli-x2k9p"),
+        "{found:#?}"
+    );
+    // Untagged and never asked: nothing to go by, so no version rule is guessed.
+    let (code, found) = version_findings(&with_ca_ref, &on(""));
+    assert_eq!((code, found), (0, vec![]));
+    // A declared version is the cluster's, or the plan says where they differ.
+    let declared = format!("{INSTALLED_AWS_FILE}[velero]\nversion = \"1.17\"\n");
+    let (code, found) = version_findings(&declared, &on(":v1.18.1"));
+    assert_eq!(code, 1);
+    assert!(
+        found.len() == 1
+            && found[0].0 == 17
+            && found[0]
+                .1
+                .contains("targets Velero 1.17, but the cluster runs 1.18.1"),
+        "{found:#?}"
+    );
+    let (code, found) = version_findings(&declared, &on(":v1.17.2"));
+    assert_eq!((code, found), (0, vec![]));
+}

@@ -215,6 +215,28 @@ const CASES: &[Case] = &[
         extra: &[],
     },
     Case {
+        // caCertRef arrived in Velero 1.18; 1.17 drops it.
+        code: Code::VeleroVersion,
+        file: "stowage.toml",
+        text: "version = 1\n[velero]\nversion = \"1.17\"\n[backup_locations.a]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\n⟨ca_cert_ref = { secret = \"ca\", key = \"ca.pem\" }\nconfig = { region = \"r\" }\n",
+        extra: &[],
+    },
+    Case {
+        // Not a version at all.
+        code: Code::VeleroVersion,
+        file: "stowage.yaml",
+        text: "version: 1\nvelero:\n  version: ⟨latest\nbackup_locations:\n  a:\n    provider: aws\n    bucket: bucket-a\n    default: true\n    config: {region: r}\n",
+        extra: &[],
+    },
+    Case {
+        // Velero 1.17 names the kopia repository <namespace>-<location>-kopia, and fails
+        // its maintenance over 63 characters.
+        code: Code::VeleroVersion,
+        file: "stowage.toml",
+        text: "version = 1\n[velero]\nversion = \"1.17.2\"\n[backup_locations.⟨a-location-name-long-enough-to-overflow-the-repository-name]\nprovider = \"aws\"\nbucket = \"bucket-a\"\ndefault = true\nconfig = { region = \"r\" }\n",
+        extra: &[],
+    },
+    Case {
         // Reported once, at the entry: not again for the Velero Schedule named after it.
         code: Code::Name,
         file: "stowage.toml",
