@@ -24,11 +24,16 @@ pub(super) fn run(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliE
     let mut stdout = std::io::stdout().lock();
     match args.format {
         Format::Text => {
+            report::status::write_velero(status.velero.as_ref(), &mut stdout)?;
             report::status::write_text(&status.observed, now, &mut stdout)?;
             report::status::write_copies(&status.copies, status.buckets_checked, now, &mut stdout)?;
         }
         Format::Json => {
-            let wire = report::status::wire_copies(&status.copies, status.buckets_checked);
+            let wire = report::status::wire_copies(
+                &status.copies,
+                status.buckets_checked,
+                status.velero.as_ref(),
+            );
             serde_json::to_writer_pretty(&mut stdout, &wire)?;
             stdout.write_all(b"\n")?;
         }
@@ -83,6 +88,7 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
                 match args.format {
                     Format::Text => {
                         writeln!(stdout, "=== {} ({context}) ===", cluster.file.display())?;
+                        report::status::write_velero(status.velero.as_ref(), &mut stdout)?;
                         report::status::write_text(&status.observed, now, &mut stdout)?;
                         report::status::write_copies(&status.copies, status.buckets_checked, now, &mut stdout)?;
                         writeln!(stdout)?;
@@ -90,7 +96,7 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
                     Format::Json => clusters.push(serde_json::json!({
                         "file": cluster.file.display().to_string(),
                         "context": cluster.context,
-                        "status": report::status::wire_copies(&status.copies, status.buckets_checked),
+                        "status": report::status::wire_copies(&status.copies, status.buckets_checked, status.velero.as_ref()),
                     })),
                 }
             }

@@ -458,6 +458,39 @@ pub struct Status {
     pub copies: Vec<crate::copies::CopyStatus>,
     /// Whether the buckets were read to find each copy's last success.
     pub buckets_checked: bool,
+    /// The Velero server the copies ran on, when its Deployment was read.
+    pub velero: Option<VeleroServer>,
+}
+
+/// What status says of the Velero server: its version and how many backups it runs
+/// at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VeleroServer {
+    /// The version, and where it was read.
+    pub version: Option<(crate::velero::version::VeleroVersion, String)>,
+    /// `--concurrent-backups` (1 when unset); `None` before Velero 1.18, which runs one
+    /// backup at a time and has no such flag.
+    pub concurrent_backups: Option<u32>,
+}
+
+impl VeleroServer {
+    fn of(observed: &Observed, deployment: &crate::velero::ObjectRef) -> Option<VeleroServer> {
+        use crate::velero::version::BACKUP_QUEUE;
+        let manifest = &observed.objects.get(deployment)?.manifest;
+        let version = observed.velero_version(deployment);
+        let queue = version
+            .as_ref()
+            .is_none_or(|(version, _)| version.has(BACKUP_QUEUE));
+        let concurrent_backups = queue.then(|| {
+            crate::velero::server::ServerArgs::of_deployment(manifest)
+                .and_then(|args| args.value("--concurrent-backups")?.parse().ok())
+                .unwrap_or(1)
+        });
+        Some(VeleroServer {
+            version,
+            concurrent_backups,
+        })
+    }
 }
 
 /// Reads the cluster, judges each copy at `now`, and unless `bucket_timeout` is
@@ -493,6 +526,7 @@ pub async fn status(
     }
     with_recoverability(cluster, file, &mut judged, now).await?;
     Ok(Status {
+        velero: VeleroServer::of(&observed, &desired.velero_deployment),
         observed,
         copies: judged,
         buckets_checked: bucket_timeout.is_some(),

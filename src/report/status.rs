@@ -65,6 +65,31 @@ fn of_kind(observed: &Observed, kind: Kind) -> Vec<&ObservedObject> {
         .collect()
 }
 
+/// The Velero server's line: its version, where that was read, and its backup queue.
+pub fn write_velero(
+    velero: Option<&crate::engine::VeleroServer>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let Some(velero) = velero else {
+        return Ok(());
+    };
+    let version = match &velero.version {
+        Some((version, from)) => format!("Velero {version} ({from})"),
+        None => {
+            "Velero (version unknown: the image has no version tag and the server reported none)"
+                .to_string()
+        }
+    };
+    match velero.concurrent_backups {
+        Some(n) => writeln!(
+            out,
+            "{version}, {n} backup{} at a time (--concurrent-backups)\n",
+            if n == 1 { "" } else { "s" }
+        ),
+        None => writeln!(out, "{version}, one backup at a time\n"),
+    }
+}
+
 pub fn write_text(
     observed: &Observed,
     now: DateTime<Utc>,
@@ -319,7 +344,28 @@ pub fn write_copies(
 pub struct WireCopies<'a> {
     pub format_version: u32,
     pub buckets_checked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub velero: Option<WireVelero>,
     pub copies: Vec<WireCopy<'a>>,
+}
+
+/// The Velero server: version (`null` when unknown), where it was read, backups at a
+/// time (`null` before 1.18).
+#[derive(Debug, serde::Serialize)]
+pub struct WireVelero {
+    pub version: Option<String>,
+    pub version_from: Option<String>,
+    pub concurrent_backups: Option<u32>,
+}
+
+impl WireVelero {
+    pub fn of(velero: &crate::engine::VeleroServer) -> WireVelero {
+        WireVelero {
+            version: velero.version.as_ref().map(|(v, _)| v.to_string()),
+            version_from: velero.version.as_ref().map(|(_, from)| from.clone()),
+            concurrent_backups: velero.concurrent_backups,
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -344,10 +390,15 @@ pub struct WireCopy<'a> {
     pub recoverability: Option<&'a str>,
 }
 
-pub fn wire_copies(copies: &[CopyStatus], buckets_checked: bool) -> WireCopies<'_> {
+pub fn wire_copies<'a>(
+    copies: &'a [CopyStatus],
+    buckets_checked: bool,
+    velero: Option<&crate::engine::VeleroServer>,
+) -> WireCopies<'a> {
     WireCopies {
         format_version: super::FORMAT_VERSION,
         buckets_checked,
+        velero: velero.map(WireVelero::of),
         copies: copies
             .iter()
             .map(|copy| WireCopy {

@@ -116,13 +116,18 @@ pub fn stack() -> &'static Stack {
 }
 
 pub fn cluster(hint: &str, options: Options) -> TestCluster {
-    let ns = stack().namespace(hint);
+    cluster_on(stack(), hint, options)
+}
+
+/// The same on another stack (the version matrix's older Velero).
+pub fn cluster_on(stack: &'static Stack, hint: &str, options: Options) -> TestCluster {
+    let ns = stack.namespace(hint);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    let proxy = options.proxy.then(|| Proxy::start(stack()));
+    let proxy = options.proxy.then(|| Proxy::start(stack));
     let config = match &proxy {
         Some(proxy) => proxy.kubeconfig(&ns.name),
-        None => stack().admin_kubeconfig(),
+        None => stack.admin_kubeconfig(),
     };
     std::fs::write(&kubeconfig, config).unwrap();
     std::fs::create_dir(dir.path().join("secrets")).unwrap();
@@ -218,9 +223,10 @@ impl TestCluster {
         let path = self.dir.path().join("unreachable.kubeconfig");
         std::fs::write(
             &path,
-            stack()
+            self.ns
+                .stack
                 .admin_kubeconfig()
-                .replace(&stack().url, &format!("https://{address}")),
+                .replace(&self.ns.stack.url, &format!("https://{address}")),
         )
         .unwrap();
         (path, address)
@@ -313,7 +319,7 @@ impl TestCluster {
                     "spec": {"schedule": "0 1 * * *", "template": {}}})
             })
             .collect();
-        stack().create_all(objects, "velero");
+        self.ns.stack.create_all(objects, "velero");
     }
 
     pub fn assert_no_canary(&self) {

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{
-    Options, TestCluster, cluster, eventually, good_secret, s3_credentials, stack,
-};
+use crate::cluster::{Options, TestCluster, cluster, eventually, good_secret, s3_credentials};
 use crate::support::assert_exit;
 
 const VELERO: Options = Options {
@@ -20,7 +18,7 @@ const VELERO: Options = Options {
 
 /// Two locations in two buckets, the second (`dr`) with a credential of its own, and a
 /// schedule fanned out to both that runs every minute.
-fn every_minute_to_two_locations(live: &TestCluster) -> String {
+pub fn every_minute_to_two_locations(live: &TestCluster) -> String {
     let dr = live
         .location("dr", "dr", "validation_frequency = \"10s\"\n")
         .replace(crate::cluster::LIVE_BUCKET, "velero-live-2")
@@ -42,7 +40,8 @@ pub fn write_dr_credentials(live: &TestCluster, secret_key: &str) {
 
 /// Starts a backup of one copy now, as `velero backup create --from-schedule` does.
 pub fn back_up_now(live: &TestCluster, copy: &str) {
-    let out = Command::new(&stack().velero)
+    let stack = live.ns.stack;
+    let out = Command::new(&stack.velero)
         .args([
             "backup",
             "create",
@@ -52,7 +51,7 @@ pub fn back_up_now(live: &TestCluster, copy: &str) {
             live.namespace(),
         ])
         .arg("--kubeconfig")
-        .arg(&stack().kubeconfig)
+        .arg(&stack.kubeconfig)
         .output()
         .unwrap();
     assert_exit(&out, 0);
@@ -81,7 +80,7 @@ pub fn latest_final(live: &TestCluster, schedule: &str) -> Option<Value> {
 }
 
 /// `status --format json`'s copies, by location.
-fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
+pub fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
     let out = live.stowage(&["status", "--check", "--format", "json"]);
     let document: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
@@ -105,7 +104,7 @@ fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
     (out.status.code().unwrap_or(-1), copies)
 }
 
-fn verdict_of<'a>(copies: &'a [(String, String, String)], location: &str) -> &'a str {
+pub fn verdict_of<'a>(copies: &'a [(String, String, String)], location: &str) -> &'a str {
     copies
         .iter()
         .find(|(l, _, _)| l == location)

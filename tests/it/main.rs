@@ -23,6 +23,7 @@ mod loader_never_panics;
 mod node;
 mod plan;
 mod reconcile;
+mod releases;
 mod render;
 mod schema;
 mod sops;

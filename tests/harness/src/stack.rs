@@ -33,6 +33,7 @@ pub struct Stack {
 }
 
 static STACK: OnceLock<Stack> = OnceLock::new();
+static STACK_VELERO_1_17: OnceLock<Stack> = OnceLock::new();
 
 /// Reads `export NAME='value'` lines as the starter writes them.
 fn read_env(path: &Path) -> HashMap<String, String> {
@@ -50,48 +51,57 @@ fn read_env(path: &Path) -> HashMap<String, String> {
 impl Stack {
     /// The stack of this test run; panics with the command to run when there is none.
     pub fn shared() -> &'static Stack {
-        STACK.get_or_init(|| {
-            let dir = std::env::var_os("STOWAGE_STACK")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| panic!("STOWAGE_STACK is not set; {HOW_TO_RUN}"));
-            let env = read_env(&dir.join("env"));
-            let var = |name: &str| {
-                env.get(name)
-                    .cloned()
-                    .unwrap_or_else(|| panic!("{}/env has no {name}; {HOW_TO_RUN}", dir.display()))
-            };
-            let kubeconfig = PathBuf::from(var("KUBECONFIG"));
-            let velero = PathBuf::from(var("VELERO"));
-            let plugin_dir = PathBuf::from(var("VELERO_PLUGIN_DIR"));
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime for the stack's client");
-            let (client, url) = runtime.block_on(async {
-                let config = kube_config(&kubeconfig).await;
-                let url = config
-                    .cluster_url
-                    .to_string()
-                    .trim_end_matches('/')
-                    .to_string();
-                (
-                    kube::Client::try_from(config).expect("a client for the stack"),
-                    url,
-                )
-            });
-            Stack {
-                dir,
-                kubeconfig,
-                velero,
-                plugin_dir,
+        STACK.get_or_init(|| Stack::load("STOWAGE_STACK"))
+    }
+
+    /// The version matrix's control plane running Velero 1.17 (with 1.17's CRDs),
+    /// named by `STOWAGE_STACK_VELERO_1_17`.
+    pub fn velero_1_17() -> &'static Stack {
+        STACK_VELERO_1_17.get_or_init(|| Stack::load("STOWAGE_STACK_VELERO_1_17"))
+    }
+
+    /// The stack whose folder the environment variable `variable` names.
+    fn load(variable: &str) -> Stack {
+        let dir = std::env::var_os(variable)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("{variable} is not set; {HOW_TO_RUN}"));
+        let env = read_env(&dir.join("env"));
+        let var = |name: &str| {
+            env.get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{}/env has no {name}; {HOW_TO_RUN}", dir.display()))
+        };
+        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
+        let velero = PathBuf::from(var("VELERO"));
+        let plugin_dir = PathBuf::from(var("VELERO_PLUGIN_DIR"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the stack's client");
+        let (client, url) = runtime.block_on(async {
+            let config = kube_config(&kubeconfig).await;
+            let url = config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_string();
+            (
+                kube::Client::try_from(config).expect("a client for the stack"),
                 url,
-                runtime,
-                client,
-                resources: Mutex::default(),
-                namespaces: AtomicUsize::new(0),
-            }
-        })
+            )
+        });
+        Stack {
+            dir,
+            kubeconfig,
+            velero,
+            plugin_dir,
+            url,
+            runtime,
+            client,
+            resources: Mutex::default(),
+            namespaces: AtomicUsize::new(0),
+        }
     }
 
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {

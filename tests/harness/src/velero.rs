@@ -43,9 +43,14 @@ impl VeleroServer {
     /// of their own: the process has no default AWS credentials, and never asks a cloud
     /// metadata address for any.
     pub fn start(namespace: &Namespace) -> VeleroServer {
+        VeleroServer::start_with(namespace, &[])
+    }
+
+    /// The same with more server flags (`--concurrent-backups=2`).
+    pub fn start_with(namespace: &Namespace, flags: &[&str]) -> VeleroServer {
         let exclusive = exclusive();
         let stack = namespace.stack;
-        install_deployment(namespace);
+        install_deployment(namespace, flags);
         let logs = stack.dir.join("logs");
         std::fs::create_dir_all(&logs).expect("the stack's log folder");
         let log = logs.join(format!("velero-{}.log", namespace.name));
@@ -61,6 +66,7 @@ impl VeleroServer {
             .args(["--metrics-address", &format!("127.0.0.1:{metrics}")])
             .args(["--profiler-address", &format!("127.0.0.1:{}", free_port())])
             .args(["--log-level", "debug"])
+            .args(flags)
             .env_remove("AWS_SHARED_CREDENTIALS_FILE")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -121,8 +127,9 @@ impl VeleroServer {
 /// What `velero install` leaves in the namespace besides the server itself: its
 /// Deployment (with the AWS plugin's init container), scaled to zero here since the
 /// server runs out of cluster. Velero's restore reads it for the restore helper's
-/// image, and stowage reads its plugins and flags, as on a real install.
-fn install_deployment(namespace: &Namespace) {
+/// image, and stowage reads its plugins and flags, as on a real install: `flags` are
+/// the server flags the process runs with, so the object says what runs.
+pub fn install_deployment(namespace: &Namespace, flags: &[&str]) {
     let stack = namespace.stack;
     let out = Command::new(&stack.velero)
         .args([
@@ -158,6 +165,12 @@ fn install_deployment(namespace: &Namespace) {
         .cloned()
         .expect("velero install prints a Deployment");
     deployment["spec"]["replicas"] = serde_json::json!(0);
+    if let Some(args) = deployment
+        .pointer_mut("/spec/template/spec/containers/0/args")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        args.extend(flags.iter().map(|flag| serde_json::json!(flag)));
+    }
     deployment["metadata"]["namespace"] = serde_json::json!(namespace.name);
     if let Err(error) = stack.create(deployment, "velero-install")
         && !error.to_string().contains("already exists")
