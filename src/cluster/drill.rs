@@ -75,6 +75,76 @@ pub async fn create_namespace(
         .map_err(|e| explain(e, "create", &resource, "", &cluster.url))
 }
 
+/// The ClusterRole a drill binds in each namespace it makes, so that it may list what
+/// came back there and nowhere else (`examples/deploy/rbac.yaml`).
+pub const READER_ROLE: &str = "stowage-drill-reader";
+
+/// Who this client is to the API server (a SelfSubjectReview), as RBAC names it.
+pub async fn user_name(cluster: &Cluster) -> Result<String, ClusterError> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("authentication.k8s.io", "v1", "SelfSubjectReview"),
+        "selfsubjectreviews",
+    );
+    let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &resource);
+    let review: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+        "metadata": {},
+    }))
+    .map_err(|e| ClusterError::Request {
+        verb: "create",
+        resource: "selfsubjectreviews".to_string(),
+        reason: e.to_string(),
+    })?;
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| explain(e, "create", &resource, "", &cluster.url))?;
+    answer
+        .data
+        .pointer("/status/userInfo/username")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ClusterError::Request {
+            verb: "create",
+            resource: "selfsubjectreviews".to_string(),
+            reason: "the API server named no user".to_string(),
+        })
+}
+
+/// Lets `user` list everything in the drill's own `namespace`: a RoleBinding of
+/// [`READER_ROLE`], removed with the namespace.
+pub async fn grant_listing(
+    cluster: &Cluster,
+    namespace: &str,
+    user: &str,
+    labels: &BTreeMap<String, String>,
+    fence: Option<&Fence>,
+) -> Result<(), ClusterError> {
+    check(fence)?;
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        "rolebindings",
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    let binding: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": READER_ROLE, "namespace": namespace, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READER_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .map_err(|e| ClusterError::Request {
+        verb: "create",
+        resource: "rolebindings".to_string(),
+        reason: e.to_string(),
+    })?;
+    match api.create(&PostParams::default(), &binding).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(explain(e, "create", &resource, namespace, &cluster.url)),
+    }
+}
+
 /// Deletes a namespace (everything in it goes with it); gone already is fine.
 pub async fn delete_namespace(
     cluster: &Cluster,

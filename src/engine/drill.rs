@@ -275,8 +275,12 @@ pub async fn drill(
     let restore_name = restore_name(&copy.velero_schedule, Utc::now());
     let mut marks = labels(file);
     marks.insert(DRILL_LABEL.to_string(), copy.velero_schedule.clone());
+    // Each namespace the drill makes, and leave to list what comes back there: a
+    // client that may list everywhere need not be trusted with it (rbac.yaml).
+    let user = io::user_name(cluster).await?;
     for mapped in scope.mapping.values() {
         io::create_namespace(cluster, mapped, &marks, fence).await?;
+        io::grant_listing(cluster, mapped, &user, &marks, fence).await?;
     }
     let manifest = json!({
         "apiVersion": "velero.io/v1", "kind": "Restore",

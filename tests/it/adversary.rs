@@ -625,7 +625,7 @@ fn replica_proxies(live: &TestCluster) -> Vec<(String, Proxy, PathBuf)> {
         serde_saphyr::from_multiple(&std::fs::read_to_string(deploy.join("rbac.yaml")).unwrap())
             .unwrap();
     for object in crate::watch::deploy_rbac(documents, &ns) {
-        stack().create(object, "kubectl-create").unwrap();
+        stack().apply(object, "kubectl-create").unwrap();
     }
     let mut replicas = Vec::new();
     for replica in ["replica-a", "replica-b"] {

@@ -412,7 +412,7 @@ fn deploy_service_account(live: &TestCluster) -> impl Fn() -> Command + '_ {
     let documents = serde_saphyr::from_multiple(&std::fs::read_to_string(rbac).unwrap()).unwrap();
     let ns = live.namespace().to_string();
     for object in crate::watch::deploy_rbac(documents, &ns) {
-        stack().create(object, "kubectl-create").unwrap();
+        stack().apply(object, "kubectl-create").unwrap();
     }
     let token = stack().token(&ns, "stowage");
     let kubeconfig = live.dir.path().join("stowage-sa.kubeconfig");

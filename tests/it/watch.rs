@@ -393,11 +393,20 @@ fn a_soak_of_rapid_edits_ends_in_the_last_valid_file_without_growing() {
 pub fn deploy_rbac(documents: Vec<Value>, namespace: &str) -> Vec<Value> {
     documents
         .into_iter()
-        .map(|mut object| {
-            let cluster_scoped = object["kind"]
-                .as_str()
-                .is_some_and(|k| k.starts_with("Cluster"));
-            if cluster_scoped {
+        .map(|object| {
+            // The policy names the ServiceAccount by its user name.
+            let text = serde_json::to_string(&object).unwrap().replace(
+                "system:serviceaccount:velero:stowage",
+                &format!("system:serviceaccount:{namespace}:stowage"),
+            );
+            let mut object: Value = serde_json::from_str(&text).unwrap();
+            let kind = object["kind"].as_str().unwrap_or_default().to_string();
+            let cluster_scoped =
+                kind.starts_with("Cluster") || kind.starts_with("ValidatingAdmission");
+            // The role stowage binds by name in its drill namespaces is the same for
+            // every test: shared, applied by each.
+            let shared = object["metadata"]["name"] == stowage::cluster::drill::READER_ROLE;
+            if cluster_scoped && !shared {
                 let name = format!(
                     "{}-{namespace}",
                     object["metadata"]["name"].as_str().unwrap()
@@ -406,10 +415,13 @@ pub fn deploy_rbac(documents: Vec<Value>, namespace: &str) -> Vec<Value> {
                 if object["roleRef"]["kind"] == "ClusterRole" {
                     object["roleRef"]["name"] = json!(name);
                 }
-            } else {
+                if kind == "ValidatingAdmissionPolicyBinding" {
+                    object["spec"]["policyName"] = json!(name);
+                }
+            } else if !cluster_scoped {
                 object["metadata"]["namespace"] = json!(namespace);
             }
-            if let Some(subjects) = object["subjects"].as_array_mut() {
+            if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
                 for subject in subjects {
                     subject["namespace"] = json!(namespace);
                 }
@@ -440,7 +452,7 @@ fn the_deploy_example_runs_under_its_own_rbac_on_the_real_server() {
     let cluster = cluster("watch-deploy-rbac", Options::default());
     let ns = cluster.namespace().to_string();
     for object in deploy_rbac(documents("rbac.yaml"), &ns) {
-        stack().create(object, "kubectl-create").unwrap();
+        stack().apply(object, "kubectl-create").unwrap();
     }
     let token = stack().token(&ns, "stowage");
     let kubeconfig = cluster.dir.path().join("stowage-sa.kubeconfig");
@@ -514,6 +526,49 @@ fn the_deploy_example_runs_under_its_own_rbac_on_the_real_server() {
 
     // Outside the Role (another namespace): refused by the server, in one plain sentence.
     let elsewhere = stack().namespace("watch-deploy-rbac-elsewhere");
+    // The drills' cluster-wide grants reach only the namespaces drills make: kubectl,
+    // as the ServiceAccount, may neither delete another namespace nor bind the reader
+    // role there.
+    let kubectl = std::env::var_os("STOWAGE_KUBECTL")
+        .expect("STOWAGE_KUBECTL is not set; run the tests with `bash tests/run` (it installs kubectl into .tools/venv)");
+    let as_kubectl = |args: &[&str]| {
+        Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_kubectl(&["delete", "namespace", &elsewhere.name, "--wait=false"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stowage deletes only the namespaces its drills made"),
+        "{stderr}"
+    );
+    let out = as_kubectl(&[
+        "create",
+        "rolebinding",
+        "reader",
+        "--clusterrole",
+        stowage::cluster::drill::READER_ROLE,
+        "--user",
+        "someone",
+        "-n",
+        &elsewhere.name,
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("stowage binds stowage-drill-reader only in the namespaces its drills made"),
+        "{stderr}"
+    );
+    assert!(
+        stack()
+            .get("v1", "Namespace", None, &elsewhere.name)
+            .is_some()
+    );
     std::fs::write(
         cluster.dir.path().join("stowage.toml"),
         file.replace(
