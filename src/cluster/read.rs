@@ -62,7 +62,66 @@ pub async fn state(
         .chain(desired.external.iter().map(|e| e.secret.as_str()))
         .chain(std::iter::once(crate::velero::INSTALL_SECRET.0))
         .collect();
-    namespace_state(cluster, &desired.namespace, deployment, &wanted_secrets).await
+    let mut observed =
+        namespace_state(cluster, &desired.namespace, deployment, &wanted_secrets).await?;
+    for policy in resource_policies(cluster, desired).await? {
+        observed
+            .add(cluster.url.as_str(), policy)
+            .map_err(|e| ClusterError::Request {
+                verb: "read",
+                resource: "configmaps".to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(observed)
+}
+
+/// The resource policy ConfigMaps the declared Schedules name (one GET each, none
+/// when no Schedule names one): their keys depend on the Velero version. One that is
+/// missing or may not be read is left out.
+async fn resource_policies(
+    cluster: &Cluster,
+    desired: &Desired,
+) -> Result<Vec<Value>, ClusterError> {
+    let names: std::collections::BTreeSet<&str> = desired
+        .objects
+        .iter()
+        .filter(|o| o.object.kind == Kind::Schedule)
+        .filter_map(|o| {
+            o.manifest
+                .pointer("/spec/template/resourcePolicy/name")?
+                .as_str()
+        })
+        .collect();
+    let resource = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"),
+        "configmaps",
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &desired.namespace, &resource);
+    let mut found = Vec::new();
+    for name in names {
+        match api.get_opt(name).await {
+            Ok(Some(object)) => {
+                let mut value = serde_json::to_value(&object).unwrap_or(Value::Null);
+                value["apiVersion"] = Value::String("v1".to_string());
+                value["kind"] = Value::String("ConfigMap".to_string());
+                found.push(value);
+            }
+            Ok(None) => {}
+            Err(kube::Error::Api(status)) if status.code == 403 => {}
+            Err(e) => {
+                return Err(explain(
+                    e,
+                    "get",
+                    &resource,
+                    &desired.namespace,
+                    &cluster.url,
+                ));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The same for a namespace, keeping the data of the named Secrets and of those

@@ -294,21 +294,38 @@ fn version_findings(
 ) -> Vec<crate::diagnostic::Diagnostic> {
     use crate::validate::versions;
     use crate::velero::version::VeleroVersion;
-    let Some((actual, from)) = observed.velero_version(&desired.velero_deployment) else {
-        return Vec::new();
-    };
-    match file
+    let declared = file
         .config
         .velero
         .version
         .as_deref()
-        .and_then(VeleroVersion::parse)
-    {
-        Some(declared) => versions::mismatch(declared, actual, &from)
-            .into_iter()
-            .collect(),
-        None => versions::rules(&file.config, actual, &versions::Target::Cluster(from)),
+        .and_then(VeleroVersion::parse);
+    let actual = observed.velero_version(&desired.velero_deployment);
+    let mut found = Vec::new();
+    // The version to hold the cluster's resource policies to: the declared one, else
+    // the cluster's. The file's own fields were held to a declared one offline.
+    let target = match (declared, actual) {
+        (Some(declared), Some((actual, from))) => {
+            found.extend(versions::mismatch(declared, actual, &from));
+            Some((declared, versions::Target::Declared))
+        }
+        (Some(declared), None) => Some((declared, versions::Target::Declared)),
+        (None, Some((actual, from))) => {
+            let target = versions::Target::Cluster(from);
+            found.extend(versions::rules(&file.config, actual, &target));
+            Some((actual, target))
+        }
+        (None, None) => None,
+    };
+    if let Some((version, target)) = target {
+        found.extend(versions::resource_policy_rules(
+            &file.config,
+            version,
+            &target,
+            &observed.resource_policies,
+        ));
     }
+    found
 }
 
 impl Planned {

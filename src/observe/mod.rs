@@ -145,6 +145,8 @@ pub struct Observed {
     /// The newest version a Velero server reported in a ServerStatusRequest (what
     /// `velero version` asks), when the state includes them.
     pub reported_version: Option<ReportedVersion>,
+    /// The resource policy ConfigMaps the schedules name, by name: their data.
+    pub resource_policies: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `status.serverVersion` of a processed ServerStatusRequest.
@@ -299,6 +301,13 @@ impl Observed {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if kind_name == "ConfigMap" {
+            if let Some(name) = name {
+                self.resource_policies
+                    .insert(name.to_string(), string_map(item.get("data")));
+            }
+            return Ok(());
+        }
         if kind_name == "ServerStatusRequest" {
             let reported = text_at(&item, "/status/serverVersion").filter(|v| !v.is_empty());
             if let (Some(request), Some(version)) = (name, reported) {

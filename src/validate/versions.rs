@@ -100,6 +100,54 @@ pub fn rules(config: &Config, version: VeleroVersion, target: &Target) -> Vec<Di
     out
 }
 
+/// The resource policy ConfigMaps the schedules name (`policies`: name → data, as the
+/// cluster holds them): a key `version` does not read fails every backup that uses
+/// the policy (Velero decodes it strictly). Reported at the schedule's
+/// `resource_policy`.
+pub fn resource_policy_rules(
+    config: &Config,
+    version: VeleroVersion,
+    target: &Target,
+    policies: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, schedule) in &config.schedules {
+        let Some(reference) = &schedule.template.resource_policy else {
+            continue;
+        };
+        let Some(data) = policies.get(&reference.name) else {
+            continue;
+        };
+        // Velero reads the ConfigMap's one value; a policy it cannot parse is its own
+        // (and Velero's) problem, not a version's.
+        let Some(text) = data.values().next() else {
+            continue;
+        };
+        let Ok(policy) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+            continue;
+        };
+        for (key, introduced) in version::POLICY_KEYS {
+            if policy.get(key).is_some() && !version.has(introduced) {
+                out.push(
+                    Diagnostic::error(
+                        Code::VeleroVersion,
+                        format!(
+                            "the resource policy ConfigMap {} uses `{key}`, which needs Velero {}; {}, which fails every backup of `{name}` on it",
+                            reference.name,
+                            introduced.since,
+                            target.describe(version)
+                        ),
+                    )
+                    .at(Pointer::key(["schedules", name.as_str(), "resource_policy"]))
+                    .label(format!("its policy needs Velero {}", introduced.since))
+                    .help(format!("remove `{key}` from the policy for this Velero, or upgrade Velero")),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// A declared version that names another release than the cluster runs.
 pub fn mismatch(declared: VeleroVersion, actual: VeleroVersion, from: &str) -> Option<Diagnostic> {
     (!declared.matches(actual)).then(|| {

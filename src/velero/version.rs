@@ -35,6 +35,26 @@ pub const INCLUDE_EXCLUDE_POLICY: Introduced = Introduced {
     what: "includeExcludePolicy",
     since: VeleroVersion::new(1, 17),
 };
+/// The resource policy keys each release added: Velero reads the policy strictly,
+/// so an older one fails every backup that names a policy holding a newer key.
+pub const POLICY_KEYS: [(&str, Introduced); 3] = [
+    ("includeExcludePolicy", INCLUDE_EXCLUDE_POLICY),
+    (
+        "clusterScopedFilterPolicy",
+        Introduced {
+            what: "clusterScopedFilterPolicy",
+            since: VeleroVersion::new(1, 18),
+        },
+    ),
+    (
+        "namespacedFilterPolicies",
+        Introduced {
+            what: "namespacedFilterPolicies",
+            since: VeleroVersion::new(1, 18),
+        },
+    ),
+];
+
 /// Backup phases `Queued` and `ReadyToStart`, and `--concurrent-backups`.
 pub const BACKUP_QUEUE: Introduced = Introduced {
     what: "the backup queue (--concurrent-backups)",

@@ -978,3 +978,56 @@ fn the_clusters_velero_decides_which_fields_a_plan_may_write() {
     let (code, found) = version_findings(&declared, &on(":v1.17.2"));
     assert_eq!((code, found), (0, vec![]));
 }
+
+#[test]
+fn a_resource_policy_key_the_clusters_velero_cannot_read_is_refused_at_the_schedule() {
+    let file = INSTALLED_AWS_FILE.replace(
+        "ttl = \"720h\"\n",
+        "ttl = \"720h\"\nresource_policy = { kind = \"configmap\", name = \"policy\" }\n",
+    );
+    let with = |image: &'static str, policy: &'static str| {
+        move |state: String| {
+            let policy = serde_json::to_string(policy).unwrap();
+            state
+                .replace("velero/velero:v1.18.1", image)
+                .replacen(
+                    "items:\n",
+                    &format!("items:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: policy, namespace: velero}}\n  data: {{policy.yaml: {policy}}}\n"),
+                    1,
+                )
+        }
+    };
+    let include_exclude =
+        "version: v1\nincludeExcludePolicy:\n  excludedNamespaceScopedResources: [secrets]\n";
+    let cluster_scoped = "version: v1\nclusterScopedFilterPolicy:\n  includedResources: []\n";
+    let line = file
+        .lines()
+        .position(|l| l.starts_with("resource_policy"))
+        .unwrap() as u64
+        + 1;
+    // 1.16 decodes the policy strictly and knows no includeExcludePolicy.
+    let (code, found) = version_findings(&file, &with("velero/velero:v1.16.2", include_exclude));
+    assert_eq!(code, 1);
+    assert!(
+        found.len() == 1
+            && found[0].0 == line
+            && found[0]
+                .1
+                .contains("`includeExcludePolicy`, which needs Velero 1.17"),
+        "{found:#?}"
+    );
+    let (code, found) = version_findings(&file, &with("velero/velero:v1.17.2", include_exclude));
+    assert_eq!((code, found), (0, vec![]));
+    // 1.18's filter policies on 1.17.
+    let (code, found) = version_findings(&file, &with("velero/velero:v1.17.2", cluster_scoped));
+    assert_eq!(code, 1);
+    assert!(
+        found.len() == 1
+            && found[0]
+                .1
+                .contains("`clusterScopedFilterPolicy`, which needs Velero 1.18"),
+        "{found:#?}"
+    );
+    let (code, found) = version_findings(&file, &with("velero/velero:v1.18.3", cluster_scoped));
+    assert_eq!((code, found), (0, vec![]));
+}
