@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::observe::{Observed, ObservedObject};
 use crate::velero::Kind;
@@ -162,6 +162,215 @@ fn managing_owner<'a>(objects: impl Iterator<Item = &'a &'a ObservedObject>) -> 
         .filter(|owner| owner != "default")
 }
 
+/// An object's labels other than stowage's own.
+fn user_labels(object: &ObservedObject) -> BTreeMap<String, String> {
+    object
+        .labels
+        .iter()
+        .filter(|(k, _)| !is_own_label(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// One `[schedules.*]` entry for a Velero Schedule's `spec` (the template's keys in the
+/// file's spelling).
+fn schedule_entry(schedule: &ObservedObject, spec: &Value) -> toml::Table {
+    let mut entry = toml::Table::new();
+    if let Some(cron) = text(&spec["schedule"]) {
+        entry.insert("cron".into(), cron.into());
+    }
+    if spec["paused"] == true {
+        entry.insert("paused".into(), true.into());
+    }
+    if let Some(owned) = spec["useOwnerReferencesInBackup"].as_bool().filter(|b| *b) {
+        entry.insert("use_owner_references_in_backup".into(), owned.into());
+    }
+    let labels = user_labels(schedule);
+    if !labels.is_empty() {
+        entry.insert("labels".into(), string_table(&labels));
+    }
+    if !schedule.annotations.is_empty() {
+        entry.insert("annotations".into(), string_table(&schedule.annotations));
+    }
+    if let Some(Value::Object(template)) = spec.get("template").and_then(to_file_keys) {
+        for (key, value) in template {
+            if let Some(value) = toml_value(&value) {
+                entry.insert(key, value);
+            }
+        }
+    }
+    entry
+}
+
+/// Velero Schedules that are one fanned-out schedule as stowage renders it: named
+/// `<entry>-<location>` after their storage location, alike but for the location, the
+/// ttl and a shift of the cron.
+struct FanOut<'a> {
+    entry: String,
+    /// The copies in the order of their shift: (Schedule, location, minutes after the
+    /// first copy's cron).
+    copies: Vec<(&'a ObservedObject, String, u64)>,
+}
+
+/// The last minute a copy may be shifted by and still be recognised (a day).
+const LONGEST_SHIFT_MINUTES: u64 = 24 * 60 - 1;
+
+/// How many minutes `later` is `earlier` shifted by, as render shifts crons.
+fn shift_between(earlier: &str, later: &str) -> Option<u64> {
+    if earlier == later {
+        return Some(0);
+    }
+    (1..=LONGEST_SHIFT_MINUTES).find(|minutes| {
+        crate::velero::cron::shifted(earlier, std::time::Duration::from_secs(minutes * 60))
+            .is_ok_and(|cron| cron == later)
+    })
+}
+
+/// A Schedule's spec without what copies of one fan-out may differ in.
+fn shared_part(schedule: &ObservedObject) -> Value {
+    let mut spec = schedule.spec().clone();
+    if let Some(object) = spec.as_object_mut() {
+        object.remove("schedule");
+        object.remove("skipImmediately");
+    }
+    if let Some(template) = spec.get_mut("template").and_then(Value::as_object_mut) {
+        template.remove("storageLocation");
+        template.remove("ttl");
+    }
+    json!([spec, user_labels(schedule), schedule.annotations])
+}
+
+/// Groups `schedules` into fan-outs (two or more copies) and the rest.
+fn fan_outs<'a>(schedules: &[&'a ObservedObject]) -> (Vec<FanOut<'a>>, Vec<&'a ObservedObject>) {
+    let mut groups: BTreeMap<String, Vec<(&ObservedObject, String)>> = BTreeMap::new();
+    let mut singles = Vec::new();
+    for schedule in schedules {
+        let location = text(&schedule.spec()["template"]["storageLocation"]);
+        let entry = location.as_deref().and_then(|location| {
+            schedule
+                .object
+                .name
+                .strip_suffix(location)?
+                .strip_suffix('-')
+                .filter(|entry| !entry.is_empty())
+        });
+        match (entry, location) {
+            (Some(entry), Some(location)) => groups
+                .entry(entry.to_string())
+                .or_default()
+                .push((schedule, location)),
+            _ => singles.push(*schedule),
+        }
+    }
+    let mut found = Vec::new();
+    for (entry, members) in groups {
+        match fan_out(&entry, &members) {
+            Some(fan_out) => found.push(fan_out),
+            None => singles.extend(members.into_iter().map(|(schedule, _)| schedule)),
+        }
+    }
+    singles.sort_by(|a, b| a.object.name.cmp(&b.object.name));
+    (found, singles)
+}
+
+fn fan_out<'a>(entry: &str, members: &[(&'a ObservedObject, String)]) -> Option<FanOut<'a>> {
+    if members.len() < 2 {
+        return None;
+    }
+    let shared = shared_part(members[0].0);
+    if members
+        .iter()
+        .any(|(schedule, _)| shared_part(schedule) != shared)
+    {
+        return None;
+    }
+    let cron = |schedule: &ObservedObject| text(&schedule.spec()["schedule"]).unwrap_or_default();
+    // The first copy is one every other is a shift of; of those, the one after which
+    // the last copy runs soonest (a daily cron shifted by 23h is also the day before).
+    members
+        .iter()
+        .filter_map(|(first, _)| {
+            let mut copies = members
+                .iter()
+                .map(|(schedule, location)| {
+                    Some((
+                        *schedule,
+                        location.clone(),
+                        shift_between(&cron(first), &cron(schedule))?,
+                    ))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            copies.sort_by(|a, b| (a.2, &a.1).cmp(&(b.2, &b.1)));
+            Some(FanOut {
+                entry: entry.to_string(),
+                copies,
+            })
+        })
+        .min_by_key(|fan_out| fan_out.copies.last().map(|(_, _, shift)| *shift))
+}
+
+impl FanOut<'_> {
+    /// The entry: the first copy's settings, `storage_locations` in shift order, the
+    /// most common ttl, and each copy's own ttl and shift where they differ.
+    fn entry(&self) -> (String, toml::Table) {
+        let (first, _, _) = &self.copies[0];
+        let mut entry = schedule_entry(first, first.spec());
+        entry.remove("storage_location");
+        entry.insert(
+            "storage_locations".into(),
+            toml::Value::Array(
+                self.copies
+                    .iter()
+                    .map(|(_, location, _)| toml::Value::String(location.clone()))
+                    .collect(),
+            ),
+        );
+        let ttl_of = |schedule: &ObservedObject| text(&schedule.spec()["template"]["ttl"]);
+        let mut counts: BTreeMap<Option<String>, usize> = BTreeMap::new();
+        for (schedule, _, _) in &self.copies {
+            *counts.entry(ttl_of(schedule)).or_default() += 1;
+        }
+        let most = counts.values().copied().max().unwrap_or_default();
+        let common = counts
+            .iter()
+            .find(|(ttl, count)| **count == most && **ttl == ttl_of(first))
+            .or_else(|| counts.iter().find(|(_, count)| **count == most))
+            .and_then(|(ttl, _)| ttl.clone());
+        match &common {
+            Some(ttl) => entry.insert("ttl".into(), ttl.clone().into()),
+            None => entry.remove("ttl"),
+        };
+        // A shift of k × the second copy's is a stagger; any other is each copy's own.
+        let step = self.copies[1].2;
+        let uniform = step > 0
+            && self
+                .copies
+                .iter()
+                .enumerate()
+                .all(|(index, (_, _, shift))| *shift == step * index as u64);
+        if uniform {
+            entry.insert("stagger".into(), format!("{step}m").into());
+        }
+        let mut copy_tables = toml::Table::new();
+        for (schedule, location, shift) in &self.copies {
+            let mut own = toml::Table::new();
+            if let Some(ttl) = ttl_of(schedule).filter(|ttl| Some(ttl) != common.as_ref()) {
+                own.insert("ttl".into(), ttl.into());
+            }
+            if !uniform && *shift > 0 {
+                own.insert("stagger".into(), format!("{shift}m").into());
+            }
+            if !own.is_empty() {
+                copy_tables.insert(location.clone(), toml::Value::Table(own));
+            }
+        }
+        if !copy_tables.is_empty() {
+            entry.insert("copy".into(), toml::Value::Table(copy_tables));
+        }
+        (self.entry.clone(), entry)
+    }
+}
+
 /// The desired-state file, as TOML, for the Velero objects in `observed`.
 pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String {
     let of_kind = |kind: Kind| -> Vec<&ObservedObject> {
@@ -219,15 +428,6 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
         }
         file.insert("credentials".into(), toml::Value::Table(table));
     }
-
-    let user_labels = |object: &ObservedObject| -> BTreeMap<String, String> {
-        object
-            .labels
-            .iter()
-            .filter(|(k, _)| !is_own_label(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
 
     let mut table = toml::Table::new();
     for bsl in &locations {
@@ -312,33 +512,16 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
     }
 
     let mut table = toml::Table::new();
-    for schedule in &schedules {
-        let spec = schedule.spec();
-        let mut entry = toml::Table::new();
-        if let Some(cron) = text(&spec["schedule"]) {
-            entry.insert("cron".into(), cron.into());
-        }
-        if spec["paused"] == true {
-            entry.insert("paused".into(), true.into());
-        }
-        if let Some(owned) = spec["useOwnerReferencesInBackup"].as_bool().filter(|b| *b) {
-            entry.insert("use_owner_references_in_backup".into(), owned.into());
-        }
-        let labels = user_labels(schedule);
-        if !labels.is_empty() {
-            entry.insert("labels".into(), string_table(&labels));
-        }
-        if !schedule.annotations.is_empty() {
-            entry.insert("annotations".into(), string_table(&schedule.annotations));
-        }
-        if let Some(Value::Object(template)) = spec.get("template").and_then(to_file_keys) {
-            for (key, value) in template {
-                if let Some(value) = toml_value(&value) {
-                    entry.insert(key, value);
-                }
-            }
-        }
-        table.insert(schedule.object.name.clone(), toml::Value::Table(entry));
+    let (fan_outs, singles) = fan_outs(&schedules);
+    for fan_out in &fan_outs {
+        let (name, entry) = fan_out.entry();
+        table.insert(name, toml::Value::Table(entry));
+    }
+    for schedule in singles {
+        table.insert(
+            schedule.object.name.clone(),
+            toml::Value::Table(schedule_entry(schedule, schedule.spec())),
+        );
     }
     if !table.is_empty() {
         file.insert("schedules".into(), toml::Value::Table(table));

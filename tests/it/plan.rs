@@ -1031,3 +1031,84 @@ fn a_resource_policy_key_the_clusters_velero_cannot_read_is_refused_at_the_sched
     let (code, found) = version_findings(&file, &with("velero/velero:v1.18.3", cluster_scoped));
     assert_eq!((code, found), (0, vec![]));
 }
+
+/// `import` is the inverse of render for fanned-out schedules: their copies become one
+/// entry again, with its stagger or each copy's own shift and ttl, and the imported
+/// file renders the very objects it came from.
+#[test]
+fn imported_fan_outs_render_back_to_the_same_schedules() {
+    let file = r#"version = 1
+[credentials.cloud-credentials]
+external = true
+[backup_locations.primary]
+provider = "aws"
+bucket = "bucket-p"
+default = true
+config = { region = "r" }
+[backup_locations.dr]
+provider = "aws"
+bucket = "bucket-dr"
+config = { region = "r" }
+[backup_locations.vault]
+provider = "aws"
+bucket = "bucket-vault"
+config = { region = "r" }
+[schedules.nightly]
+cron = "0 1 * * *"
+storage_locations = ["primary", "dr", "vault"]
+stagger = "20m"
+ttl = "720h"
+[schedules.weekly]
+cron = "30 2 * * 0"
+storage_locations = ["primary", "dr", "vault"]
+ttl = "720h"
+included_namespaces = ["shop"]
+[schedules.weekly.copy.dr]
+ttl = "2160h"
+stagger = "2h"
+[schedules.weekly.copy.vault]
+stagger = "45m"
+[schedules.hourly]
+cron = "5 * * * *"
+storage_location = "primary"
+"#;
+    let fixture = fixture("stowage.toml", file, &[]);
+    let desired = desired_of(&fixture.path);
+    let observed = observed_from(as_cluster_after_velero(&desired));
+    let imported = stowage::import::import(&observed, "velero", "velero");
+    let checked = stowage::engine::check_text(
+        "imported.toml",
+        imported.clone(),
+        stowage::config::source::Format::Toml,
+    );
+    assert!(
+        checked.diagnostics.iter().all(|d| !d.is_error()),
+        "{imported}\n{:#?}",
+        checked.diagnostics
+    );
+    let loaded = &checked.loaded;
+    let config = loaded.config.as_ref().expect("model");
+    assert_eq!(
+        config.schedules.keys().collect::<Vec<_>>(),
+        ["hourly", "nightly", "weekly"],
+        "{imported}"
+    );
+    assert_eq!(config.schedules["nightly"].stagger.as_deref(), Some("20m"));
+    let weekly = &config.schedules["weekly"];
+    assert_eq!(
+        weekly.storage_locations.as_deref(),
+        Some(&["primary".to_string(), "vault".to_string(), "dr".to_string()][..]),
+        "copies in the order they run: {imported}"
+    );
+    assert_eq!(weekly.copy["dr"].ttl.as_deref(), Some("2160h"));
+    assert_eq!(weekly.copy["dr"].stagger.as_deref(), Some("120m"));
+    assert_eq!(weekly.copy["vault"].stagger.as_deref(), Some("45m"));
+    let again = render(config, &loaded.materials);
+    let planned = plan(&again, &observed, &Context::default());
+    assert!(
+        planned.changes.is_empty(),
+        "{imported}\n{:#?}",
+        planned.changes
+    );
+    assert!(planned.diagnostics.is_empty(), "{:#?}", planned.diagnostics);
+}
