@@ -210,9 +210,11 @@ pub async fn namespace_state(
         namespace: namespace.to_string(),
         name: deployment.to_string(),
     };
-    if observed.velero_version(&deployment_ref).is_none() {
-        // An untagged image: what the server said when `velero version` asked. One
-        // more LIST, only then; a Role without it goes without the version.
+    if observed.objects.contains_key(&deployment_ref)
+        && observed.velero_version(&deployment_ref).is_none()
+    {
+        // A Velero whose image has no version tag: what its server said when `velero
+        // version` asked. One more LIST, only then; a Role without it goes without.
         for report in server_status_requests(cluster, namespace).await? {
             observed.add(path, report).map_err(to_cluster_error)?;
         }
