@@ -381,13 +381,18 @@ impl Applied {
 }
 
 /// Writes the plan's changes in order, then plans the same file again against the
-/// cluster: after a complete apply nothing may be left to change.
+/// cluster: after a complete apply nothing may be left to change. The one way to the
+/// cluster's writes, so the rule lives here: a plan with errors writes nothing,
+/// whichever front end asked (callers check first only to say it their way).
 pub async fn apply(
     cluster: &Cluster,
     file: &ValidFile,
     planned: &Planned,
     options: &ApplyOptions,
 ) -> Result<Applied, EngineError> {
+    if planned.plan.has_errors() {
+        return Err(EngineError::PlanHasErrors);
+    }
     let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let report = cluster::apply::apply(
         cluster,

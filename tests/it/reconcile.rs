@@ -253,3 +253,53 @@ fn a_deeply_nested_file_is_refused_in_a_round_not_a_crash() {
     assert_eq!(error.reason(), FailureReason::InvalidFile, "{error:?}");
     futures_block(daemon.stop());
 }
+
+/// The engine's apply is the one way to the cluster's writes, and refuses a plan with
+/// errors itself, whichever front end hands it one: nothing reaches the API server.
+#[test]
+fn the_engines_apply_refuses_a_plan_with_errors_before_any_request() {
+    let live = cluster(
+        "apply-refuses-errors",
+        Options {
+            velero: false,
+            proxy: true,
+        },
+    );
+    live.write_file(&live.location("primary", "primary", "default = true\n"));
+    let file = stowage::engine::check_file(&live.dir.path().join("stowage.toml"))
+        .expect("loads")
+        .into_valid()
+        .expect("valid");
+    let target = Target {
+        kubeconfig: Some(live.kubeconfig.clone()),
+        context: None,
+        request_timeout: Duration::from_secs(10),
+    };
+    futures_block(async {
+        let cluster = stowage::cluster::connect(&target).await.expect("connects");
+        let mut planned = stowage::engine::plan(
+            &file,
+            stowage::engine::StateSource::Cluster(&cluster),
+            PlanOptions::default(),
+        )
+        .await
+        .expect("plans");
+        assert!(planned.plan.has_changes(), "{:#?}", planned.plan);
+        planned
+            .plan
+            .diagnostics
+            .push(stowage::diagnostic::Diagnostic::error(
+                stowage::diagnostic::Code::Plugin,
+                "an error a front end did not look at",
+            ));
+        live.proxy().hooks().clear();
+        let refused =
+            stowage::engine::apply(&cluster, &file, &planned, &ApplyOptions::default()).await;
+        assert!(
+            matches!(refused, Err(stowage::engine::EngineError::PlanHasErrors)),
+            "{refused:?}"
+        );
+    });
+    assert_eq!(live.proxy().hooks().requests().len(), 0);
+    assert!(live.bsl("primary").is_none(), "nothing was written");
+}
