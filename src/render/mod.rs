@@ -288,8 +288,8 @@ fn desired(object: ObjectRef, resource: &impl serde::Serialize, origin: Pointer)
     }
 }
 
-/// A Secret as Kubernetes takes it, data base64-encoded. Only `stowage render` uses
-/// this: it is the one output allowed to carry secret values.
+/// A Secret as Kubernetes takes it, data base64-encoded: the one encoder of secret
+/// values, for `stowage render`'s output and the Secrets `apply` writes.
 pub fn secret_manifest(secret: &DesiredSecret) -> Secret {
     Secret {
         metadata: ObjectMeta {

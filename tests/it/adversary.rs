@@ -1001,11 +1001,20 @@ fn the_daemon_keeps_its_invariants_under_a_generated_disorder() {
         ));
     }
     for (index, replica) in campaign.replicas.iter().enumerate() {
-        eventually(
-            &format!("replica {index} to be ready"),
-            Duration::from_secs(30),
-            || (replica.get("/readyz").0 == 200).then_some(()),
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = replica.get("/readyz");
+            if status == 200 {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                campaign.fail(&format!(
+                    "replica {index} is not ready 30 s after the quiet period: {status} {body}\n{}",
+                    replica.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = recorder.join();
