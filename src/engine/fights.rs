@@ -41,6 +41,16 @@ pub struct Backoff {
     /// Takeovers of the field in this fight.
     pub rounds: u32,
     pub wait: Duration,
+    /// When the fight is over unless the field is taken back again: a window after
+    /// the last takeover.
+    pub ends: Instant,
+}
+
+impl Backoff {
+    /// Whether the fight still goes on at `now`.
+    pub fn goes_on(&self, now: Instant) -> bool {
+        now < self.ends
+    }
 }
 
 impl Fights {
@@ -82,6 +92,7 @@ impl Fights {
             managers: worst.managers.clone(),
             rounds: worst.rounds,
             wait,
+            ends: worst.last + WINDOW,
         })
     }
 }
@@ -137,8 +148,15 @@ mod tests {
                 start + Duration::from_secs(10 + round),
             );
         }
-        let capped = fights.backoff(start + Duration::from_secs(30), Duration::from_secs(60));
-        assert_eq!(capped.unwrap().wait, Duration::from_secs(60));
+        let capped = fights
+            .backoff(start + Duration::from_secs(30), Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(capped.wait, Duration::from_secs(60));
+        // A report of it holds only until a window after the last takeover (29 s).
+        assert!(
+            capped.goes_on(start + Duration::from_secs(29) + WINDOW - Duration::from_millis(1))
+        );
+        assert!(!capped.goes_on(start + Duration::from_secs(29) + WINDOW));
         // Left alone for longer than the window, the fight is over.
         let later = start + Duration::from_secs(30) + WINDOW + Duration::from_secs(1);
         assert_eq!(fights.backoff(later, longest), None);

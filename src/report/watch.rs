@@ -121,7 +121,7 @@ pub fn fight(backoff: &crate::engine::fights::Backoff) {
 /// The same for `/readyz`.
 pub fn fight_problem(backoff: &crate::engine::fights::Backoff) -> String {
     format!(
-        "fighting with {} over {} of {} ({} takeovers): waiting {} s before taking it back; stop the other writer or declare its value in the file",
+        "fighting with {} over {} of {} ({} takeovers, each within 2 minutes of the last): waiting {} s before each takeover; stop the other writer or declare its value in the file",
         backoff.managers.join(", "),
         backoff.field,
         object_name(&backoff.object),

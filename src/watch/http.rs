@@ -108,6 +108,13 @@ impl Health {
         !self.leader_election || self.fence.as_ref().is_some_and(|f| f.is_open())
     }
 
+    /// The fight the daemon is in now: one recorded that has not yet ended.
+    pub fn current_fight(&self) -> Option<&crate::engine::fights::Backoff> {
+        self.fight
+            .as_ref()
+            .filter(|fight| fight.goes_on(std::time::Instant::now()))
+    }
+
     /// Why this replica is not ready now; empty when it is.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -134,7 +141,7 @@ impl Health {
             if let Some(error) = &self.last_error {
                 problems.push(format!("last apply failed: {error}"));
             }
-            if let Some(fight) = &self.fight {
+            if let Some(fight) = self.current_fight() {
                 problems.push(crate::report::watch::fight_problem(fight));
             }
         }
@@ -335,7 +342,7 @@ pub fn metrics_text(h: &Health) -> String {
         takeovers,
     );
     let fight = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    if let Some(backoff) = &h.fight {
+    if let Some(backoff) = h.current_fight() {
         fight
             .get_or_create(&labels(&[
                 ("object", &backoff.object.to_string()),

@@ -722,7 +722,14 @@ impl Daemon {
             };
             self.fights.record(takeovers, Instant::now());
         }
+        let fight = self.fights.backoff(
+            Instant::now(),
+            self.options.resync.min(crate::engine::fights::LONGEST_WAIT),
+        );
         let mut health = http::lock(&self.health);
+        // The fight as it stands after this round, not as it stood before the last
+        // drift round: a fight that ended is not reported.
+        health.fight = fight;
         if matches!(result, Ok(Round::Unchanged)) {
             return;
         }

@@ -230,6 +230,9 @@ struct Campaign<'a> {
     steps: Vec<Step>,
     started: Instant,
     versions: usize,
+    /// When another manager last edited a field the file declares: a fight over it
+    /// may keep the leader not ready until a window after that.
+    last_edit: Option<Instant>,
 }
 
 impl Campaign<'_> {
@@ -741,6 +744,7 @@ fn the_daemon_keeps_its_invariants_under_a_generated_disorder() {
         steps: Vec::new(),
         started: Instant::now(),
         versions: 0,
+        last_edit: None,
     };
     eventually(
         "the first world in the cluster",
@@ -784,6 +788,7 @@ fn the_daemon_keeps_its_invariants_under_a_generated_disorder() {
                     ),
                 ]);
                 campaign.note(format!("kubectl edit {kind}/{name}: {patch}"));
+                campaign.last_edit = Some(Instant::now());
                 let _ = live.ns.merge_patch(
                     "velero.io/v1",
                     kind,
@@ -1000,8 +1005,14 @@ fn the_daemon_keeps_its_invariants_under_a_generated_disorder() {
             String::from_utf8_lossy(&plan.stdout)
         ));
     }
+    // Ready within 30 s, or once a fight the last edit may have started is over (the
+    // leader reports a fight until a window after its last takeover).
+    let fights_over = campaign
+        .last_edit
+        .map(|at| at + stowage::engine::fights::WINDOW)
+        .unwrap_or_else(Instant::now);
     for (index, replica) in campaign.replicas.iter().enumerate() {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = fights_over.max(Instant::now()) + Duration::from_secs(30);
         loop {
             let (status, body) = replica.get("/readyz");
             if status == 200 {
@@ -1067,6 +1078,7 @@ fn a_leader_that_loses_the_lease_in_the_middle_of_an_apply_writes_nothing_more()
         steps: Vec::new(),
         started: Instant::now(),
         versions: 0,
+        last_edit: None,
     };
     eventually("the first world", Duration::from_secs(60), || {
         live.schedule("nightly-dr")

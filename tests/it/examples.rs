@@ -197,6 +197,7 @@ fn the_alerting_rules_use_only_metrics_the_daemon_exports() {
         managers: vec!["kubectl-edit".into()],
         rounds: 3,
         wait: std::time::Duration::from_secs(1),
+        ends: std::time::Instant::now() + std::time::Duration::from_secs(60),
     });
     let exported = stowage::watch::http::metrics_text(&health);
     let mut used = 0;
