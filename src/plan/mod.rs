@@ -717,9 +717,21 @@ impl Planner<'_> {
                 Ownership::Ours => self.delete(observed),
             }
         }
+        // A Secret the file names for an `external` credential is in use, whoever made
+        // it: a file that took over stowage's own Secret as external (as `import`
+        // writes it) must not delete the credential its locations read.
+        let referenced: BTreeSet<&str> = self
+            .desired
+            .external
+            .iter()
+            .map(|external| external.secret.as_str())
+            .collect();
         for secret in self.observed.secrets.values() {
             let object = &secret.object;
-            if &object.namespace != namespace || declared.contains(object) {
+            if &object.namespace != namespace
+                || declared.contains(object)
+                || referenced.contains(object.name.as_str())
+            {
                 continue;
             }
             match ownership(&secret.labels, &self.desired.owner) {

@@ -1112,3 +1112,49 @@ storage_location = "primary"
     );
     assert!(planned.diagnostics.is_empty(), "{:#?}", planned.diagnostics);
 }
+
+/// `import` is the inverse of render over every example: what a file renders, imported
+/// back, plans to no change against the cluster it made (credentials come back as
+/// `external`, their Secrets left as they are).
+#[test]
+fn every_example_imported_back_plans_no_change() {
+    for file in example_files() {
+        let desired = desired_of(&file);
+        let mut items = as_cluster_after_velero(&desired);
+        // The Velero Deployment, with the server flag the file sets.
+        let mut args = vec![json!("server")];
+        if let Some(flag) = &desired.server_flag {
+            args.push(json!(format!(
+                "--default-volume-snapshot-locations={}",
+                flag.value
+            )));
+        }
+        items.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "velero", "namespace": desired.namespace},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "velero", "image": "velero/velero:v1.18.3", "args": args}]}}}}));
+        let observed = observed_from(items);
+        let imported = stowage::import::import(&observed, &desired.namespace, "velero");
+        let written = fixture("imported.toml", &imported, &[]);
+        let checked = stowage::engine::check_file(&written.path).expect("loads");
+        assert!(
+            checked.diagnostics.iter().all(|d| !d.is_error()),
+            "{}: {imported}\n{:#?}",
+            file.display(),
+            checked.diagnostics
+        );
+        let loaded = &checked.loaded;
+        let again = render(loaded.config.as_ref().expect("model"), &loaded.materials);
+        let planned = plan(&again, &observed, &Context::default());
+        let changes: Vec<String> = planned
+            .changes
+            .iter()
+            .map(|c| format!("{:?} {}", c.action, c.object))
+            .collect();
+        assert!(
+            changes.is_empty(),
+            "{}: {changes:#?}\n{imported}",
+            file.display()
+        );
+    }
+}
