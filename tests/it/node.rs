@@ -567,13 +567,24 @@ fn node_the_fleet_overlays_daemon_runs_in_a_pod_with_its_cluster_context() {
         pod["status"]["containerStatuses"][0]["restartCount"], 0,
         "{pod:#}"
     );
-    // It talks to the API server as the pod's ServiceAccount.
-    let audit = std::fs::read_to_string(stack().dir.join("audit.log")).unwrap();
-    assert!(
-        audit.lines().any(|line| line.contains(&format!(
-            "\"authentication.kubernetes.io/pod-name\":[\"{running}\"]"
-        ))),
-        "no request from {running} in the audit log"
+    // It talks to the API server as the pod's ServiceAccount. The audit log records
+    // writes only, and of the overlay's replicas only the Lease holder writes: look
+    // for any pod of this rollout (its ReplicaSet's name prefix).
+    let rollout = running
+        .rsplit_once('-')
+        .map(|(prefix, _)| format!("{prefix}-"))
+        .unwrap();
+    eventually(
+        "a write from the overlay's pods",
+        Duration::from_secs(60),
+        || {
+            let audit = std::fs::read_to_string(stack().dir.join("audit.log")).unwrap();
+            let marker = format!("\"authentication.kubernetes.io/pod-name\":[\"{rollout}");
+            audit
+                .lines()
+                .any(|line| line.contains(&marker))
+                .then_some(())
+        },
     );
     kubectl_ok(&[
         "delete",
