@@ -262,9 +262,13 @@ fn fan_outs<'a>(schedules: &[&'a ObservedObject]) -> (Vec<FanOut<'a>>, Vec<&'a O
             _ => singles.push(*schedule),
         }
     }
+    // An entry named like a Schedule that is there already would take its place in
+    // the file: those copies stay Schedules of their own.
+    let taken: std::collections::BTreeSet<&str> =
+        schedules.iter().map(|s| s.object.name.as_str()).collect();
     let mut found = Vec::new();
     for (entry, members) in groups {
-        match fan_out(&entry, &members) {
+        match fan_out(&entry, &members).filter(|_| !taken.contains(entry.as_str())) {
             Some(fan_out) => found.push(fan_out),
             None => singles.extend(members.into_iter().map(|(schedule, _)| schedule)),
         }

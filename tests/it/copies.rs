@@ -80,7 +80,7 @@ pub fn latest_final(live: &TestCluster, schedule: &str) -> Option<Value> {
 }
 
 /// `status --format json`'s copies, by location.
-pub fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
+fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
     let out = live.stowage(&["status", "--check", "--format", "json"]);
     let document: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
@@ -104,12 +104,33 @@ pub fn verdicts(live: &TestCluster) -> (i32, Vec<(String, String, String)>) {
     (out.status.code().unwrap_or(-1), copies)
 }
 
-pub fn verdict_of<'a>(copies: &'a [(String, String, String)], location: &str) -> &'a str {
+fn verdict_of<'a>(copies: &'a [(String, String, String)], location: &str) -> &'a str {
     copies
         .iter()
         .find(|(l, _, _)| l == location)
         .map(|(_, v, _)| v.as_str())
         .unwrap_or_else(|| panic!("no copy for {location}: {copies:?}"))
+}
+
+/// Backs up both copies of `every_minute_to_two_locations` now, waits until each
+/// Completed, and checks that `status --check` finds both `ok` (their files in their
+/// buckets, read with each location's own credential).
+pub fn both_copies_land(live: &TestCluster) {
+    for copy in ["nightly-primary", "nightly-dr"] {
+        back_up_now(live, copy);
+    }
+    for copy in ["nightly-primary", "nightly-dr"] {
+        let latest = eventually(
+            &format!("a backup of {copy} to finish"),
+            Duration::from_secs(180),
+            || latest_final(live, copy),
+        );
+        assert_eq!(latest["status"]["phase"], "Completed", "{latest:#}");
+    }
+    let (code, copies) = verdicts(live);
+    assert_eq!(code, 0, "{copies:?}");
+    assert_eq!(verdict_of(&copies, "primary"), "ok", "{copies:?}");
+    assert_eq!(verdict_of(&copies, "dr"), "ok", "{copies:?}");
 }
 
 #[test]
@@ -121,21 +142,7 @@ fn every_copy_of_a_fanned_out_schedule_is_judged_and_a_broken_one_is_named() {
     assert!(applied.contains("dr: Available"), "{applied}");
 
     // Both copies land (started by hand too, so the test need not wait for a tick).
-    for copy in ["nightly-primary", "nightly-dr"] {
-        back_up_now(&live, copy);
-    }
-    for copy in ["nightly-primary", "nightly-dr"] {
-        let latest = eventually(
-            &format!("a backup of {copy} to finish"),
-            Duration::from_secs(180),
-            || latest_final(&live, copy),
-        );
-        assert_eq!(latest["status"]["phase"], "Completed", "{latest:#}");
-    }
-    let (code, copies) = verdicts(&live);
-    assert_eq!(code, 0, "{copies:?}");
-    assert_eq!(verdict_of(&copies, "primary"), "ok", "{copies:?}");
-    assert_eq!(verdict_of(&copies, "dr"), "ok", "{copies:?}");
+    both_copies_land(&live);
 
     // The daemon exports the same.
     let daemon = crate::watch::spawn(&live, &[]);

@@ -1071,6 +1071,12 @@ stagger = "45m"
 [schedules.hourly]
 cron = "5 * * * *"
 storage_location = "primary"
+[schedules.hourly-primary]
+cron = "5 * * * *"
+storage_location = "primary"
+[schedules.hourly-dr]
+cron = "5 * * * *"
+storage_location = "dr"
 "#;
     let fixture = fixture("stowage.toml", file, &[]);
     let desired = desired_of(&fixture.path);
@@ -1090,7 +1096,9 @@ storage_location = "primary"
     let config = loaded.config.as_ref().expect("model");
     assert_eq!(
         config.schedules.keys().collect::<Vec<_>>(),
-        ["hourly", "nightly", "weekly"],
+        // hourly-primary and hourly-dr look like copies of an entry `hourly`, but a
+        // Schedule of that name is there already: they stay apart.
+        ["hourly", "hourly-dr", "hourly-primary", "nightly", "weekly"],
         "{imported}"
     );
     assert_eq!(config.schedules["nightly"].stagger.as_deref(), Some("20m"));

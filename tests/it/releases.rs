@@ -14,8 +14,7 @@ use stowage_test_harness::{Stack, VeleroServer};
 
 use crate::cluster::{Options, TestCluster, cluster, cluster_on, eventually, good_secret};
 use crate::copies::{
-    back_up_now, every_minute_to_two_locations, latest_final, verdict_of, verdicts,
-    write_dr_credentials,
+    both_copies_land, every_minute_to_two_locations, latest_final, write_dr_credentials,
 };
 use crate::support::assert_exit;
 
@@ -65,21 +64,7 @@ fn on_velero_1_17_copies_land_in_each_bucket_and_ca_cert_ref_is_refused_before_a
 
     // A copy in each bucket, and status proves both (the buckets are read with each
     // location's own credential).
-    for copy in ["nightly-primary", "nightly-dr"] {
-        back_up_now(&live, copy);
-    }
-    for copy in ["nightly-primary", "nightly-dr"] {
-        let latest = eventually(
-            &format!("a backup of {copy} to finish on Velero 1.17"),
-            Duration::from_secs(180),
-            || latest_final(&live, copy),
-        );
-        assert_eq!(latest["status"]["phase"], "Completed", "{latest:#}");
-    }
-    let (code, copies) = verdicts(&live);
-    assert_eq!(code, 0, "{copies:?}");
-    assert_eq!(verdict_of(&copies, "primary"), "ok", "{copies:?}");
-    assert_eq!(verdict_of(&copies, "dr"), "ok", "{copies:?}");
+    both_copies_land(&live);
     let out = live.stowage(&["status", "--format", "json", "--no-bucket-checks"]);
     let document: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
