@@ -177,6 +177,15 @@ fn on_velero_1_18_with_concurrent_backups_queued_copies_are_in_progress_never_be
         &live.ns,
         &["--concurrent-backups=2"],
     ));
+    // Unpaused only once Velero can back up to every location: a run against a
+    // location Velero has not yet found Available fails, and is rightly behind.
+    for location in ["a", "b", "c"] {
+        eventually(
+            &format!("Velero to find {location} Available"),
+            Duration::from_secs(120),
+            || (live.bsl(location)?["status"]["phase"] == "Available").then_some(()),
+        );
+    }
     live.write_file(&three);
     let out = live.stowage(&["apply", "--auto-approve", "--no-bucket-checks"]);
     assert_exit(&out, 0);
