@@ -1,18 +1,16 @@
-//! Writing a plan: server-side apply with field manager `stowage`, in a safe order —
-//! Secrets, then locations (a losing default first, so Velero never sees two), then
-//! schedules and the server flag; deletions last, in reverse. A failed stage stops the
-//! stages after it, and the report says exactly what was and was not written.
+//! Carrying out a plan: each change's request (a server-side apply with field manager
+//! `stowage`, a merge patch, a conditional delete) sent as the plan holds it, stage by
+//! stage in the plan's order. A failed stage stops the stages after it, and the report
+//! says exactly what was and was not written. Nothing here decides what to send.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Cluster, ClusterError, explain, resource_of};
-use crate::observe::Observed;
-use crate::plan::{Action, Change, Plan};
-use crate::render::Desired;
+use crate::plan::{Action, Body, Change, Plan, Request, SecretData};
 use crate::velero::{Kind, ObjectRef};
 
 pub const FIELD_MANAGER: &str = "stowage";
@@ -72,107 +70,21 @@ impl Report {
     }
 }
 
-/// The stages, in order; each a list of groups run one after another, the changes in a
-/// group at once.
-fn stages<'a>(plan: &'a Plan, observed: &Observed, desired: &Desired) -> Vec<Vec<Vec<&'a Change>>> {
-    let writes = |kinds: &[Kind]| -> Vec<&'a Change> {
-        plan.changes
-            .iter()
-            .filter(|c| c.action != Action::Delete && kinds.contains(&c.object.kind))
-            .collect()
-    };
-    let deletes = |kinds: &[Kind]| -> Vec<&'a Change> {
-        plan.changes
-            .iter()
-            .filter(|c| c.action == Action::Delete && kinds.contains(&c.object.kind))
-            .collect()
-    };
-    let loses_default = |change: &&Change| {
-        change.object.kind == Kind::BackupStorageLocation
-            && observed
-                .objects
-                .get(&change.object)
-                .is_some_and(|o| o.spec()["default"] == true)
-            && desired
-                .objects
-                .iter()
-                .find(|d| d.object == change.object)
-                .is_some_and(|d| d.manifest["spec"]["default"] != true)
-    };
-    let locations = writes(&[Kind::BackupStorageLocation, Kind::VolumeSnapshotLocation]);
-    let (losing, others): (Vec<&Change>, Vec<&Change>) =
-        locations.into_iter().partition(loses_default);
-    vec![
-        vec![writes(&[Kind::Secret])],
-        vec![losing, others],
-        vec![writes(&[Kind::Schedule, Kind::Deployment])],
-        vec![deletes(&[Kind::Schedule])],
-        vec![deletes(&[
-            Kind::BackupStorageLocation,
-            Kind::VolumeSnapshotLocation,
-        ])],
-        vec![deletes(&[Kind::Secret])],
-    ]
-}
-
-/// What stowage applies for one change: the rendered object, the Secret with only the
-/// declared keys, or the Velero container's arguments with the flag set.
-fn manifest(change: &Change, desired: &Desired, observed: &Observed) -> Option<Value> {
-    match change.object.kind {
-        Kind::Secret => desired
-            .secrets
-            .iter()
-            .find(|s| s.object == change.object)
-            .and_then(|s| serde_json::to_value(crate::render::secret_manifest(s)).ok()),
-        Kind::Deployment => {
-            let flag = desired.server_flag.as_ref()?;
-            let live = observed.objects.get(&change.object)?;
-            let args = crate::velero::server::ServerArgs::of_deployment(&live.manifest)?;
-            Some(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": change.object.name, "namespace": change.object.namespace},
-                "spec": {"template": {"spec": {"containers": [
-                    {"name": crate::velero::server::CONTAINER, "args": flag.applied_to(&args).as_slice()}]}}}}))
-        }
-        _ => desired
-            .objects
-            .iter()
-            .find(|d| d.object == change.object)
-            .map(|d| d.manifest.clone()),
+/// The object a server-side apply sends, as JSON; the Secret's values are encoded
+/// here, at the last moment, by `render`'s one encoder.
+fn body_json(body: &Body, object: &ObjectRef) -> Result<Value, &'static str> {
+    match body {
+        Body::Object(manifest) => Ok(manifest.clone()),
+        Body::Secret {
+            data: SecretData::Values(values),
+            labels,
+        } => serde_json::to_value(crate::render::secret_object(object, labels, values))
+            .map_err(|_| "the Secret could not be encoded"),
+        Body::Secret {
+            data: SecretData::Withheld(_),
+            ..
+        } => Err("a saved plan holds no secret value: plan again from the file to write it"),
     }
-}
-
-/// The spec fields an update removes: set in the cluster (by another manager, since
-/// stowage applies only what the file declares) and left unset by the file. Server-side
-/// apply never removes a field another manager owns, so these go by a JSON merge patch
-/// of nulls. Only plain paths under `spec`; anything else is left to the convergence
-/// check to report.
-fn removals(change: &Change) -> Option<Value> {
-    let mut patch = json!({});
-    let mut any = false;
-    for field in &change.fields {
-        let removed = matches!(field.after, crate::plan::FieldValue::Absent)
-            && !matches!(field.before, crate::plan::FieldValue::Absent);
-        let plain = field.path.starts_with("spec.")
-            && field
-                .path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
-        if !removed || !plain {
-            continue;
-        }
-        let mut node = &mut patch;
-        let segments: Vec<&str> = field.path.split('.').collect();
-        for segment in &segments[..segments.len() - 1] {
-            node = node
-                .as_object_mut()?
-                .entry(segment.to_string())
-                .or_insert_with(|| json!({}));
-        }
-        node.as_object_mut()?
-            .insert(segments[segments.len() - 1].to_string(), Value::Null);
-        any = true;
-    }
-    any.then_some(patch)
 }
 
 fn retriable(error: &ClusterError) -> bool {
@@ -224,8 +136,7 @@ where
 async fn write(
     cluster: &Cluster,
     change: &Change,
-    desired: &Desired,
-    observed: &Observed,
+    request: &Request,
     options: &Options,
 ) -> Result<(), ClusterError> {
     let resource = resource_of(change.object.kind);
@@ -233,20 +144,13 @@ async fn write(
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), namespace, &resource);
     let name = change.object.name.as_str();
-    match change.action {
-        Action::Delete => {
-            let uid = observed
-                .objects
-                .get(&change.object)
-                .and_then(|o| o.uid.clone())
-                .or_else(|| {
-                    observed
-                        .secrets
-                        .get(&change.object)
-                        .and_then(|s| s.uid.clone())
-                });
+    match request {
+        Request::MergePatch { patch } => {
+            merge_patch(cluster, (&api, &resource, namespace), name, patch, options).await
+        }
+        Request::Delete { uid } => {
             let params = DeleteParams {
-                preconditions: uid.map(|uid| Preconditions {
+                preconditions: uid.clone().map(|uid| Preconditions {
                     uid: Some(uid),
                     resource_version: None,
                 }),
@@ -264,14 +168,13 @@ async fn write(
             })
             .await
         }
-        Action::Create | Action::Update => {
-            let Some(manifest) = manifest(change, desired, observed) else {
-                return Err(ClusterError::Request {
+        Request::Apply { body, remove } => {
+            let manifest =
+                body_json(body, &change.object).map_err(|reason| ClusterError::Request {
                     verb: "apply",
                     resource: resource.plural.clone(),
-                    reason: "nothing to apply: the object is not in the rendered state".to_string(),
-                });
-            };
+                    reason: reason.to_string(),
+                })?;
             let mut params = PatchParams::apply(FIELD_MANAGER);
             params.force = options.force_conflicts;
             let applied = with_retries(options.fence.as_ref(), || async {
@@ -299,32 +202,41 @@ async fn write(
                 }
             })
             .await;
-            match (applied, removals(change)) {
+            match (applied, remove) {
                 (Ok(()), Some(patch)) => {
-                    let params = PatchParams {
-                        field_manager: Some(FIELD_MANAGER.to_string()),
-                        ..PatchParams::default()
-                    };
-                    with_retries(options.fence.as_ref(), || async {
-                        match tokio::time::timeout(
-                            cluster.request_timeout,
-                            api.patch(name, &params, &Patch::Merge(&patch)),
-                        )
-                        .await
-                        {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err(e)) => {
-                                Err(explain(e, "patch", &resource, namespace, &cluster.url))
-                            }
-                            Err(_) => Err(timed_out("patch", &resource, cluster.request_timeout)),
-                        }
-                    })
-                    .await
+                    merge_patch(cluster, (&api, &resource, namespace), name, patch, options).await
                 }
                 (applied, _) => applied,
             }
         }
     }
+}
+
+/// A JSON merge patch of `name` with field manager `stowage`.
+async fn merge_patch(
+    cluster: &Cluster,
+    (api, resource, namespace): (&Api<DynamicObject>, &kube::core::ApiResource, &str),
+    name: &str,
+    patch: &Value,
+    options: &Options,
+) -> Result<(), ClusterError> {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    with_retries(options.fence.as_ref(), || async {
+        match tokio::time::timeout(
+            cluster.request_timeout,
+            api.patch(name, &params, &Patch::Merge(patch)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(explain(e, "patch", resource, namespace, &cluster.url)),
+            Err(_) => Err(timed_out("patch", resource, cluster.request_timeout)),
+        }
+    })
+    .await
 }
 
 fn timed_out(
@@ -339,49 +251,53 @@ fn timed_out(
     }
 }
 
-/// Applies the plan's changes in order; stops after a stage with a failure.
-pub async fn apply(
-    cluster: &Cluster,
-    plan: &Plan,
-    desired: &Desired,
-    observed: &Observed,
-    options: Options,
-) -> Report {
+/// Carries out the plan: its stages in order, the changes of a stage at once (at most
+/// [`CONCURRENCY`]); after a stage with a failure, nothing more is sent.
+pub async fn apply(cluster: &Cluster, plan: &Plan, options: Options) -> Report {
     let mut report = Report::default();
     let mut failed = false;
     let options = &options;
-    for stage in stages(plan, observed, desired) {
-        for group in stage {
-            if failed {
-                report.written.extend(group.iter().map(|c| Written {
-                    object: c.object.clone(),
-                    action: c.action,
-                    outcome: Outcome::NotAttempted,
-                }));
-                continue;
-            }
-            let results: Vec<Written> = futures::stream::iter(group)
-                .map(|change| async move {
-                    let outcome = match write(cluster, change, desired, observed, options).await {
-                        Ok(()) => Outcome::Applied,
-                        Err(error @ ClusterError::Api { code: 409, .. })
-                            if change.action != Action::Delete =>
-                        {
-                            Outcome::Conflict(error.to_string())
-                        }
-                        Err(error) => Outcome::Failed(error.to_string()),
-                    };
-                    Written {
+    for (_, steps) in plan.execution() {
+        if failed {
+            for (change, _) in steps {
+                // A change whose preparation failed is reported once, as failed.
+                if !report.written.iter().any(|w| w.object == change.object) {
+                    report.written.push(Written {
                         object: change.object.clone(),
                         action: change.action,
-                        outcome,
+                        outcome: Outcome::NotAttempted,
+                    });
+                }
+            }
+            continue;
+        }
+        let results: Vec<(bool, Written)> = futures::stream::iter(steps)
+            .map(|(change, request)| async move {
+                let outcome = match write(cluster, change, request, options).await {
+                    Ok(()) => Outcome::Applied,
+                    Err(error @ ClusterError::Api { code: 409, .. })
+                        if change.action != Action::Delete =>
+                    {
+                        Outcome::Conflict(error.to_string())
                     }
-                })
-                .buffered(CONCURRENCY)
-                .collect()
-                .await;
-            failed |= results.iter().any(|w| w.outcome != Outcome::Applied);
-            report.written.extend(results);
+                    Err(error) => Outcome::Failed(error.to_string()),
+                };
+                let written = Written {
+                    object: change.object.clone(),
+                    action: change.action,
+                    outcome,
+                };
+                (std::ptr::eq(request, &change.request), written)
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        for (own_request, written) in results {
+            failed |= written.outcome != Outcome::Applied;
+            // A preparation that landed is not the change: its own request reports it.
+            if own_request || written.outcome != Outcome::Applied {
+                report.written.push(written);
+            }
         }
     }
     report

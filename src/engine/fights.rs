@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Takeover;
-use crate::velero::ObjectRef;
+use crate::velero::{FieldPath, ObjectRef};
 
 /// Takeovers of one field within [`WINDOW`] of each other, from this many on, are a
 /// fight.
@@ -29,14 +29,14 @@ struct Field {
 /// The fights going on now, by object and field.
 #[derive(Debug, Default)]
 pub struct Fights {
-    fields: BTreeMap<(ObjectRef, String), Field>,
+    fields: BTreeMap<(ObjectRef, FieldPath), Field>,
 }
 
 /// The worst fight, and how long to wait before taking the field back again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
     pub object: ObjectRef,
-    pub field: String,
+    pub field: FieldPath,
     pub managers: Vec<String>,
     /// Takeovers of the field in this fight.
     pub rounds: u32,
@@ -109,7 +109,7 @@ mod tests {
                 namespace: "velero".into(),
                 name: "primary".into(),
             },
-            field: field.into(),
+            field: FieldPath::of(field.split('.')),
             managers: vec!["kubectl-edit".into()],
         }
     }
@@ -135,7 +135,7 @@ mod tests {
                 let now = start + Duration::from_secs(round.into());
                 fights.record(std::slice::from_ref(&prefix), now);
                 let backoff = fights.backoff(now, longest).expect("a fight");
-                assert_eq!(backoff.field, "spec.objectStorage.prefix");
+                assert_eq!(backoff.field.to_string(), "spec.objectStorage.prefix");
                 assert_eq!(backoff.managers, ["kubectl-edit"]);
                 backoff.wait.as_secs()
             })

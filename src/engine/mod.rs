@@ -397,8 +397,6 @@ pub async fn apply(
     let report = cluster::apply::apply(
         cluster,
         &planned.plan,
-        &planned.desired,
-        &planned.observed,
         cluster::apply::Options {
             force_conflicts: options.force_conflicts,
             fence: options.fence.clone(),
@@ -640,8 +638,7 @@ pub enum Reconciled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Takeover {
     pub object: ObjectRef,
-    /// The field's path as the plan shows it.
-    pub field: String,
+    pub field: crate::velero::FieldPath,
     /// The managers that owned it before.
     pub managers: Vec<String>,
 }

@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::load::{self, Material, Materials};
 use crate::observe::Observed;
-use crate::plan::{Change, OwnedElsewhere, Plan, Summary};
+use crate::plan::{Body, Change, OwnedElsewhere, Plan, Request, Summary};
 use crate::velero::ObjectRef;
 
 pub const KIND: &str = "StowagePlan";
 /// The version of the saved plan's layout; another one is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The largest saved plan stowage reads.
 const SAVED_PLAN_LIMIT: u64 = 256 << 20;
 
@@ -62,14 +62,26 @@ impl SavedChanges {
         }
     }
 
-    /// The same, without backup counts and first-backup times: they move with time
-    /// (Velero backs up, the clock runs), and whether a location holds backups or a
-    /// schedule fires at once is in the risks.
-    fn without_backup_counts(&self) -> SavedChanges {
+    /// The same as it compares with a plan made again: without backup counts and
+    /// first-backup times, which move with time (Velero backs up, the clock runs;
+    /// whether a location holds backups or a schedule fires at once is in the risks),
+    /// and with secret values withheld, as a saved plan holds them (whether they
+    /// changed is in the inputs' digest).
+    fn comparable(&self) -> SavedChanges {
         let mut changes = self.clone();
         for change in &mut changes.changes {
             change.backups = None;
             change.first_backup = None;
+            let prepared = change.prepare.as_mut().map(|p| &mut p.request);
+            for request in std::iter::once(&mut change.request).chain(prepared) {
+                if let Request::Apply {
+                    body: Body::Secret { data, .. },
+                    ..
+                } = request
+                {
+                    *data = data.withheld();
+                }
+            }
         }
         changes
     }
@@ -212,7 +224,7 @@ impl SavedPlan {
         if observed_digest(observed) != self.observed_sha256 {
             return Err(Stale::Cluster);
         }
-        if SavedChanges::of(now).without_backup_counts() != self.plan.without_backup_counts() {
+        if SavedChanges::of(now).comparable() != self.plan.comparable() {
             return Err(Stale::Changes);
         }
         Ok(())

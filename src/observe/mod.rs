@@ -39,19 +39,11 @@ impl ObservedObject {
         self.manifest.get("spec").unwrap_or(&Value::Null)
     }
 
-    /// The managers that own the field at a dotted path (`spec.paused`), as FieldsV1
-    /// records them (`{"f:spec": {"f:paused": {}}}`).
-    pub fn managers_of(&self, dotted: &str) -> Vec<&str> {
+    /// The managers that own `field`, as managedFields record them.
+    pub fn managers_of(&self, field: &crate::velero::FieldPath) -> Vec<&str> {
         self.field_managers
             .iter()
-            .filter(|entry| {
-                dotted
-                    .split('.')
-                    .try_fold(&entry.fields, |node, segment| {
-                        node.get(format!("f:{segment}"))
-                    })
-                    .is_some()
-            })
+            .filter(|entry| field.is_in_fields_v1(&entry.fields))
             .map(|entry| entry.manager.as_str())
             .collect()
     }

@@ -9,6 +9,7 @@
 //! stowage's labels and this file's owner; adopts unlabelled objects the file declares;
 //! lists the rest as unmanaged or owned elsewhere.
 
+pub mod execution;
 pub mod live;
 pub mod normalize;
 
@@ -24,8 +25,10 @@ use crate::observe::{
 };
 use crate::render::{Desired, DesiredObject, DesiredSecret};
 use crate::velero::server::{CONTAINER as VELERO_CONTAINER, ServerArgs};
+pub use execution::{Body, Preparation, Request, SecretData, Stage, Steps};
+
 use crate::velero::{
-    Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION,
+    FieldPath, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, ObjectRef, PROTECT_ANNOTATION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -108,7 +111,7 @@ pub enum FieldValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// The field, e.g. `spec.objectStorage.prefix` or `metadata.labels["app"]`.
-    pub path: String,
+    pub path: FieldPath,
     pub before: FieldValue,
     pub after: FieldValue,
 }
@@ -123,6 +126,13 @@ impl FieldChange {
 pub struct Change {
     pub action: Action,
     pub object: ObjectRef,
+    /// When apply sends it.
+    pub stage: Stage,
+    /// What apply sends.
+    pub request: Request,
+    /// What apply sends for it in an earlier stage, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare: Option<Preparation>,
     pub fields: Vec<FieldChange>,
     pub risks: Vec<Risk>,
     /// For deletions of locations: the backups known to be in it (cluster or bucket).
@@ -373,11 +383,14 @@ impl Planner<'_> {
                 None => self.plan.changes.push(Change {
                     action: Action::Create,
                     object: secret.object.clone(),
+                    stage: Stage::Credentials,
+                    request: secret_request(secret),
+                    prepare: None,
                     fields: secret
                         .data
                         .keys()
                         .map(|key| FieldChange {
-                            path: format!("data.{}", path_key(key)),
+                            path: FieldPath::root("data").field(key),
                             before: FieldValue::Absent,
                             after: FieldValue::Sensitive,
                         })
@@ -402,7 +415,11 @@ impl Planner<'_> {
             Ownership::Unlabelled => risks.push(Risk::Adopt),
             Ownership::Ours => {}
         }
-        let mut fields = label_changes(&secret.labels, &observed.labels, "labels");
+        let mut fields = label_changes(
+            &secret.labels,
+            &observed.labels,
+            &FieldPath::of(["metadata", "labels"]),
+        );
         for (key, value) in &secret.data {
             let before = match observed.data.get(key) {
                 None => FieldValue::Absent,
@@ -410,24 +427,49 @@ impl Planner<'_> {
                 Some(_) => FieldValue::Sensitive,
             };
             fields.push(FieldChange {
-                path: format!("data.{}", path_key(key)),
+                path: FieldPath::root("data").field(key),
                 before,
                 after: FieldValue::Sensitive,
             });
         }
+        let mut dropped = BTreeMap::new();
         for key in &observed.keys_applied_by_stowage {
-            if !secret.data.contains_key(key) && observed.data.contains_key(key) {
+            if let (false, Some(value)) = (secret.data.contains_key(key), observed.data.get(key)) {
+                dropped.insert(key.clone(), value.clone());
                 fields.push(FieldChange {
-                    path: format!("data.{}", path_key(key)),
+                    path: FieldPath::root("data").field(key),
                     before: FieldValue::Sensitive,
                     after: FieldValue::Absent,
                 });
             }
         }
+        // Keys the file dropped may still be read by locations it moves elsewhere:
+        // the new keys are written at once beside them, and they go only after the
+        // locations have moved.
+        let (stage, prepare) = if dropped.is_empty() {
+            (Stage::Credentials, None)
+        } else {
+            let mut both = secret.data.clone();
+            both.extend(dropped);
+            let prepare = Preparation {
+                stage: Stage::Credentials,
+                request: Request::Apply {
+                    body: Body::Secret {
+                        labels: secret.labels.clone(),
+                        data: SecretData::Values(both),
+                    },
+                    remove: None,
+                },
+            };
+            (Stage::CredentialDeletions, Some(prepare))
+        };
         if !fields.is_empty() || !risks.is_empty() {
             self.plan.changes.push(Change {
                 action: Action::Update,
                 object: secret.object.clone(),
+                stage,
+                request: secret_request(secret),
+                prepare,
                 fields,
                 risks,
                 backups: None,
@@ -449,7 +491,7 @@ impl Planner<'_> {
         // A new object is shown as it will be sent, not in its comparable form.
         let spec = normalize::drop_empty(spec_of(&desired.manifest).clone());
         let mut fields = Vec::new();
-        leaf_changes("spec", &Value::Null, &spec, &mut fields);
+        leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut fields);
         let mut risks = Vec::new();
         if desired.object.kind == Kind::BackupStorageLocation
             && is_default(&desired.manifest)
@@ -467,6 +509,12 @@ impl Planner<'_> {
         self.plan.changes.push(Change {
             action: Action::Create,
             object: desired.object.clone(),
+            stage: Stage::of(Action::Create, desired.object.kind, false),
+            request: Request::Apply {
+                body: Body::Object(desired.manifest.clone()),
+                remove: None,
+            },
+            prepare: None,
             fields,
             risks,
             backups: None,
@@ -491,15 +539,19 @@ impl Planner<'_> {
         let wanted = normalize::spec(kind, spec_of(&desired.manifest));
         let current = normalize::spec(kind, observed.spec());
         let mut fields = Vec::new();
-        leaf_changes("spec", &current, &wanted, &mut fields);
+        leaf_changes(&FieldPath::root("spec"), &current, &wanted, &mut fields);
         let metadata = desired.manifest.get("metadata");
         let labels = string_map(metadata.and_then(|m| m.get("labels")));
-        fields.extend(label_changes(&labels, &observed.labels, "metadata.labels"));
+        fields.extend(label_changes(
+            &labels,
+            &observed.labels,
+            &FieldPath::of(["metadata", "labels"]),
+        ));
         let annotations = string_map(metadata.and_then(|m| m.get("annotations")));
         fields.extend(label_changes(
             &annotations,
             &observed.annotations,
-            "metadata.annotations",
+            &FieldPath::of(["metadata", "annotations"]),
         ));
 
         match kind {
@@ -552,9 +604,18 @@ impl Planner<'_> {
             _ => {}
         }
         if !fields.is_empty() || !risks.is_empty() {
+            let gives_up_default = kind == Kind::BackupStorageLocation
+                && current.get("default") == Some(&Value::Bool(true))
+                && wanted.get("default") != Some(&Value::Bool(true));
             self.plan.changes.push(Change {
                 action: Action::Update,
                 object: desired.object.clone(),
+                stage: Stage::of(Action::Update, kind, gives_up_default),
+                request: Request::Apply {
+                    body: Body::Object(desired.manifest.clone()),
+                    remove: removals(&fields),
+                },
+                prepare: None,
                 fields,
                 risks,
                 backups,
@@ -676,11 +737,24 @@ impl Planner<'_> {
         };
         let wanted = flag.applied_to(&args);
         if wanted != args {
+            // Only the container's arguments, owned by stowage from then on.
+            let body = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": flag.deployment.name, "namespace": flag.deployment.namespace},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": VELERO_CONTAINER, "args": wanted.as_slice()}]}}}});
             self.plan.changes.push(Change {
                 action: Action::Update,
                 object: flag.deployment.clone(),
+                stage: Stage::of(Action::Update, Kind::Deployment, false),
+                request: Request::Apply {
+                    body: Body::Object(body),
+                    remove: None,
+                },
+                prepare: None,
                 fields: vec![FieldChange {
-                    path: format!("spec.template.spec.containers[{VELERO_CONTAINER}].args"),
+                    path: FieldPath::of(["spec", "template", "spec", "containers"])
+                        .named(VELERO_CONTAINER)
+                        .field("args"),
                     before: FieldValue::Value(Value::from(args.into_vec())),
                     after: FieldValue::Value(Value::from(wanted.into_vec())),
                 }],
@@ -738,11 +812,16 @@ impl Planner<'_> {
                 Ownership::Ours => self.plan.changes.push(Change {
                     action: Action::Delete,
                     object: object.clone(),
+                    stage: Stage::of(Action::Delete, Kind::Secret, false),
+                    request: Request::Delete {
+                        uid: secret.uid.clone(),
+                    },
+                    prepare: None,
                     fields: secret
                         .data
                         .keys()
                         .map(|key| FieldChange {
-                            path: format!("data.{}", path_key(key)),
+                            path: FieldPath::root("data").field(key),
                             before: FieldValue::Sensitive,
                             after: FieldValue::Absent,
                         })
@@ -863,10 +942,33 @@ impl Planner<'_> {
         }
         let before = normalize::spec(object.kind, observed.spec());
         let mut fields = Vec::new();
-        leaf_changes("spec", &before, &Value::Null, &mut fields);
+        leaf_changes(&FieldPath::root("spec"), &before, &Value::Null, &mut fields);
+        // The default going away while another location takes it: it gives the
+        // default up first, as a location that stays would, so Velero never sees two
+        // (it would keep the newer one, perhaps this one); it goes only after the
+        // schedules that name it have moved.
+        let another_takes_default = self
+            .desired
+            .objects
+            .iter()
+            .any(|o| o.object.kind == Kind::BackupStorageLocation && is_default(&o.manifest));
+        let prepare = (object.kind == Kind::BackupStorageLocation
+            && is_default(&observed.manifest)
+            && another_takes_default)
+            .then(|| Preparation {
+                stage: Stage::DefaultGiven,
+                request: Request::MergePatch {
+                    patch: serde_json::json!({"spec": {"default": false}}),
+                },
+            });
         self.plan.changes.push(Change {
             action: Action::Delete,
             object: object.clone(),
+            stage: Stage::of(Action::Delete, object.kind, false),
+            request: Request::Delete {
+                uid: observed.uid.clone(),
+            },
+            prepare,
             fields,
             risks,
             backups,
@@ -928,26 +1030,32 @@ fn is_protected(annotations: &BTreeMap<String, String>) -> bool {
     annotations.get(PROTECT_ANNOTATION).map(String::as_str) == Some("true")
 }
 
-/// `key` as a path step: bare when it reads unambiguously, quoted otherwise.
-fn path_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_string()
-    } else {
-        format!("[{key:?}]")
+/// The request that writes a declared Secret: its labels and only its declared keys.
+fn secret_request(secret: &DesiredSecret) -> Request {
+    Request::Apply {
+        body: Body::Secret {
+            labels: secret.labels.clone(),
+            data: SecretData::Values(secret.data.clone()),
+        },
+        remove: None,
     }
 }
 
-fn join(prefix: &str, key: &str) -> String {
-    let step = path_key(key);
-    if step.starts_with('[') {
-        format!("{prefix}{step}")
-    } else {
-        format!("{prefix}.{step}")
+/// The spec fields an update removes that server-side apply would leave: set in the
+/// cluster (by another manager, since stowage applies only what the file declares)
+/// and unset by the file. They go by a JSON merge patch of nulls; anything a merge
+/// patch cannot address is left to the convergence check to report.
+fn removals(fields: &[FieldChange]) -> Option<Value> {
+    let mut patch = Value::Object(Default::default());
+    let mut any = false;
+    for field in fields {
+        let removed = matches!(field.after, FieldValue::Absent)
+            && !matches!(field.before, FieldValue::Absent);
+        if removed && field.path.is_under("spec") {
+            any |= field.path.set_in_merge_patch(&mut patch, Value::Null);
+        }
     }
+    any.then_some(patch)
 }
 
 /// Desired labels or annotations missing or different on the object; others are left
@@ -955,13 +1063,13 @@ fn join(prefix: &str, key: &str) -> String {
 fn label_changes(
     wanted: &BTreeMap<String, String>,
     current: &BTreeMap<String, String>,
-    prefix: &str,
+    prefix: &FieldPath,
 ) -> Vec<FieldChange> {
     wanted
         .iter()
         .filter(|(key, value)| current.get(*key) != Some(value))
         .map(|(key, value)| FieldChange {
-            path: join(prefix, key),
+            path: prefix.field(key),
             before: current
                 .get(key)
                 .map(|v| FieldValue::Value(Value::String(v.clone())))
@@ -973,7 +1081,7 @@ fn label_changes(
 
 /// Leaf-level differences between two normalized values: maps are walked, everything
 /// else (lists included, which Velero's CRDs treat as atomic) compares whole.
-fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldChange>) {
+fn leaf_changes(path: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldChange>) {
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
             let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
@@ -983,7 +1091,7 @@ fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
                     continue;
                 }
                 leaf_changes(
-                    &join(path, key),
+                    &path.field(key),
                     before.unwrap_or(&Value::Null),
                     after.unwrap_or(&Value::Null),
                     out,
@@ -992,17 +1100,17 @@ fn leaf_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
         }
         (Value::Object(b), Value::Null) => {
             for (key, value) in b {
-                leaf_changes(&join(path, key), value, &Value::Null, out);
+                leaf_changes(&path.field(key), value, &Value::Null, out);
             }
         }
         (Value::Null, Value::Object(a)) => {
             for (key, value) in a {
-                leaf_changes(&join(path, key), &Value::Null, value, out);
+                leaf_changes(&path.field(key), &Value::Null, value, out);
             }
         }
         (b, a) if b == a => {}
         (b, a) => out.push(FieldChange {
-            path: path.to_string(),
+            path: path.clone(),
             before: if b.is_null() {
                 FieldValue::Absent
             } else {

@@ -291,18 +291,25 @@ fn desired(object: ObjectRef, resource: &impl serde::Serialize, origin: Pointer)
 /// A Secret as Kubernetes takes it, data base64-encoded: the one encoder of secret
 /// values, for `stowage render`'s output and the Secrets `apply` writes.
 pub fn secret_manifest(secret: &DesiredSecret) -> Secret {
+    secret_object(&secret.object, &secret.labels, &secret.data)
+}
+
+/// The Secret `object` with `labels` and exactly `data`.
+pub fn secret_object(
+    object: &ObjectRef,
+    labels: &BTreeMap<String, String>,
+    data: &BTreeMap<String, SecretValue>,
+) -> Secret {
     Secret {
         metadata: ObjectMeta {
-            name: Some(secret.object.name.clone()),
-            namespace: Some(secret.object.namespace.clone()),
-            labels: Some(secret.labels.clone()),
+            name: Some(object.name.clone()),
+            namespace: Some(object.namespace.clone()),
+            labels: Some(labels.clone()),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_string()),
         data: Some(
-            secret
-                .data
-                .iter()
+            data.iter()
                 .map(|(key, value)| (key.clone(), ByteString(value.expose().to_vec())))
                 .collect(),
         ),

@@ -483,7 +483,7 @@ pub struct WireChange<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct WireField<'a> {
-    pub path: &'a str,
+    pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -546,7 +546,7 @@ pub fn wire<'a>(
                     .fields
                     .iter()
                     .map(|field| WireField {
-                        path: &field.path,
+                        path: field.path.to_string(),
                         before: wire_value(&field.before),
                         after: wire_value(&field.after),
                         sensitive: field.is_sensitive(),

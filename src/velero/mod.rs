@@ -6,10 +6,12 @@
 
 pub mod cron;
 pub mod duration;
+pub mod field_path;
 pub mod plugin;
 pub mod server;
 pub mod version;
 
+pub use field_path::FieldPath;
 pub use plugin::Plugin;
 
 /// The API group of Velero's kinds.

@@ -346,7 +346,7 @@ pub fn metrics_text(h: &Health) -> String {
         fight
             .get_or_create(&labels(&[
                 ("object", &backoff.object.to_string()),
-                ("field", &backoff.field),
+                ("field", &backoff.field.to_string()),
                 ("manager", &backoff.managers.join(",")),
             ]))
             .set(backoff.wait.as_secs_f64());

@@ -193,7 +193,7 @@ fn the_alerting_rules_use_only_metrics_the_daemon_exports() {
             namespace: "velero".into(),
             name: "primary".into(),
         },
-        field: "spec.objectStorage.prefix".into(),
+        field: stowage::velero::FieldPath::of(["spec", "objectStorage", "prefix"]),
         managers: vec!["kubectl-edit".into()],
         rounds: 3,
         wait: std::time::Duration::from_secs(1),

@@ -14,6 +14,7 @@ mod disorder;
 mod disorder_live;
 mod drills;
 mod examples;
+mod execution;
 mod extends;
 mod fleet;
 mod kubectl;

@@ -181,7 +181,7 @@ fn a_file_declaring_a_fresh_install_plans_only_adoptions() {
         // Adoption adds stowage's labels and nothing else: the CLI's explicit defaults
         // (hooks: {}, 0s timeouts, accessMode unset, useOwnerReferencesInBackup: false)
         // equal what the file leaves unset.
-        let paths: Vec<&str> = change.fields.iter().map(|f| f.path.as_str()).collect();
+        let paths: Vec<String> = change.fields.iter().map(|f| f.path.to_string()).collect();
         assert_eq!(
             paths,
             [
@@ -238,7 +238,7 @@ ttl = "720h"
     for change in &plan.changes {
         assert_eq!(change.action, Action::Update);
         assert!(change.risks.contains(&Risk::Adopt));
-        for field in change.fields.iter().filter(|f| f.path.starts_with("spec")) {
+        for field in change.fields.iter().filter(|f| f.path.is_under("spec")) {
             spec_changes.push(format!("{} {}", change.object, field.path));
         }
     }
@@ -444,7 +444,10 @@ fn the_server_flag_is_planned_against_the_deployments_args() {
         .find(|c| c.object.kind == Kind::Deployment)
         .expect("deployment change");
     let field = &change.fields[0];
-    assert_eq!(field.path, "spec.template.spec.containers[velero].args");
+    assert_eq!(
+        field.path.to_string(),
+        "spec.template.spec.containers[velero].args"
+    );
     let stowage::plan::FieldValue::Value(after) = &field.after else {
         panic!("{field:?}")
     };
@@ -858,7 +861,7 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
     let observed = observed_from(as_cluster_after_velero(&desired_of(&before.path)));
     let planned = plan(&desired_of(&after.path), &observed, &Context::default());
     assert!(planned.diagnostics.is_empty(), "{:#?}", planned.diagnostics);
-    type Fields<'a> = Vec<(&'a str, FieldValue, FieldValue)>;
+    type Fields = Vec<(String, FieldValue, FieldValue)>;
     let changes: Vec<(Action, &str, Fields)> = planned
         .changes
         .iter()
@@ -869,7 +872,7 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
                 change
                     .fields
                     .iter()
-                    .map(|f| (f.path.as_str(), f.before.clone(), f.after.clone()))
+                    .map(|f| (f.path.to_string(), f.before.clone(), f.after.clone()))
                     .collect(),
             )
         })
@@ -880,7 +883,7 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
             Action::Update,
             "nightly-dr",
             vec![(
-                "spec.template.ttl",
+                "spec.template.ttl".to_string(),
                 FieldValue::Value(json!("720h0m0s")),
                 FieldValue::Value(json!("2160h0m0s"))
             )]

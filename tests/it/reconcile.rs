@@ -160,7 +160,7 @@ fn a_round_applies_refuses_and_counts_each_failure_under_its_reason() {
                 assert!(
                     takeovers
                         .iter()
-                        .any(|t| t.field == "spec.objectStorage.prefix"
+                        .any(|t| t.field.to_string() == "spec.objectStorage.prefix"
                             && t.managers == ["kubectl-edit"]),
                     "{takeovers:?}"
                 );

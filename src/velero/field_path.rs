@@ -1,0 +1,192 @@
+//! A field of a Kubernetes object as typed steps, so that the plan, the write that
+//! carries it out and the lookup of who owns it (managedFields) all walk the same
+//! structure instead of re-splitting a display string.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One step into an object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A field of an object, or a key of a map (`labels`, `config`, `data`).
+    Field(String),
+    /// The item of a list keyed by name, as `containers` is.
+    Named(String),
+}
+
+/// `spec.objectStorage.prefix`, `metadata.labels["app"]`,
+/// `spec.template.spec.containers[velero].args`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FieldPath(Vec<Step>);
+
+impl FieldPath {
+    /// The path of a top-level field.
+    pub fn root(field: &str) -> FieldPath {
+        FieldPath(vec![Step::Field(field.to_string())])
+    }
+
+    /// A path from its field steps, outermost first.
+    pub fn of<'a>(fields: impl IntoIterator<Item = &'a str>) -> FieldPath {
+        FieldPath(
+            fields
+                .into_iter()
+                .map(|f| Step::Field(f.to_string()))
+                .collect(),
+        )
+    }
+
+    /// This path, one field further in.
+    pub fn field(&self, name: &str) -> FieldPath {
+        let mut steps = self.0.clone();
+        steps.push(Step::Field(name.to_string()));
+        FieldPath(steps)
+    }
+
+    /// This path, into the list item named `name`.
+    pub fn named(&self, name: &str) -> FieldPath {
+        let mut steps = self.0.clone();
+        steps.push(Step::Named(name.to_string()));
+        FieldPath(steps)
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.0
+    }
+
+    /// Whether the path starts with the field `name`.
+    pub fn is_under(&self, name: &str) -> bool {
+        matches!(self.0.first(), Some(Step::Field(first)) if first == name)
+    }
+
+    /// Sets the field to `value` in a JSON merge patch, making the objects on the way.
+    /// `false` when the path goes through a list item, which a merge patch cannot
+    /// address (it replaces lists whole).
+    pub fn set_in_merge_patch(&self, patch: &mut Value, value: Value) -> bool {
+        let Some((last, on_the_way)) = self.0.split_last() else {
+            return false;
+        };
+        let mut node = patch;
+        for step in on_the_way {
+            let Step::Field(name) = step else {
+                return false;
+            };
+            let Some(object) = node.as_object_mut() else {
+                return false;
+            };
+            node = object
+                .entry(name.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+        match (last, node.as_object_mut()) {
+            (Step::Field(name), Some(object)) => {
+                object.insert(name.clone(), value);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a FieldsV1 tree (`{"f:spec": {"f:paused": {}}}`, a list item as
+    /// `{"k:{\"name\":\"velero\"}": …}`) has an entry for this field.
+    pub fn is_in_fields_v1(&self, fields: &Value) -> bool {
+        self.0
+            .iter()
+            .try_fold(fields, |node, step| match step {
+                Step::Field(name) => node.get(format!("f:{name}")),
+                Step::Named(name) => {
+                    node.get(format!("k:{{\"name\":{}}}", Value::String(name.clone())))
+                }
+            })
+            .is_some()
+    }
+}
+
+/// `key` as a path step: bare when it reads unambiguously, quoted otherwise.
+fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (bare, first) {
+        (true, true) => f.write_str(key),
+        (true, false) => write!(f, ".{key}"),
+        (false, _) => write!(f, "[{key:?}]"),
+    }
+}
+
+/// The notation of the plan's text and JSON views.
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, step) in self.0.iter().enumerate() {
+            match step {
+                Step::Field(name) => write_key(f, name, index == 0)?,
+                Step::Named(name) => write!(f, "[{name}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn shown_as_the_plan_shows_fields() {
+        let labels = FieldPath::of(["metadata", "labels"]);
+        assert_eq!(labels.field("app").to_string(), "metadata.labels.app");
+        assert_eq!(
+            labels.field("velero.io/x").to_string(),
+            r#"metadata.labels["velero.io/x"]"#
+        );
+        let args = FieldPath::of(["spec", "template", "spec", "containers"])
+            .named("velero")
+            .field("args");
+        assert_eq!(
+            args.to_string(),
+            "spec.template.spec.containers[velero].args"
+        );
+    }
+
+    #[test]
+    fn found_in_managed_fields_through_list_items() {
+        let fields = json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+            "k:{\"name\":\"velero\"}": {"f:args": {}}}}}}});
+        let args = FieldPath::of(["spec", "template", "spec", "containers"])
+            .named("velero")
+            .field("args");
+        assert!(args.is_in_fields_v1(&fields));
+        let other = FieldPath::of(["spec", "template", "spec", "containers"])
+            .named("sidecar")
+            .field("args");
+        assert!(!other.is_in_fields_v1(&fields));
+        // A key with a dot is one step, not two.
+        let dotted = json!({"f:metadata": {"f:labels": {"f:velero.io/x": {}}}});
+        assert!(
+            FieldPath::of(["metadata", "labels"])
+                .field("velero.io/x")
+                .is_in_fields_v1(&dotted)
+        );
+    }
+
+    #[test]
+    fn a_merge_patch_reaches_fields_but_not_list_items() {
+        let mut patch = json!({});
+        assert!(
+            FieldPath::of(["spec", "config", "region"]).set_in_merge_patch(&mut patch, Value::Null)
+        );
+        assert!(FieldPath::of(["spec", "ttl"]).set_in_merge_patch(&mut patch, Value::Null));
+        assert_eq!(
+            patch,
+            json!({"spec": {"config": {"region": null}, "ttl": null}})
+        );
+        let item = FieldPath::of(["spec", "containers"]).named("velero");
+        assert!(!item.set_in_merge_patch(&mut json!({}), Value::Null));
+    }
+}
