@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use super::args::ApplyArgs;
 use super::{CliError, ExitStatus, Shared, runtime, show};
-use crate::engine::{self, ApplyOptions, PlanOptions, StateSource, saved::SavedPlan};
+use crate::engine::{
+    self, Answer, ApplyOptions, ApplyOutcome, PlanOptions, StateSource, saved::SavedPlan,
+};
+use crate::plan::Plan;
 use crate::report;
 
 pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
@@ -35,58 +38,48 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         bucket_timeout: args.buckets.timeout(),
         now: None,
     };
-    let planned = runtime.block_on(engine::plan(&file, StateSource::Cluster(&cluster), options))?;
+    let mut planned =
+        runtime.block_on(engine::plan(&file, StateSource::Cluster(&cluster), options))?;
     if let Some(saved) = &saved {
         planned.verify(saved, &file)?;
-    }
-    let mut planned = planned;
-    // On a terminal, the deletion guard asks instead of refusing: the count must be
-    // typed back. A pipeline is refused and told about --allow-mass-delete.
-    if !args.auto_approve && std::io::stdin().is_terminal() && only_mass_delete(&planned.plan) {
-        show(&planned.plan.diagnostics, &file.source, shared.color)?;
-        let deleted = planned.plan.summary().delete;
-        eprint!("To delete these {deleted} objects anyway, type `delete {deleted}`: ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != format!("delete {deleted}") {
-            eprintln!("apply cancelled; nothing was applied");
-            return Ok(ExitStatus::Failure);
-        }
-        planned
-            .plan
-            .diagnostics
-            .retain(|d| d.code != crate::diagnostic::Code::MassDelete);
-    }
-    let plan = &planned.plan;
-    show(&plan.diagnostics, &file.source, shared.color)?;
-    report::plan::write_text(
-        plan,
-        &file.source.name,
-        report::plan::TextOptions {
-            color: shared.stdout_color,
-        },
-        &mut std::io::stdout().lock(),
-    )?;
-    if plan.has_errors() {
-        eprintln!("the plan has errors; nothing was applied");
-        return Ok(ExitStatus::Failure);
-    }
-    if plan.has_changes() && !confirmed(args.auto_approve, plan)? {
-        eprintln!("apply cancelled; nothing was applied");
-        return Ok(ExitStatus::Failure);
     }
     let options = ApplyOptions {
         force_conflicts: args.force_conflicts,
         fence: None,
     };
-    runtime
-        .block_on(engine::inputs::wait_until_writable(
-            plan,
-            &snapshot,
-            engine::inputs::STEADY,
-        ))
-        .map_err(engine::EngineError::from)?;
-    let applied = runtime.block_on(engine::apply(&cluster, &file, &planned, &options))?;
+    let mut terminal = Terminal {
+        auto_approve: args.auto_approve,
+        file: &file,
+        shared,
+        failed: None,
+    };
+    let outcome = runtime.block_on(engine::apply(
+        &cluster,
+        &file,
+        &mut planned,
+        &mut terminal,
+        engine::InputsGate::Wait(&snapshot),
+        &options,
+    ));
+    if let Some(error) = terminal.failed {
+        return Err(error);
+    }
+    let outcome = match outcome {
+        Err(engine::EngineError::PlanHasErrors) => {
+            eprintln!("the plan has errors; nothing was applied");
+            return Ok(ExitStatus::Failure);
+        }
+        outcome => outcome?,
+    };
+    let applied = match outcome {
+        ApplyOutcome::Applied(applied) => applied,
+        ApplyOutcome::Unchanged => return Ok(ExitStatus::Success),
+        ApplyOutcome::NotApproved(Answer::Unanswerable) => return Err(CliError::NoTerminal),
+        ApplyOutcome::NotApproved(_) | ApplyOutcome::Deferred { .. } => {
+            eprintln!("apply cancelled; nothing was applied");
+            return Ok(ExitStatus::Failure);
+        }
+    };
     report::apply::write_text(&applied.report, &mut std::io::stdout().lock())?;
     if !applied.report.succeeded() {
         eprintln!(
@@ -124,31 +117,89 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     })
 }
 
-/// Whether the deletion guard is the plan's only error.
-fn only_mass_delete(plan: &crate::plan::Plan) -> bool {
-    let mut errors = plan.diagnostics.iter().filter(|d| d.is_error()).peekable();
-    errors.peek().is_some() && errors.all(|d| d.code == crate::diagnostic::Code::MassDelete)
+/// The terminal as the apply's approver: it shows the plan and asks there; without a
+/// terminal, only `--auto-approve` approves.
+struct Terminal<'a> {
+    auto_approve: bool,
+    file: &'a engine::ValidFile,
+    shared: &'a Shared,
+    /// Showing or asking failed: the error to report once the engine returns.
+    failed: Option<CliError>,
 }
 
-/// Asks on the terminal, naming what the plan deletes; without a terminal, refuses (a
-/// pipeline must say --auto-approve).
-pub(super) fn confirmed(auto_approve: bool, plan: &crate::plan::Plan) -> Result<bool, CliError> {
-    if auto_approve {
-        return Ok(true);
+impl Terminal<'_> {
+    fn asks(&self) -> bool {
+        !self.auto_approve && std::io::stdin().is_terminal()
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::NoTerminal);
+
+    fn remember<T>(&mut self, result: Result<T, CliError>) -> Option<T> {
+        result.map_err(|error| self.failed = Some(error)).ok()
     }
-    let summary = plan.summary();
-    if summary.delete > 0 {
-        eprintln!(
-            "This deletes {} object{} from the cluster.",
-            summary.delete,
-            if summary.delete == 1 { "" } else { "s" }
-        );
-    }
-    eprint!("Apply these changes? Only 'yes' is accepted: ");
+}
+
+/// One line from the terminal, trimmed.
+fn answer_line() -> Result<String, CliError> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    Ok(answer.trim().to_string())
+}
+
+impl engine::Approver for Terminal<'_> {
+    /// On a terminal, the deletion guard asks instead of refusing: the count must be
+    /// typed back. A pipeline is refused and told about --allow-mass-delete.
+    fn allow_mass_delete(&mut self, plan: &Plan) -> Answer {
+        if !self.asks() {
+            return Answer::Unanswerable;
+        }
+        let shown = show(&plan.diagnostics, &self.file.source, self.shared.color);
+        if self.remember(shown).is_none() {
+            return Answer::Cancel;
+        }
+        let deleted = plan.summary().delete;
+        eprint!("To delete these {deleted} objects anyway, type `delete {deleted}`: ");
+        match self.remember(answer_line()) {
+            Some(answer) if answer == format!("delete {deleted}") => Answer::Approve,
+            _ => Answer::Cancel,
+        }
+    }
+
+    fn review(&mut self, plan: &Plan) {
+        let shown = show(&plan.diagnostics, &self.file.source, self.shared.color).and_then(|()| {
+            report::plan::write_text(
+                plan,
+                &self.file.source.name,
+                report::plan::TextOptions {
+                    color: self.shared.stdout_color,
+                },
+                &mut std::io::stdout().lock(),
+            )
+            .map_err(CliError::from)
+        });
+        self.remember(shown);
+    }
+
+    fn approve(&mut self, plan: &Plan) -> Answer {
+        if self.auto_approve {
+            return Answer::Approve;
+        }
+        if self.failed.is_some() {
+            return Answer::Cancel;
+        }
+        if !std::io::stdin().is_terminal() {
+            return Answer::Unanswerable;
+        }
+        let summary = plan.summary();
+        if summary.delete > 0 {
+            eprintln!(
+                "This deletes {} object{} from the cluster.",
+                summary.delete,
+                if summary.delete == 1 { "" } else { "s" }
+            );
+        }
+        eprint!("Apply these changes? Only 'yes' is accepted: ");
+        match self.remember(answer_line()) {
+            Some(answer) if answer == "yes" => Answer::Approve,
+            _ => Answer::Cancel,
+        }
+    }
 }

@@ -326,7 +326,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
     };
     let parallel = args.parallel.get();
     let runtime = fleet_runtime()?;
-    let members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
+    let mut members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
     write_fleet_text(&members, shared, &mut std::io::stdout().lock())?;
     let with_changes = members
         .iter()
@@ -349,7 +349,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
         fence: None,
     };
     let applied = runtime.block_on(fleet::apply(
-        &members,
+        &mut members,
         &shared.target,
         apply_options,
         parallel,
@@ -463,14 +463,18 @@ pub(super) fn apply_saved(
     }
     for (saved, result) in plans.iter().zip(results) {
         match result {
-            Ok(applied) => {
+            fleet::Applied::Done(applied) => {
                 writeln!(stdout, "=== applied: {} ===", saved.file)?;
                 report::apply::write_text(&applied.report, &mut stdout)?;
                 if !applied.converged() {
                     failed += 1;
                 }
             }
-            Err(error) => {
+            fleet::Applied::Skipped => {
+                writeln!(stdout, "=== applied: {} ===", saved.file)?;
+                report::apply::write_text(&Default::default(), &mut stdout)?;
+            }
+            fleet::Applied::Failed(error) => {
                 failed += 1;
                 writeln!(stdout, "=== not applied: {}: {error} ===", saved.file)?;
             }

@@ -406,41 +406,63 @@ impl Applied {
     }
 }
 
-/// Applies each cleanly planned member with changes to its own cluster, at most
-/// `parallel` at once; answers in the order of `members`.
+/// Applies each member's plan to its own cluster through the one apply operation,
+/// approved in advance (the fleet was confirmed as a whole), at most `parallel` at
+/// once; answers in the order of `members`. A member not planned, or whose plan has
+/// errors or no changes, is skipped.
 pub async fn apply(
-    members: &[Member],
+    members: &mut [Member],
     given: &Target,
     options: super::ApplyOptions,
     parallel: usize,
 ) -> Vec<Applied> {
     let options = &options;
-    let applied = futures::stream::iter(members.iter().enumerate())
+    let applied = futures::stream::iter(members.iter_mut().enumerate())
         .map(|(index, member)| async move {
-            let Outcome::Planned(planned) = &member.outcome else {
+            let Outcome::Planned(planned) = &mut member.outcome else {
                 return (index, Applied::Skipped);
             };
-            let (file, planned, snapshot) = planned.as_ref();
-            if planned.plan.has_errors() || !planned.plan.has_changes() {
-                return (index, Applied::Skipped);
-            }
-            let result = async {
-                super::inputs::wait_until_writable(&planned.plan, snapshot, super::inputs::STEADY)
-                    .await?;
-                let connected = cluster::connect(&target_for(file, given)).await?;
-                super::apply(&connected, file, planned, options).await
-            }
-            .await;
-            let applied = match result {
-                Ok(applied) => Applied::Done(Box::new(applied)),
-                Err(error) => Applied::Failed(error),
-            };
-            (index, applied)
+            let (file, planned, snapshot) = planned.as_mut();
+            (
+                index,
+                apply_one(file, planned, snapshot, given, options).await,
+            )
         })
         .buffer_unordered(parallel.max(1));
     let mut applied: Vec<(usize, Applied)> = applied.collect().await;
     applied.sort_by_key(|(index, _)| *index);
     applied.into_iter().map(|(_, applied)| applied).collect()
+}
+
+async fn apply_one(
+    file: &ValidFile,
+    planned: &mut Planned,
+    snapshot: &Snapshot,
+    given: &Target,
+    options: &super::ApplyOptions,
+) -> Applied {
+    if !planned.plan.has_changes() {
+        return Applied::Skipped;
+    }
+    let connected = match cluster::connect(&target_for(file, given)).await {
+        Ok(connected) => connected,
+        Err(error) => return Applied::Failed(error.into()),
+    };
+    let outcome = super::apply(
+        &connected,
+        file,
+        planned,
+        &mut super::Approved,
+        super::InputsGate::Wait(snapshot),
+        options,
+    )
+    .await;
+    match outcome {
+        Ok(super::ApplyOutcome::Applied(applied)) => Applied::Done(Box::new(applied)),
+        // A plan with errors is shown with them in the fleet's plan.
+        Ok(_) | Err(EngineError::PlanHasErrors) => Applied::Skipped,
+        Err(error) => Applied::Failed(error),
+    }
 }
 
 /// One cluster's `status`, or why there is none.
@@ -511,14 +533,15 @@ pub async fn status(
 
 /// Applies saved plans (`plan --out DIR`), each to its own cluster and each refused on
 /// its own when stale: the file is checked and planned again, the plan verified
-/// against the saved one, then applied. In the order of `plans`.
+/// against the saved one, then applied through the one apply operation. In the order
+/// of `plans`.
 pub async fn apply_saved(
     plans: &[super::saved::SavedPlan],
     given: &Target,
     plan_options: PlanOptions,
     options: super::ApplyOptions,
     parallel: usize,
-) -> Vec<Result<super::Applied, EngineError>> {
+) -> Vec<Applied> {
     let options = &options;
     let applied = futures::stream::iter(plans.iter().enumerate())
         .map(|(index, saved)| async move {
@@ -532,23 +555,31 @@ pub async fn apply_saved(
                     }
                 })?;
                 let connected = cluster::connect(&target_for(&file, given)).await?;
-                let planned =
+                let mut planned =
                     super::plan(&file, StateSource::Cluster(&connected), plan_options).await?;
                 planned.verify(saved, &file)?;
-                if planned.plan.has_errors() {
-                    return Err(EngineError::PlanHasErrors);
-                }
-                super::inputs::wait_until_writable(&planned.plan, &snapshot, super::inputs::STEADY)
-                    .await?;
-                super::apply(&connected, &file, &planned, options).await
+                super::apply(
+                    &connected,
+                    &file,
+                    &mut planned,
+                    &mut super::Approved,
+                    super::InputsGate::Wait(&snapshot),
+                    options,
+                )
+                .await
             }
             .await;
-            (index, result)
+            let applied = match result {
+                Ok(super::ApplyOutcome::Applied(applied)) => Applied::Done(Box::new(applied)),
+                Ok(_) => Applied::Skipped,
+                Err(error) => Applied::Failed(error),
+            };
+            (index, applied)
         })
         .buffer_unordered(parallel.max(1));
-    let mut applied: Vec<(usize, Result<super::Applied, EngineError>)> = applied.collect().await;
+    let mut applied: Vec<(usize, Applied)> = applied.collect().await;
     applied.sort_by_key(|(index, _)| *index);
-    applied.into_iter().map(|(_, result)| result).collect()
+    applied.into_iter().map(|(_, applied)| applied).collect()
 }
 
 /// The saved plans in a directory (`*.json`), sorted: each read on its own, so one

@@ -371,6 +371,8 @@ pub struct Applied {
     /// When the writes started (RFC 3339, seconds): Velero's validations after this
     /// are verdicts on them.
     pub started: String,
+    /// The cluster as read for the convergence check, after the writes.
+    pub after: Option<Observed>,
 }
 
 impl Applied {
@@ -380,19 +382,142 @@ impl Applied {
     }
 }
 
-/// Writes the plan's changes in order, then plans the same file again against the
-/// cluster: after a complete apply nothing may be left to change. The one way to the
-/// cluster's writes, so the rule lives here: a plan with errors writes nothing,
-/// whichever front end asked (callers check first only to say it their way).
+/// A front end's answer when asked whether a plan may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Approve,
+    Cancel,
+    /// There is no one to ask (no terminal, and approval was not given in advance).
+    Unanswerable,
+}
+
+/// The front end's part of an apply: what it shows and whom it asks. The daemon and a
+/// fleet already confirmed approve without asking.
+pub trait Approver {
+    /// The deletion guard is the plan's only error: may the deletions go ahead? Asked
+    /// before anything else. No cancels the apply; unanswerable leaves the guard to
+    /// refuse the plan.
+    fn allow_mass_delete(&mut self, _plan: &Plan) -> Answer {
+        Answer::Unanswerable
+    }
+    /// Shown the plan as it will be judged (errors included), before the judgement.
+    fn review(&mut self, _plan: &Plan) {}
+    /// The plan has no errors and changes something: may it be written?
+    fn approve(&mut self, plan: &Plan) -> Answer;
+}
+
+/// Approval given in advance: `--auto-approve`, a confirmed fleet, the daemon.
+pub struct Approved;
+
+impl Approver for Approved {
+    fn approve(&mut self, _plan: &Plan) -> Answer {
+        Answer::Approve
+    }
+}
+
+/// Nothing is approved: `watch --dry-run` plans and reports only.
+pub struct DryRun;
+
+impl Approver for DryRun {
+    fn approve(&mut self, _plan: &Plan) -> Answer {
+        Answer::Cancel
+    }
+}
+
+/// When the inputs a plan was made from let it be written ([`inputs::guard`]).
+pub enum InputsGate<'a> {
+    /// Wait until they are steady and unchanged (a command has nothing else to do).
+    Wait(&'a inputs::Snapshot),
+    /// Decide now and hand a wait back (the daemon serves events meanwhile).
+    Decide(&'a mut (dyn FnMut(&Plan) -> inputs::Guard + Send)),
+}
+
+/// What [`apply`] did.
+#[derive(Debug)]
+pub enum ApplyOutcome {
+    /// The plan changes nothing: nothing was asked or written.
+    Unchanged,
+    /// Not approved: nothing was written.
+    NotApproved(Answer),
+    /// The inputs are not ready to be written from: nothing was written yet.
+    Deferred {
+        wait: Duration,
+        reason: String,
+    },
+    Applied(Applied),
+}
+
+/// The one apply of every front end (a command, each cluster of a fleet, the daemon's
+/// rounds): the deletion guard's override, the plan shown, a plan with errors refused,
+/// approval, the inputs' gate, then the writes in the plan's stages and a plan of the
+/// same file again, which after a complete apply must be empty.
 pub async fn apply(
+    cluster: &Cluster,
+    file: &ValidFile,
+    planned: &mut Planned,
+    approver: &mut (dyn Approver + Send),
+    gate: InputsGate<'_>,
+    options: &ApplyOptions,
+) -> Result<ApplyOutcome, EngineError> {
+    if only_mass_delete(&planned.plan) {
+        match approver.allow_mass_delete(&planned.plan) {
+            Answer::Approve => planned
+                .plan
+                .diagnostics
+                .retain(|d| d.code != Code::MassDelete),
+            Answer::Cancel => return Ok(ApplyOutcome::NotApproved(Answer::Cancel)),
+            // No one to ask: the guard stands, and refuses the plan below.
+            Answer::Unanswerable => {}
+        }
+    }
+    approver.review(&planned.plan);
+    if planned.plan.has_errors() {
+        return Err(EngineError::PlanHasErrors);
+    }
+    if !planned.plan.has_changes() {
+        return Ok(ApplyOutcome::Unchanged);
+    }
+    match approver.approve(&planned.plan) {
+        Answer::Approve => {}
+        answer => return Ok(ApplyOutcome::NotApproved(answer)),
+    }
+    match gate {
+        InputsGate::Wait(snapshot) => {
+            inputs::wait_until_writable(&planned.plan, snapshot, inputs::STEADY).await?;
+        }
+        InputsGate::Decide(guard) => match guard(&planned.plan) {
+            inputs::Guard::Write => {}
+            inputs::Guard::Wait { wait, reason } => {
+                return Ok(ApplyOutcome::Deferred { wait, reason });
+            }
+            inputs::Guard::Moved => {
+                return Ok(ApplyOutcome::Deferred {
+                    wait: Duration::ZERO,
+                    reason: "an input changed since it was read; reading it again".to_string(),
+                });
+            }
+        },
+    }
+    execute(cluster, file, planned, options)
+        .await
+        .map(ApplyOutcome::Applied)
+}
+
+/// Whether the deletion guard is the plan's only error.
+fn only_mass_delete(plan: &Plan) -> bool {
+    let mut errors = plan.diagnostics.iter().filter(|d| d.is_error()).peekable();
+    errors.peek().is_some() && errors.all(|d| d.code == Code::MassDelete)
+}
+
+/// Writes the plan, then plans the same file again against the cluster: after a
+/// complete apply nothing may be left to change. Only [`apply`] calls it, after its
+/// checks.
+async fn execute(
     cluster: &Cluster,
     file: &ValidFile,
     planned: &Planned,
     options: &ApplyOptions,
 ) -> Result<Applied, EngineError> {
-    if planned.plan.has_errors() {
-        return Err(EngineError::PlanHasErrors);
-    }
     let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let report = cluster::apply::apply(
         cluster,
@@ -404,16 +529,19 @@ pub async fn apply(
     )
     .await;
     let mut not_converged = None;
+    let mut read_after = None;
     if report.succeeded() && planned.plan.has_changes() {
         let after =
             cluster::read::state(cluster, &planned.desired, &file.config.velero.deployment).await?;
         let replan = plan::plan(&planned.desired, &after, &plan::Context::default());
         not_converged = plan::not_converged(&replan, &after);
+        read_after = Some(after);
     }
     Ok(Applied {
         report,
         not_converged,
         started,
+        after: read_after,
     })
 }
 
@@ -521,9 +649,21 @@ pub async fn status(
     bucket_timeout: Option<Duration>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Status, EngineError> {
-    use crate::copies::{self, Presence};
     let desired = file.desired(false);
     let (observed, _) = observe(file, &desired, StateSource::Cluster(cluster)).await?;
+    status_of(cluster, file, observed, bucket_timeout, now).await
+}
+
+/// [`status`] from a state already read (the daemon's round has just read it).
+pub async fn status_of(
+    cluster: &Cluster,
+    file: &ValidFile,
+    observed: Observed,
+    bucket_timeout: Option<Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Status, EngineError> {
+    use crate::copies::{self, Presence};
+    let desired = file.desired(false);
     let mut judged = copies::copies(&file.config, &observed, now);
     if let Some(timeout) = bucket_timeout {
         let targets: std::collections::BTreeMap<String, buckets::BucketTarget> =
@@ -614,7 +754,11 @@ pub struct ReconcileOptions {
 #[derive(Debug, Clone)]
 pub enum Reconciled {
     /// The cluster already equals the file.
-    Unchanged { plan: Plan },
+    Unchanged {
+        plan: Plan,
+        /// The cluster as the plan read it.
+        observed: Box<Observed>,
+    },
     /// The plan may not be written yet ([`inputs::guard`]): its inputs have not been
     /// quiet long enough, or moved since they were read. Nothing was written; plan
     /// again from a new read after `wait`.
@@ -624,7 +768,7 @@ pub enum Reconciled {
         reason: String,
     },
     /// `--dry-run`: the plan has changes; nothing was written.
-    DryRun { plan: Plan },
+    DryRun { plan: Plan, observed: Box<Observed> },
     /// The changes were written and the cluster now equals the file.
     Applied {
         plan: Plan,
@@ -632,6 +776,20 @@ pub enum Reconciled {
         /// Fields the apply took from other field managers (with `force_conflicts`).
         takeovers: Vec<Takeover>,
     },
+}
+
+impl Reconciled {
+    /// The cluster as the round last read it, when that read is current: not after a
+    /// deferred round, whose writes are still to come.
+    pub fn observed(&self) -> Option<&Observed> {
+        match self {
+            Reconciled::Unchanged { observed, .. } | Reconciled::DryRun { observed, .. } => {
+                Some(observed)
+            }
+            Reconciled::Applied { applied, .. } => applied.after.as_ref(),
+            Reconciled::Deferred { .. } => None,
+        }
+    }
 }
 
 /// A field another field manager had set, which a forced apply took over.
@@ -764,43 +922,58 @@ pub async fn converge(
     cluster: &Cluster,
     file: &ValidFile,
     options: &ReconcileOptions,
-    may_write: impl FnOnce(&Plan) -> inputs::Guard,
+    may_write: impl FnOnce(&Plan) -> inputs::Guard + Send,
 ) -> Result<Reconciled, ReconcileError> {
-    let planned = plan(file, StateSource::Cluster(cluster), options.plan)
+    let mut planned = plan(file, StateSource::Cluster(cluster), options.plan)
         .await
         .map_err(ReconcileError::Cluster)?;
-    if planned.plan.has_errors() {
-        return Err(ReconcileError::Refused {
-            file: file.source.clone(),
-            plan: planned.plan,
-        });
-    }
-    if !planned.plan.has_changes() {
-        return Ok(Reconciled::Unchanged { plan: planned.plan });
-    }
-    if options.dry_run {
-        return Ok(Reconciled::DryRun { plan: planned.plan });
-    }
-    match may_write(&planned.plan) {
-        inputs::Guard::Write => {}
-        inputs::Guard::Wait { wait, reason } => {
+    let mut may_write = Some(may_write);
+    let mut guard = move |plan: &Plan| match may_write.take() {
+        Some(may_write) => may_write(plan),
+        None => inputs::Guard::Moved,
+    };
+    let mut approver: Box<dyn Approver + Send> = match options.dry_run {
+        true => Box::new(DryRun),
+        false => Box::new(Approved),
+    };
+    let outcome = apply(
+        cluster,
+        file,
+        &mut planned,
+        approver.as_mut(),
+        InputsGate::Decide(&mut guard),
+        &options.apply,
+    )
+    .await;
+    let applied = match outcome {
+        Err(EngineError::PlanHasErrors) => {
+            return Err(ReconcileError::Refused {
+                file: file.source.clone(),
+                plan: planned.plan,
+            });
+        }
+        Err(error) => return Err(ReconcileError::Cluster(error)),
+        Ok(ApplyOutcome::Unchanged) => {
+            return Ok(Reconciled::Unchanged {
+                plan: planned.plan,
+                observed: Box::new(planned.observed),
+            });
+        }
+        Ok(ApplyOutcome::NotApproved(_)) => {
+            return Ok(Reconciled::DryRun {
+                plan: planned.plan,
+                observed: Box::new(planned.observed),
+            });
+        }
+        Ok(ApplyOutcome::Deferred { wait, reason }) => {
             return Ok(Reconciled::Deferred {
                 plan: planned.plan,
                 wait,
                 reason,
             });
         }
-        inputs::Guard::Moved => {
-            return Ok(Reconciled::Deferred {
-                plan: planned.plan,
-                wait: Duration::ZERO,
-                reason: "an input changed since it was read; reading it again".to_string(),
-            });
-        }
-    }
-    let applied = apply(cluster, file, &planned, &options.apply)
-        .await
-        .map_err(ReconcileError::Cluster)?;
+        Ok(ApplyOutcome::Applied(applied)) => applied,
+    };
     if !applied.report.succeeded() {
         return Err(ReconcileError::ApplyFailed {
             plan: planned.plan,

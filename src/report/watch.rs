@@ -23,7 +23,7 @@ pub fn round(trigger: &str, result: Result<Option<&Reconciled>, &ReconcileError>
                 "not written yet"
             );
         }
-        Ok(Some(Reconciled::DryRun { plan })) => {
+        Ok(Some(Reconciled::DryRun { plan, .. })) => {
             planned(plan, trigger);
             info!("--dry-run: nothing applied");
         }

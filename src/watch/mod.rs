@@ -508,9 +508,9 @@ impl Daemon {
         self.settled = matches!(&result, Ok(Round::Standby | Round::Unchanged))
             || matches!(&result, Ok(Round::Done(r)) if !matches!(r.as_ref(), Reconciled::Deferred { .. }));
         if let Ok(Round::Done(done)) = &result
-            && !matches!(done.as_ref(), Reconciled::Deferred { .. })
+            && let Some(observed) = done.observed()
         {
-            self.follow_copies().await;
+            self.follow_copies(Some(observed.clone())).await;
         }
         result
     }
@@ -597,17 +597,25 @@ impl Daemon {
     /// A drill ended: the copies' drill records (and so the metrics) are read again.
     async fn drill_ended(&mut self) {
         self.drill_task = None;
-        self.follow_copies().await;
+        self.follow_copies(None).await;
     }
 
     /// Judges every copy of every declared schedule (with the bucket checks, unless
-    /// they are off) for the copy metrics.
-    async fn follow_copies(&self) {
+    /// they are off) for the copy metrics: from the state the round just read, else
+    /// from a read of its own.
+    async fn follow_copies(&self, observed: Option<crate::observe::Observed>) {
         let Some(file) = &self.last_valid else {
             return;
         };
         let bucket_timeout = self.options.reconcile.plan.bucket_timeout;
-        match engine::status(&self.cluster, file, bucket_timeout, chrono::Utc::now()).await {
+        let now = chrono::Utc::now();
+        let status = match observed {
+            Some(observed) => {
+                engine::status_of(&self.cluster, file, observed, bucket_timeout, now).await
+            }
+            None => engine::status(&self.cluster, file, bucket_timeout, now).await,
+        };
+        match status {
             Ok(status) => http::lock(&self.health).copies = status.copies,
             Err(error) => warn!(%error, "cannot read the schedules' backups"),
         }

@@ -293,8 +293,16 @@ fn the_engines_apply_refuses_a_plan_with_errors_before_any_request() {
                 "an error a front end did not look at",
             ));
         live.proxy().hooks().clear();
-        let refused =
-            stowage::engine::apply(&cluster, &file, &planned, &ApplyOptions::default()).await;
+        let mut write_now = |_: &stowage::plan::Plan| stowage::engine::inputs::Guard::Write;
+        let refused = stowage::engine::apply(
+            &cluster,
+            &file,
+            &mut planned,
+            &mut stowage::engine::Approved,
+            stowage::engine::InputsGate::Decide(&mut write_now),
+            &ApplyOptions::default(),
+        )
+        .await;
         assert!(
             matches!(refused, Err(stowage::engine::EngineError::PlanHasErrors)),
             "{refused:?}"
