@@ -18,6 +18,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig}
 
 use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject, string_map};
 use crate::secret::SecretValue;
+use crate::secret::formats::{AwsFile, AzureFile, GcpKey};
 use crate::velero::Plugin;
 
 /// The top-level folders Velero accepts under a location's prefix.
@@ -331,12 +332,16 @@ fn not_checked(reason: impl Into<String>) -> BucketStatus {
     }
 }
 
-fn credential_text(target: &BucketTarget) -> Result<String, BucketStatus> {
+fn credential_value(target: &BucketTarget) -> Result<&SecretValue, BucketStatus> {
     match &target.credential {
         CredentialValue::Unavailable(reason) => Err(not_checked(reason.clone())),
-        CredentialValue::Value(value) => String::from_utf8(value.expose().to_vec())
-            .map_err(|_| not_checked("the credential is not UTF-8 text")),
+        CredentialValue::Value(value) => Ok(value),
     }
+}
+
+/// A value read from a credential, for a client builder.
+fn plain(value: &SecretValue) -> String {
+    String::from_utf8_lossy(value.expose()).into_owned()
 }
 
 /// An object_store client for the target, built only from explicit settings: never
@@ -364,14 +369,14 @@ fn aws_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let text = credential_text(target)?;
+    let file = AwsFile::read(credential_value(target)?).map_err(|e| not_checked(e.to_string()))?;
     let profile = target
         .config
         .get("profile")
         .filter(|p| !p.is_empty())
         .map(String::as_str)
         .unwrap_or("default");
-    let keys = aws_profile(&text, profile).ok_or_else(|| {
+    let keys = aws_keys(&file, profile).ok_or_else(|| {
         not_checked(format!(
             "profile [{profile}] has no static keys (roles and SSO cannot be checked from here)"
         ))
@@ -416,43 +421,21 @@ struct AwsKeys {
     session_token: Option<String>,
 }
 
-fn aws_profile(text: &str, profile: &str) -> Option<AwsKeys> {
-    let options = ini::ParseOption {
-        enabled_quote: false,
-        enabled_escape: false,
-        ..ini::ParseOption::default()
-    };
-    let parsed = ini::Ini::load_from_str_opt(text, options).ok()?;
-    let wanted = [profile.to_string(), format!("profile {profile}")];
-    let (_, properties) = parsed
-        .iter()
-        .find(|(name, _)| name.is_some_and(|name| wanted.iter().any(|w| w == name.trim())))?;
-    let get = |key: &str| {
-        properties
-            .iter()
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+fn aws_keys(file: &AwsFile, profile: &str) -> Option<AwsKeys> {
+    let section = file.profile(profile)?;
     Some(AwsKeys {
-        access_key_id: get("aws_access_key_id")?,
-        secret_access_key: get("aws_secret_access_key")?,
-        session_token: get("aws_session_token"),
+        access_key_id: plain(section.get("aws_access_key_id")?),
+        secret_access_key: plain(section.get("aws_secret_access_key")?),
+        session_token: section.get("aws_session_token").map(plain),
     })
-}
-
-fn dotenv(text: &str) -> BTreeMap<String, String> {
-    dotenvy::from_read_iter(text.as_bytes())
-        .filter_map(Result::ok)
-        .collect()
 }
 
 fn azure_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let text = credential_text(target)?;
-    let values = dotenv(&text);
+    let values =
+        AzureFile::read(credential_value(target)?).map_err(|e| not_checked(e.to_string()))?;
     let account = target
         .config
         .get("storageAccount")
@@ -481,9 +464,9 @@ fn azure_store(
         values.get("AZURE_CLIENT_SECRET"),
         values.get("AZURE_TENANT_ID"),
     ) {
-        (Some(key), _, _, _) if !key.is_empty() => builder.with_access_key(key),
+        (Some(key), _, _, _) => builder.with_access_key(plain(key)),
         (_, Some(client), Some(secret), Some(tenant)) => {
-            builder.with_client_secret_authorization(client, secret, tenant)
+            builder.with_client_secret_authorization(plain(client), plain(secret), plain(tenant))
         }
         _ => {
             return Err(not_checked(
@@ -506,15 +489,9 @@ fn gcp_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let text = credential_text(target)?;
-    let kind = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|json| {
-            json.get("type")
-                .and_then(|t| t.as_str())
-                .map(str::to_string)
-        });
-    if kind.as_deref() != Some("service_account") {
+    let value = credential_value(target)?;
+    let key = GcpKey::read(value).ok();
+    if key.as_ref().and_then(GcpKey::kind) != Some("service_account") {
         return Err(not_checked(
             "only service-account keys can be checked from here",
         ));
@@ -522,7 +499,7 @@ fn gcp_store(
     let url = target.config.get("storeEndpoint").map(String::as_str);
     let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_bucket_name(&target.bucket)
-        .with_service_account_key(text)
+        .with_service_account_key(plain(value))
         .with_retry(retry())
         .with_client_options(client_options(target)?)
         .with_http_connector(connector);

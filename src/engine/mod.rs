@@ -372,7 +372,7 @@ pub struct Applied {
     /// are verdicts on them.
     pub started: String,
     /// The cluster as read for the convergence check, after the writes.
-    pub after: Option<Observed>,
+    pub after: Option<Box<Observed>>,
 }
 
 impl Applied {
@@ -535,7 +535,7 @@ async fn execute(
             cluster::read::state(cluster, &planned.desired, &file.config.velero.deployment).await?;
         let replan = plan::plan(&planned.desired, &after, &plan::Context::default());
         not_converged = plan::not_converged(&replan, &after);
-        read_after = Some(after);
+        read_after = Some(Box::new(after));
     }
     Ok(Applied {
         report,
@@ -786,7 +786,7 @@ impl Reconciled {
             Reconciled::Unchanged { observed, .. } | Reconciled::DryRun { observed, .. } => {
                 Some(observed)
             }
-            Reconciled::Applied { applied, .. } => applied.after.as_ref(),
+            Reconciled::Applied { applied, .. } => applied.after.as_deref(),
             Reconciled::Deferred { .. } => None,
         }
     }

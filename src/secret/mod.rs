@@ -4,6 +4,7 @@
 //! cannot reach output, logs or errors by formatting. Code that needs the bytes asks for
 //! them by name (`expose`), which makes every such place easy to find.
 
+pub mod formats;
 pub mod sops;
 
 use std::fmt;

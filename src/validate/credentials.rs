@@ -6,6 +6,7 @@
 //! a credential's content into a message.
 
 use crate::secret::SecretValue;
+use crate::secret::formats::{AwsFile, AzureFile, GcpKey};
 
 use crate::velero::Plugin;
 
@@ -31,59 +32,21 @@ impl Need {
 
 /// Checks `value` against `need`; each problem is a sentence without secret content.
 pub fn check_format(value: &SecretValue, need: &Need) -> Vec<String> {
-    let Ok(text) = std::str::from_utf8(value.expose()) else {
-        return vec!["the credential is not UTF-8 text".to_string()];
+    let problems = match need {
+        Need::AwsProfile(profile) => AwsFile::read(value).map(|file| check_aws(&file, profile)),
+        Need::AzureKeys(required) => {
+            AzureFile::read(value).map(|file| check_azure(&file, required))
+        }
+        Need::Gcp => GcpKey::read(value).map(|key| check_gcp(&key)),
     };
-    // The plugins' parsers would take the mark for part of the first line, and every
-    // check below would then describe the symptom instead of the cause.
-    if text.starts_with('\u{feff}') {
-        return vec![
-            "the file starts with a byte-order mark (U+FEFF), which Velero's plugins read as part of its first line: save it as UTF-8 without one".to_string(),
-        ];
-    }
-    match need {
-        Need::AwsProfile(profile) => check_aws(text, profile),
-        Need::AzureKeys(required) => check_azure(text, required),
-        Need::Gcp => check_gcp(text),
-    }
+    problems.unwrap_or_else(|error| vec![error.to_string()])
 }
 
-fn check_aws(text: &str, profile: &str) -> Vec<String> {
-    let options = ini::ParseOption {
-        enabled_quote: false,
-        enabled_escape: false,
-        ..ini::ParseOption::default()
-    };
-    let parsed = match ini::Ini::load_from_str_opt(text, options) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            // rust-ini counts lines from one already, and reads an unclosed section
-            // header on to the end of the file: find that header's line here.
-            let line = text
-                .lines()
-                .position(|line| {
-                    let line = line.trim();
-                    line.starts_with('[') && !line.contains(']')
-                })
-                .map_or(error.line, |index| index + 1);
-            return vec![format!(
-                "not an AWS shared-credentials file: syntax error on line {line}"
-            )];
-        }
-    };
-    let wanted = [profile.to_string(), format!("profile {profile}")];
-    let section = parsed
-        .iter()
-        .find(|(name, _)| name.is_some_and(|name| wanted.iter().any(|w| w == name.trim())));
-    let Some((_, properties)) = section else {
+fn check_aws(file: &AwsFile, profile: &str) -> Vec<String> {
+    let Some(properties) = file.profile(profile) else {
         // The other sections' names are the file's content: say where they are, not
         // what they are called.
-        let lines: Vec<String> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| line.trim_start().starts_with('['))
-            .map(|(index, _)| (index + 1).to_string())
-            .collect();
+        let lines: Vec<String> = file.header_lines().iter().map(usize::to_string).collect();
         let found = match lines.as_slice() {
             [] => "the file has no sections".to_string(),
             [one] => format!("the file's sections start on line {one}"),
@@ -98,11 +61,7 @@ fn check_aws(text: &str, profile: &str) -> Vec<String> {
             "the AWS credentials have no [{profile}] profile ({found})"
         )];
     };
-    let has = |key: &str| {
-        properties
-            .iter()
-            .any(|(k, v)| k.trim().eq_ignore_ascii_case(key) && !v.trim().is_empty())
-    };
+    let has = |key: &str| properties.has(key);
     let mut problems = Vec::new();
     let key_id = has("aws_access_key_id");
     let secret = has("aws_secret_access_key");
@@ -147,36 +106,8 @@ const AZURE_KEYS: &[&str] = &[
 
 /// Keys and values of an Azure credential file. The values stay here: only key names
 /// and whether a value is set leave this module.
-fn azure_entries(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut entries = Vec::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        match item {
-            Ok((key, value)) => entries.push((key, value.trim().to_string())),
-            Err(_) => {
-                // dotenvy's error quotes the line; report only its number.
-                let line = text
-                    .lines()
-                    .position(|line| {
-                        let line = line.trim();
-                        !line.is_empty() && !line.starts_with('#') && !line.contains('=')
-                    })
-                    .map(|index| format!(" on line {}", index + 1))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "not an Azure credentials file of KEY=VALUE lines: syntax error{line}"
-                ));
-            }
-        }
-    }
-    Ok(entries)
-}
-
-fn check_azure(text: &str, required: &[String]) -> Vec<String> {
-    let entries = match azure_entries(text) {
-        Ok(entries) => entries,
-        Err(problem) => return vec![problem],
-    };
-    let has = |key: &str| entries.iter().any(|(k, v)| k == key && !v.is_empty());
+fn check_azure(file: &AzureFile, required: &[String]) -> Vec<String> {
+    let has = |key: &str| file.has(key);
     let mut problems = Vec::new();
     for key in required {
         if !has(key) {
@@ -203,8 +134,9 @@ fn check_azure(text: &str, required: &[String]) -> Vec<String> {
         "azureusgovernment",
         "azureusgovernmentcloud",
     ];
-    let unknown_cloud = entries.iter().any(|(key, value)| {
-        key == "AZURE_CLOUD_NAME" && !known_clouds.contains(&value.to_ascii_lowercase().as_str())
+    let unknown_cloud = file.get("AZURE_CLOUD_NAME").is_some_and(|value| {
+        let name = String::from_utf8_lossy(value.expose()).to_ascii_lowercase();
+        !known_clouds.contains(&name.as_str())
     });
     if unknown_cloud {
         problems.push(
@@ -212,10 +144,10 @@ fn check_azure(text: &str, required: &[String]) -> Vec<String> {
                 .to_string(),
         );
     }
-    for (key, _) in &entries {
+    for key in file.keys() {
         if key.starts_with("AZURE_")
-            && !AZURE_KEYS.contains(&key.as_str())
-            && !required.contains(key)
+            && !AZURE_KEYS.contains(&key)
+            && !required.iter().any(|r| r == key)
         {
             match crate::diagnostic::nearest(key, AZURE_KEYS.iter().copied()) {
                 Some(suggestion) => problems.push(format!(
@@ -231,27 +163,9 @@ fn check_azure(text: &str, required: &[String]) -> Vec<String> {
     problems
 }
 
-fn check_gcp(text: &str) -> Vec<String> {
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(error) => {
-            return vec![format!(
-                "not a GCP JSON key: invalid JSON at line {}, column {}",
-                error.line(),
-                error.column()
-            )];
-        }
-    };
-    let Some(object) = value.as_object() else {
-        return vec!["not a GCP JSON key: the file is not a JSON object".to_string()];
-    };
-    let text_field = |key: &str| {
-        object
-            .get(key)
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|v| !v.is_empty())
-    };
-    match object.get("type").and_then(serde_json::Value::as_str) {
+fn check_gcp(key: &GcpKey) -> Vec<String> {
+    let text_field = |field: &str| key.has_text(field);
+    match key.kind() {
         Some("service_account") => {
             let mut problems = Vec::new();
             if !text_field("client_email") {
