@@ -21,9 +21,9 @@ fn files(given: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, CliErr
 
 pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
     let mut failed = 0;
-    let mut documents = Vec::new();
     let files = files(&args.file.files)?;
     let checked = fleet::check_all(&files, &shared.target);
+    let mut results = Vec::new();
     for (path, checked) in files.iter().zip(checked) {
         let (source, diagnostics) = match checked.map(|snapshot| snapshot.checked) {
             Ok(checked) => (checked.loaded.source, checked.diagnostics),
@@ -32,13 +32,17 @@ pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatu
                 (source, vec![diagnostic])
             }
         };
+        results.push((source, diagnostics));
+    }
+    let mut located = Vec::new();
+    for (source, diagnostics) in &results {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
             failed += 1;
         }
         match args.format {
             Format::Text => {
-                show(&diagnostics, &source, shared.color)?;
+                show(diagnostics, source, shared.color)?;
                 let checked_summary = if errors > 0 {
                     format!("{errors} error(s)")
                 } else {
@@ -46,21 +50,21 @@ pub(super) fn validate(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatu
                 };
                 eprintln!("{}: {checked_summary}", source.name);
             }
-            Format::Json => {
-                let located = shown::locate(&diagnostics, &source);
-                documents.push(serde_json::json!({
-                    "file": source.name,
-                    "valid": errors == 0,
-                    "diagnostics": shown::wire(&located),
-                }));
-            }
+            Format::Json => located.push((source, errors, shown::locate(diagnostics, source))),
         }
     }
     if args.format == Format::Json {
-        let document = serde_json::json!({
-            "format_version": report::FORMAT_VERSION,
-            "files": documents,
-        });
+        let document = report::fleet::WireValidations {
+            files: located
+                .iter()
+                .map(|(source, errors, located)| report::fleet::WireValidation {
+                    diagnostics: shown::wire(located),
+                    file: source.name.clone(),
+                    valid: *errors == 0,
+                })
+                .collect(),
+            format_version: report::FORMAT_VERSION,
+        };
         let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &document)?;
         stdout.write_all(b"\n")?;
@@ -133,40 +137,43 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
             }
         }
         PlanFormat::Json => {
-            let clusters: Vec<serde_json::Value> = members
+            // Each planned member's diagnostics (the file's and the plan's), located.
+            let located: Vec<Option<Vec<shown::Located<'_>>>> = members
                 .iter()
-                .map(|member| {
-                    let plan = match &member.outcome {
-                        Outcome::Planned(planned) => {
-                            let (file, planned, _) = planned.as_ref();
-                            let every: Vec<_> = file
-                                .diagnostics
-                                .iter()
-                                .chain(&planned.plan.diagnostics)
-                                .cloned()
-                                .collect();
-                            let located = shown::locate(&every, &file.source);
-                            serde_json::to_value(report::plan::wire(
-                                &planned.plan,
-                                shown::wire(&located),
-                            ))
-                            .unwrap_or_default()
-                        }
-                        _ => serde_json::Value::Null,
-                    };
-                    serde_json::json!({
-                        "file": member.file.display().to_string(),
-                        "context": member.context,
-                        "result": result_of(member),
-                        "error": (!matches!(member.outcome, Outcome::Planned(_))).then(|| problem_of(member)),
-                        "plan": plan,
-                    })
+                .map(|member| match &member.outcome {
+                    Outcome::Planned(planned) => {
+                        let (file, planned, _) = planned.as_ref();
+                        let mut located = shown::locate(&file.diagnostics, &file.source);
+                        located.extend(shown::locate(&planned.plan.diagnostics, &file.source));
+                        Some(located)
+                    }
+                    _ => None,
                 })
                 .collect();
-            let document = serde_json::json!({
-                "format_version": report::FORMAT_VERSION,
-                "clusters": clusters,
-            });
+            let clusters = members
+                .iter()
+                .zip(&located)
+                .map(|(member, located)| {
+                    let plan = match (&member.outcome, located) {
+                        (Outcome::Planned(planned), Some(located)) => {
+                            Some(report::plan::wire(&planned.1.plan, shown::wire(located)))
+                        }
+                        _ => None,
+                    };
+                    report::fleet::WireClusterPlan {
+                        context: member.context.as_deref(),
+                        error: (!matches!(member.outcome, Outcome::Planned(_)))
+                            .then(|| problem_of(member)),
+                        file: member.file.display().to_string(),
+                        plan,
+                        result: result_of(member),
+                    }
+                })
+                .collect();
+            let document = report::fleet::WirePlans {
+                clusters,
+                format_version: report::FORMAT_VERSION,
+            };
             serde_json::to_writer_pretty(&mut stdout, &document)?;
             stdout.write_all(b"\n")?;
         }

@@ -90,14 +90,24 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
                         writeln!(stdout, "=== {} ({context}) ===", cluster.file.display())?;
                         report::status::write_velero(status.velero.as_ref(), &mut stdout)?;
                         report::status::write_text(&status.observed, now, &mut stdout)?;
-                        report::status::write_copies(&status.copies, status.buckets_checked, now, &mut stdout)?;
+                        report::status::write_copies(
+                            &status.copies,
+                            status.buckets_checked,
+                            now,
+                            &mut stdout,
+                        )?;
                         writeln!(stdout)?;
                     }
-                    Format::Json => clusters.push(serde_json::json!({
-                        "file": cluster.file.display().to_string(),
-                        "context": cluster.context,
-                        "status": report::status::wire_copies(&status.copies, status.buckets_checked, status.velero.as_ref()),
-                    })),
+                    Format::Json => clusters.push(report::fleet::WireClusterStatus {
+                        context: cluster.context.as_deref(),
+                        error: None,
+                        file: cluster.file.display().to_string(),
+                        status: Some(report::status::wire_copies(
+                            &status.copies,
+                            status.buckets_checked,
+                            status.velero.as_ref(),
+                        )),
+                    }),
                 }
             }
             Err(problem) => {
@@ -108,18 +118,21 @@ fn fleet(args: &StatusArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
                         "=== {} ({context}) ===\n{problem}\n",
                         cluster.file.display()
                     )?,
-                    Format::Json => clusters.push(serde_json::json!({
-                        "file": cluster.file.display().to_string(),
-                        "context": cluster.context,
-                        "error": problem,
-                    })),
+                    Format::Json => clusters.push(report::fleet::WireClusterStatus {
+                        context: cluster.context.as_deref(),
+                        error: Some(problem),
+                        file: cluster.file.display().to_string(),
+                        status: None,
+                    }),
                 }
             }
         }
     }
     if args.format == Format::Json {
-        let document =
-            serde_json::json!({"format_version": report::FORMAT_VERSION, "clusters": clusters});
+        let document = report::fleet::WireStatuses {
+            clusters,
+            format_version: report::FORMAT_VERSION,
+        };
         serde_json::to_writer_pretty(&mut stdout, &document)?;
         stdout.write_all(b"\n")?;
     }

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod diagnostics;
 pub mod drill;
 pub mod explain;
+pub mod fleet;
 pub mod log_format;
 pub mod plan;
 pub mod status;
