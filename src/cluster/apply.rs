@@ -72,13 +72,17 @@ impl Report {
 
 /// The object a server-side apply sends, as JSON; the Secret's values are encoded
 /// here, at the last moment, by `render`'s one encoder.
-fn body_json(body: &Body, object: &ObjectRef) -> Result<Value, &'static str> {
+fn body_json<'a>(
+    body: &'a Body,
+    object: &ObjectRef,
+) -> Result<std::borrow::Cow<'a, Value>, &'static str> {
     match body {
-        Body::Object(manifest) => Ok(manifest.clone()),
+        Body::Object(manifest) => Ok(std::borrow::Cow::Borrowed(manifest.as_ref())),
         Body::Secret {
             data: SecretData::Values(values),
             labels,
         } => serde_json::to_value(crate::render::secret_object(object, labels, values))
+            .map(std::borrow::Cow::Owned)
             .map_err(|_| "the Secret could not be encoded"),
         Body::Secret {
             data: SecretData::Withheld(_),

@@ -95,8 +95,8 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Body {
-    /// A manifest, exactly as sent.
-    Object(Value),
+    /// A manifest, exactly as sent (shared with the rendered state it comes from).
+    Object(std::sync::Arc<Value>),
     /// A Secret with only the declared keys; encoded as Kubernetes takes it only when
     /// sent.
     Secret {

@@ -747,7 +747,7 @@ impl Planner<'_> {
                 object: flag.deployment.clone(),
                 stage: Stage::of(Action::Update, Kind::Deployment, false),
                 request: Request::Apply {
-                    body: Body::Object(body),
+                    body: Body::Object(body.into()),
                     remove: None,
                 },
                 prepare: None,
@@ -1228,7 +1228,7 @@ mod first_backup_tests {
     fn desired(spec: Value) -> DesiredObject {
         DesiredObject {
             object: object(),
-            manifest: json!({"spec": spec}),
+            manifest: json!({"spec": spec}).into(),
             origin: Pointer::key(["schedules", "nightly"]),
         }
     }

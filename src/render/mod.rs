@@ -28,7 +28,9 @@ use crate::velero::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROTECT_ANN
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredObject {
     pub object: ObjectRef,
-    pub manifest: Value,
+    /// Shared with the plan's request that writes it: a large file's plan holds no
+    /// second copy of every object.
+    pub manifest: std::sync::Arc<Value>,
     /// The file entry that declares it.
     pub origin: Pointer,
 }
@@ -283,7 +285,7 @@ fn desired(object: ObjectRef, resource: &impl serde::Serialize, origin: Pointer)
     }
     DesiredObject {
         object,
-        manifest,
+        manifest: manifest.into(),
         origin,
     }
 }

@@ -208,6 +208,14 @@ pub fn never_fires(spec: &str) -> Option<String> {
             _ => None,
         };
     }
+    // Only a day of the month can be a date that never comes: with every day of the
+    // month allowed (a day of the week, when restricted, comes every week), or a
+    // descriptor such as @daily, the schedule fires, and the search below is not needed.
+    match interval.as_slice() {
+        [descriptor] if descriptor.starts_with('@') => return None,
+        [_, _, "*" | "?", _, _] => return None,
+        _ => {}
+    }
     let reference = chrono::DateTime::<chrono::Utc>::from_timestamp(1_735_689_600, 0)?;
     next_run(spec, reference)
         .is_none()
@@ -305,7 +313,36 @@ fn parse_int(text: &str) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_cron, next_run};
+    use super::{check_cron, never_fires, next_run};
+
+    /// The shortcut for schedules whose day of the month is unrestricted agrees with
+    /// the search it skips, over every field shape it covers.
+    #[test]
+    fn the_never_fires_shortcut_agrees_with_the_search() {
+        let reference =
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_735_689_600, 0).expect("a date");
+        let mut checked = 0;
+        for minute in ["*/7"] {
+            for hour in ["1-3"] {
+                for dom in ["*", "?", "31", "30", "29", "1-5"] {
+                    for month in ["*", "FEB", "4,6"] {
+                        for dow in ["*", "?", "1-5", "SAT"] {
+                            let spec = format!("{minute} {hour} {dom} {month} {dow}");
+                            if check_cron(&spec).is_err() {
+                                continue;
+                            }
+                            let searched = next_run(&spec, reference).is_none();
+                            assert_eq!(never_fires(&spec).is_some(), searched, "{spec}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
+        assert!(never_fires("0 0 31 2 *").is_some());
+        assert!(never_fires("@daily").is_none() && never_fires("TZ=UTC 0 0 * 2 *").is_none());
+    }
 
     #[test]
     fn next_runs() {

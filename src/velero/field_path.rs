@@ -19,54 +19,91 @@ pub enum Step {
 
 /// `spec.objectStorage.prefix`, `metadata.labels["app"]`,
 /// `spec.template.spec.containers[velero].args`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FieldPath(Vec<Step>);
+///
+/// Held as one string, each step a marker and its name (markers and escapes in names
+/// escaped), because a large plan holds a path per changed field: one allocation each
+/// instead of one per step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldPath(String);
+
+const FIELD: char = '\u{1f}';
+const NAMED: char = '\u{1d}';
+const ESCAPE: char = '\u{1b}';
 
 impl FieldPath {
     /// The path of a top-level field.
     pub fn root(field: &str) -> FieldPath {
-        FieldPath(vec![Step::Field(field.to_string())])
+        FieldPath::default().field(field)
     }
 
     /// A path from its field steps, outermost first.
     pub fn of<'a>(fields: impl IntoIterator<Item = &'a str>) -> FieldPath {
-        FieldPath(
-            fields
-                .into_iter()
-                .map(|f| Step::Field(f.to_string()))
-                .collect(),
-        )
+        fields
+            .into_iter()
+            .fold(FieldPath::default(), |path, field| path.field(field))
+    }
+
+    fn with(&self, marker: char, name: &str) -> FieldPath {
+        let mut text = String::with_capacity(self.0.len() + name.len() + 1);
+        text.push_str(&self.0);
+        text.push(marker);
+        for c in name.chars() {
+            if matches!(c, FIELD | NAMED | ESCAPE) {
+                text.push(ESCAPE);
+            }
+            text.push(c);
+        }
+        FieldPath(text)
     }
 
     /// This path, one field further in.
     pub fn field(&self, name: &str) -> FieldPath {
-        let mut steps = self.0.clone();
-        steps.push(Step::Field(name.to_string()));
-        FieldPath(steps)
+        self.with(FIELD, name)
     }
 
     /// This path, into the list item named `name`.
     pub fn named(&self, name: &str) -> FieldPath {
-        let mut steps = self.0.clone();
-        steps.push(Step::Named(name.to_string()));
-        FieldPath(steps)
+        self.with(NAMED, name)
     }
 
-    pub fn steps(&self) -> &[Step] {
-        &self.0
+    /// The steps, outermost first.
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let mut chars = self.0.chars();
+        let mut current: Option<(char, String)> = None;
+        while let Some(c) = chars.next() {
+            match c {
+                FIELD | NAMED => {
+                    steps.extend(current.take().map(step_of));
+                    current = Some((c, String::new()));
+                }
+                ESCAPE => {
+                    if let (Some((_, name)), Some(next)) = (current.as_mut(), chars.next()) {
+                        name.push(next);
+                    }
+                }
+                c => {
+                    if let Some((_, name)) = current.as_mut() {
+                        name.push(c);
+                    }
+                }
+            }
+        }
+        steps.extend(current.map(step_of));
+        steps
     }
 
     /// Whether the path starts with the field `name`.
     pub fn is_under(&self, name: &str) -> bool {
-        matches!(self.0.first(), Some(Step::Field(first)) if first == name)
+        matches!(self.steps().first(), Some(Step::Field(first)) if first == name)
     }
 
     /// Sets the field to `value` in a JSON merge patch, making the objects on the way.
     /// `false` when the path goes through a list item, which a merge patch cannot
     /// address (it replaces lists whole).
     pub fn set_in_merge_patch(&self, patch: &mut Value, value: Value) -> bool {
-        let Some((last, on_the_way)) = self.0.split_last() else {
+        let steps = self.steps();
+        let Some((last, on_the_way)) = steps.split_last() else {
             return false;
         };
         let mut node = patch;
@@ -93,7 +130,7 @@ impl FieldPath {
     /// Whether a FieldsV1 tree (`{"f:spec": {"f:paused": {}}}`, a list item as
     /// `{"k:{\"name\":\"velero\"}": …}`) has an entry for this field.
     pub fn is_in_fields_v1(&self, fields: &Value) -> bool {
-        self.0
+        self.steps()
             .iter()
             .try_fold(fields, |node, step| match step {
                 Step::Field(name) => node.get(format!("f:{name}")),
@@ -121,7 +158,7 @@ fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result 
 /// The notation of the plan's text and JSON views.
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, step) in self.0.iter().enumerate() {
+        for (index, step) in self.steps().iter().enumerate() {
             match step {
                 Step::Field(name) => write_key(f, name, index == 0)?,
                 Step::Named(name) => write!(f, "[{name}]")?,
@@ -131,11 +168,58 @@ impl fmt::Display for FieldPath {
     }
 }
 
+fn step_of((marker, name): (char, String)) -> Step {
+    if marker == NAMED {
+        Step::Named(name)
+    } else {
+        Step::Field(name)
+    }
+}
+
+/// Saved plans hold a path as its steps.
+impl Serialize for FieldPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.steps().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let steps = Vec::<Step>::deserialize(deserializer)?;
+        Ok(steps
+            .iter()
+            .fold(FieldPath::default(), |path, step| match step {
+                Step::Field(name) => path.field(name),
+                Step::Named(name) => path.named(name),
+            }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn names_with_the_markers_in_them_survive() {
+        let odd = "a\u{1f}b\u{1d}c\u{1b}d.e";
+        let path = FieldPath::root("spec").field(odd).named(odd).field("x");
+        assert_eq!(
+            path.steps(),
+            [
+                Step::Field("spec".into()),
+                Step::Field(odd.into()),
+                Step::Named(odd.into()),
+                Step::Field("x".into())
+            ]
+        );
+        let saved = serde_json::to_string(&path).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<FieldPath>(&saved).expect("reads"),
+            path
+        );
+    }
 
     #[test]
     fn shown_as_the_plan_shows_fields() {
