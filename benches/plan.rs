@@ -1,6 +1,7 @@
 //! Diffing a large file against an observed state of the same size: 1,000 backup
 //! locations and 10,000 Schedules (5,000 entries fanned out to two locations each).
-//! Issue 3's target: under 100 ms. Run with `cargo bench --bench plan`.
+//! Issue 3's target: under 100 ms. Beside it, the whole way from the text to a plan
+//! against an empty namespace. Run with `cargo bench --bench plan`.
 
 mod common;
 
@@ -47,6 +48,23 @@ fn plan_1000_locations_10000_schedules(bencher: divan::Bencher) {
             &Context::default(),
         );
         assert!(plan.changes.len() > 1_000 && plan.changes.len() < 2_000);
+        plan
+    });
+}
+
+/// The whole way from the file's text to the plan against an empty namespace: load,
+/// validate, render and plan, every object a create (product contract's "from empty").
+#[divan::bench(sample_count = 10)]
+fn file_to_plan_from_empty_1000_locations_10000_schedules(bencher: divan::Bencher) {
+    let text = generated(1_000, 5_000);
+    bencher.bench(|| {
+        let loaded = parse_str("bench.toml", divan::black_box(text.clone()), Format::Toml);
+        let diagnostics = stowage::validate::validate(&loaded);
+        assert!(diagnostics.is_empty(), "{:?}", diagnostics.first());
+        let config = loaded.config.as_ref().expect("valid");
+        let desired = render(config, &loaded.materials);
+        let plan = plan(&desired, &Observed::default(), &Context::default());
+        assert_eq!(plan.changes.len(), desired.objects.len());
         plan
     });
 }
