@@ -8,7 +8,8 @@
 //! - Time is measured only on this machine's monotonic clock. The other replica's
 //!   `renewTime` is never compared with the local clock (clocks skew); a candidate
 //!   takes a Lease over only after it has seen the same record, unchanged, for a whole
-//!   lease duration.
+//!   lease duration — counted from when the first answer showing it arrived, and up to
+//!   before the latest look was sent, so a slow answer only makes it wait longer.
 //! - The holder renews every retry period and may write only until its last successful
 //!   renewal (timed from before the request was sent) plus the renew deadline, which is
 //!   shorter than the lease duration: it stops writing before anyone may take over.
@@ -95,7 +96,32 @@ pub struct Elector {
     identity: String,
     timing: Timing,
     fence: Fence,
-    observed: Option<(Record, Instant)>,
+    observed: Observation,
+}
+
+/// The other holder's record as this replica has seen it, and since when.
+#[derive(Debug, Default)]
+struct Observation {
+    last: Option<(Record, Instant)>,
+}
+
+impl Observation {
+    /// How long `record` has been seen unchanged, as of `sent`, when the look that
+    /// read it was sent at `sent` and answered at `received`. A record counts as seen
+    /// from when the first answer showing it arrived, not from when that look was sent:
+    /// an answer that took long (a busy runtime between the clock and the send, a slow
+    /// connection) shows the Lease as it was at its end, and counting from the request
+    /// would let a candidate take over before the holder's deadline.
+    fn unchanged_for(&mut self, record: Record, received: Instant, sent: Instant) -> Duration {
+        let since = match &self.last {
+            Some((seen, since)) if *seen == record => *since,
+            _ => {
+                self.last = Some((record, received));
+                received
+            }
+        };
+        sent.saturating_duration_since(since)
+    }
 }
 
 /// What one look at the Lease found.
@@ -124,7 +150,7 @@ impl Elector {
             identity,
             timing,
             fence: Fence::default(),
-            observed: None,
+            observed: Observation::default(),
         }
     }
 
@@ -169,13 +195,8 @@ impl Elector {
                     transitions: spec.lease_transitions.unwrap_or(0),
                     resource_version: lease.metadata.resource_version.clone(),
                 };
-                let seen_since = match &self.observed {
-                    Some((seen, since)) if *seen == record => *since,
-                    _ => {
-                        self.observed = Some((record.clone(), sent));
-                        sent
-                    }
-                };
+                let transitions = record.transitions;
+                let unchanged_for = self.observed.unchanged_for(record, Instant::now(), sent);
                 let duration = spec
                     .lease_duration_seconds
                     .and_then(|s| u64::try_from(s).ok())
@@ -183,9 +204,9 @@ impl Elector {
                     .unwrap_or(self.timing.lease_duration)
                     .max(self.timing.lease_duration);
                 if holder == self.identity {
-                    lease.spec = Some(self.spec(now, spec.acquire_time, record.transitions));
-                } else if holder.is_empty() || sent.duration_since(seen_since) >= duration {
-                    lease.spec = Some(self.spec(now, None, record.transitions + 1));
+                    lease.spec = Some(self.spec(now, spec.acquire_time, transitions));
+                } else if holder.is_empty() || unchanged_for >= duration {
+                    lease.spec = Some(self.spec(now, None, transitions + 1));
                 } else {
                     self.fence.close();
                     return Look::Following;
@@ -251,6 +272,42 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(version: &str) -> Record {
+        Record {
+            holder: "other".into(),
+            renew_time: Some(format!("renewed as {version}")),
+            transitions: 1,
+            resource_version: Some(version.into()),
+        }
+    }
+
+    #[test]
+    fn a_record_counts_from_when_its_answer_arrived() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut observation = Observation::default();
+        // Asked at 0, answered 3.5 s later (the holder's last renewal, just made).
+        assert_eq!(
+            observation.unchanged_for(record("7"), at(3_500), at(0)),
+            Duration::ZERO
+        );
+        // The next look, sent at 4 s, finds it unchanged: seen for half a second, not
+        // four (counting from the first request would take a 4 s Lease over now).
+        assert_eq!(
+            observation.unchanged_for(record("7"), at(4_010), at(4_000)),
+            Duration::from_millis(500)
+        );
+        // A new record starts the count again.
+        assert_eq!(
+            observation.unchanged_for(record("8"), at(4_600), at(4_500)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            observation.unchanged_for(record("8"), at(8_700), at(8_600)),
+            Duration::from_millis(4_000)
+        );
+    }
 
     #[test]
     fn the_fence_closes_by_time_alone() {
