@@ -73,7 +73,10 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     };
     let applied = match outcome {
         ApplyOutcome::Applied(applied) => applied,
-        ApplyOutcome::Unchanged => return Ok(ExitStatus::Success),
+        ApplyOutcome::Unchanged => {
+            report::apply::write_text(&Default::default(), &mut std::io::stdout().lock())?;
+            return Ok(ExitStatus::Success);
+        }
         ApplyOutcome::NotApproved(Answer::Unanswerable) => return Err(CliError::NoTerminal),
         ApplyOutcome::NotApproved(_) | ApplyOutcome::Deferred { .. } => {
             eprintln!("apply cancelled; nothing was applied");

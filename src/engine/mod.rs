@@ -922,16 +922,11 @@ pub async fn converge(
     cluster: &Cluster,
     file: &ValidFile,
     options: &ReconcileOptions,
-    may_write: impl FnOnce(&Plan) -> inputs::Guard + Send,
+    mut may_write: impl FnMut(&Plan) -> inputs::Guard + Send,
 ) -> Result<Reconciled, ReconcileError> {
     let mut planned = plan(file, StateSource::Cluster(cluster), options.plan)
         .await
         .map_err(ReconcileError::Cluster)?;
-    let mut may_write = Some(may_write);
-    let mut guard = move |plan: &Plan| match may_write.take() {
-        Some(may_write) => may_write(plan),
-        None => inputs::Guard::Moved,
-    };
     let mut approver: Box<dyn Approver + Send> = match options.dry_run {
         true => Box::new(DryRun),
         false => Box::new(Approved),
@@ -941,7 +936,7 @@ pub async fn converge(
         file,
         &mut planned,
         approver.as_mut(),
-        InputsGate::Decide(&mut guard),
+        InputsGate::Decide(&mut may_write),
         &options.apply,
     )
     .await;
