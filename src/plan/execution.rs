@@ -18,8 +18,8 @@ use crate::velero::Kind;
 pub enum Stage {
     /// Credentials first: a location must never be validated against a missing key.
     Credentials,
-    /// A location that stops being the default, before the one that becomes it:
-    /// Velero never sees two defaults.
+    /// A location that stops being the default (updated, or giving it up before it is
+    /// deleted), before the one that becomes it: Velero never sees two defaults.
     DefaultGiven,
     /// Every other location written: before the schedules that name them.
     Locations,
@@ -29,7 +29,7 @@ pub enum Stage {
     ScheduleDeletions,
     /// locations before the credentials they read,
     LocationDeletions,
-    /// and the credentials last.
+    /// and the credentials last: deleted, or losing the keys locations read until now.
     CredentialDeletions,
 }
 
