@@ -1169,3 +1169,68 @@ fn every_example_imported_back_plans_no_change() {
         );
     }
 }
+
+/// `import` is the inverse of render over every cluster state in `tests/fixtures`: the
+/// file it writes renders objects that plan to adoption alone (stowage's two labels on
+/// what Velero's CLI made), whatever Velero would make of them.
+#[test]
+fn every_fixture_state_imported_back_plans_only_adoptions() {
+    let states = ["installed-aws.yaml", "multi-location.yaml"];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let readme = std::fs::read_to_string(fixtures.join("README.md")).expect("fixtures README");
+    for listed in readme.lines().filter_map(|line| line.strip_prefix("| `")) {
+        let name = listed.split('`').next().unwrap_or_default();
+        assert!(
+            states.contains(&name) || name == "nodes-and-volumes.yaml",
+            "{name} is a cluster state this test does not import"
+        );
+    }
+    for state in states {
+        let observed = fixture_state(state);
+        let imported = stowage::import::import(&observed, "velero", "velero");
+        let written = fixture("imported.toml", &imported, &[]);
+        let checked = stowage::engine::check_file(&written.path).expect("loads");
+        let loaded = &checked.loaded;
+        let again = render(loaded.config.as_ref().expect("model"), &loaded.materials);
+        let planned = plan(&again, &observed, &Context::default());
+        assert!(
+            planned.diagnostics.iter().all(|d| !d.is_error()),
+            "{state}: {:#?}",
+            planned.diagnostics
+        );
+        assert!(!planned.changes.is_empty(), "{state}: nothing to adopt");
+        for change in &planned.changes {
+            assert_eq!(
+                (change.action, &change.risks[..]),
+                (Action::Update, &[Risk::Adopt][..]),
+                "{state}: {}\n{imported}",
+                change.object
+            );
+            let paths: Vec<String> = change.fields.iter().map(|f| f.path.to_string()).collect();
+            assert_eq!(
+                paths,
+                [
+                    r#"metadata.labels["app.kubernetes.io/managed-by"]"#,
+                    r#"metadata.labels["stowage.io/owner"]"#
+                ],
+                "{state}: {}\n{imported}",
+                change.object
+            );
+        }
+        let adopted = planned.changes.len();
+        let velero_objects = observed
+            .objects
+            .keys()
+            .filter(|o| {
+                matches!(
+                    o.kind,
+                    Kind::BackupStorageLocation | Kind::VolumeSnapshotLocation | Kind::Schedule
+                )
+            })
+            .count();
+        assert_eq!(
+            adopted, velero_objects,
+            "{state}: every location and schedule"
+        );
+    }
+}
