@@ -15,6 +15,7 @@ use std::time::Duration;
 use stowage::buckets::{BucketTarget, CredentialValue, check_all};
 use stowage::observe::BucketStatus;
 use stowage::secret::SecretValue;
+use stowage::secret::formats::Credential;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
@@ -49,7 +50,9 @@ fn targets(count: usize, endpoint: &str) -> Vec<BucketTarget> {
             bucket: "velero-prefixed".into(),
             prefix: Some("cluster-a".into()),
             config: config.clone(),
-            credential: CredentialValue::Value(SecretValue::new(credential.clone().into_bytes())),
+            credential: CredentialValue::Value(Credential::read(SecretValue::new(
+                credential.clone().into_bytes(),
+            ))),
             ca_cert: None,
         })
         .collect()

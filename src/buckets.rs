@@ -16,9 +16,10 @@ use futures::StreamExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig};
 
+use crate::config::load::Material;
 use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject, string_map};
 use crate::secret::SecretValue;
-use crate::secret::formats::{AwsFile, AzureFile, GcpKey};
+use crate::secret::formats::{AwsFile, Credential, GcpKey};
 use crate::velero::Plugin;
 
 /// The top-level folders Velero accepts under a location's prefix.
@@ -32,7 +33,9 @@ const MAX_LISTED_OBJECTS: usize = 200_000;
 /// Where a location's credential comes from, as far as stowage can see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CredentialValue {
-    Value(SecretValue),
+    /// Read once, where it was found: at load for the file's own credentials, when
+    /// fetched for the cluster's.
+    Value(Credential),
     /// Not available to stowage (e.g. `external` without a saved Secret), with why.
     Unavailable(String),
 }
@@ -332,10 +335,10 @@ fn not_checked(reason: impl Into<String>) -> BucketStatus {
     }
 }
 
-fn credential_value(target: &BucketTarget) -> Result<&SecretValue, BucketStatus> {
+fn credential_of(target: &BucketTarget) -> Result<&Credential, BucketStatus> {
     match &target.credential {
         CredentialValue::Unavailable(reason) => Err(not_checked(reason.clone())),
-        CredentialValue::Value(value) => Ok(value),
+        CredentialValue::Value(credential) => Ok(credential),
     }
 }
 
@@ -369,7 +372,9 @@ fn aws_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let file = AwsFile::read(credential_value(target)?).map_err(|e| not_checked(e.to_string()))?;
+    let file = credential_of(target)?
+        .aws()
+        .map_err(|e| not_checked(e.to_string()))?;
     let profile = target
         .config
         .get("profile")
@@ -434,8 +439,9 @@ fn azure_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let values =
-        AzureFile::read(credential_value(target)?).map_err(|e| not_checked(e.to_string()))?;
+    let values = credential_of(target)?
+        .azure()
+        .map_err(|e| not_checked(e.to_string()))?;
     let account = target
         .config
         .get("storageAccount")
@@ -489,9 +495,8 @@ fn gcp_store(
     target: &BucketTarget,
     connector: Shared,
 ) -> Result<Arc<dyn ObjectStore>, BucketStatus> {
-    let value = credential_value(target)?;
-    let key = GcpKey::read(value).ok();
-    if key.as_ref().and_then(GcpKey::kind) != Some("service_account") {
+    let credential = credential_of(target)?;
+    if credential.gcp().ok().and_then(GcpKey::kind) != Some("service_account") {
         return Err(not_checked(
             "only service-account keys can be checked from here",
         ));
@@ -499,7 +504,7 @@ fn gcp_store(
     let url = target.config.get("storeEndpoint").map(String::as_str);
     let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_bucket_name(&target.bucket)
-        .with_service_account_key(plain(value))
+        .with_service_account_key(plain(credential.value()))
         .with_retry(retry())
         .with_client_options(client_options(target)?)
         .with_http_connector(connector);
@@ -517,42 +522,11 @@ fn gcp_store(
         })
 }
 
-/// Every value in a credential long enough to be secret: the words that must never
-/// appear in a message.
+/// The words no message about `credential` may contain.
 fn secret_words(credential: &CredentialValue) -> Vec<String> {
-    let CredentialValue::Value(value) = credential else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(value.expose());
-    let mut words = vec![text.trim().to_string()];
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) => collect_strings(&json, &mut words),
-        Err(_) => {
-            for line in text.lines() {
-                if let Some((_, value)) = line.split_once(['=', ':']) {
-                    words.push(value.trim().trim_matches(['"', '\'']).to_string());
-                }
-            }
-        }
-    }
-    // Multi-line values (PEM keys) may surface a line at a time.
-    let lines: Vec<String> = words
-        .iter()
-        .flat_map(|w| w.lines().map(|l| l.trim().to_string()))
-        .collect();
-    words.extend(lines);
-    words.retain(|w| w.len() >= 8);
-    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-    words.dedup();
-    words
-}
-
-fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::String(text) => out.push(text.clone()),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
-        _ => {}
+    match credential {
+        CredentialValue::Value(credential) => credential.words(),
+        CredentialValue::Unavailable(_) => Vec::new(),
     }
 }
 
@@ -716,14 +690,40 @@ fn secret_value(
     declared.or_else(in_cluster).cloned()
 }
 
+/// The file's own credentials, as read at load, by the Secret key each is written to.
+type Declared<'a> = BTreeMap<(&'a str, &'a str), &'a Credential>;
+
+fn declared_credentials<'a>(
+    config: &'a crate::config::Config,
+    materials: &'a crate::config::load::Materials,
+) -> Declared<'a> {
+    config
+        .credentials
+        .iter()
+        .filter_map(|(name, credential)| match materials.credentials.get(name) {
+            Some(Material::Value(read)) => Some((
+                (credential.secret_name(name), credential.secret_key()),
+                read,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The credential Velero will use for a location with `selector` (its install-time
+/// Secret when `None`): the file's own, else the cluster's, read here.
 fn credential_for(
     selector: Option<(&str, &str)>,
+    declared: &Declared<'_>,
     desired: &crate::render::Desired,
     observed: &Observed,
 ) -> CredentialValue {
     let (secret, key) = selector.unwrap_or(crate::velero::INSTALL_SECRET);
+    if let Some(read) = declared.get(&(secret, key)) {
+        return CredentialValue::Value((*read).clone());
+    }
     match secret_value(secret, key, desired, observed) {
-        Some(value) => CredentialValue::Value(value),
+        Some(value) => CredentialValue::Value(Credential::read(value)),
         None if selector.is_none() => CredentialValue::Unavailable(format!(
             "it uses Velero's install-time credential {secret}/{key}, which neither the file nor the observed state holds"
         )),
@@ -740,6 +740,7 @@ pub fn desired_targets(
     desired: &crate::render::Desired,
     observed: &Observed,
 ) -> Vec<BucketTarget> {
+    let declared = declared_credentials(config, materials);
     config
         .backup_locations
         .iter()
@@ -764,7 +765,7 @@ pub fn desired_targets(
                 bucket: location.bucket.trim_matches('/').to_string(),
                 prefix: location.prefix.clone(),
                 config: location.config.clone(),
-                credential: credential_for(selector, desired, observed),
+                credential: credential_for(selector, &declared, desired, observed),
                 ca_cert,
             }
         })
@@ -775,6 +776,8 @@ pub fn desired_targets(
 /// repoints: its backup count is what the change puts at risk.
 pub fn current_target(
     observed_location: &ObservedObject,
+    config: &crate::config::Config,
+    materials: &crate::config::load::Materials,
     desired: &crate::render::Desired,
     observed: &Observed,
 ) -> Option<BucketTarget> {
@@ -783,7 +786,7 @@ pub fn current_target(
     let text =
         |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_string);
     let storage = spec.get("objectStorage")?;
-    let config = string_map(spec.get("config"));
+    let location_config = string_map(spec.get("config"));
     let credential = spec.get("credential");
     let selector =
         credential.and_then(|c| Some((c.get("name")?.as_str()?, c.get("key")?.as_str()?)));
@@ -797,8 +800,13 @@ pub fn current_target(
         provider: text(spec.get("provider"))?,
         bucket: text(storage.get("bucket"))?.trim_matches('/').to_string(),
         prefix: text(storage.get("prefix")),
-        config,
-        credential: credential_for(selector, desired, observed),
+        config: location_config,
+        credential: credential_for(
+            selector,
+            &declared_credentials(config, materials),
+            desired,
+            observed,
+        ),
         ca_cert,
     })
 }
@@ -810,9 +818,9 @@ mod tests {
     #[test]
     fn secret_words_cover_each_format() {
         let ini = "[default]\naws_access_key_id = AKIAEXAMPLE1\naws_secret_access_key = CANARY-secret-key\n";
-        let words = secret_words(&CredentialValue::Value(SecretValue::new(
+        let words = secret_words(&CredentialValue::Value(Credential::read(SecretValue::new(
             ini.as_bytes().to_vec(),
-        )));
+        ))));
         assert!(words.contains(&"CANARY-secret-key".to_string()));
         let scrubbed = scrub("error: CANARY-secret-key was refused", &words);
         assert!(!scrubbed.contains("CANARY"), "{scrubbed}");
@@ -830,9 +838,9 @@ mod tests {
             assert_eq!(scrubbed, "refused: <redacted> (403)", "{echoed}");
         }
         let json = r#"{"type": "service_account", "private_key": "CANARY-private-key-value"}"#;
-        let words = secret_words(&CredentialValue::Value(SecretValue::new(
+        let words = secret_words(&CredentialValue::Value(Credential::read(SecretValue::new(
             json.as_bytes().to_vec(),
-        )));
+        ))));
         assert!(
             words.contains(&"CANARY-private-key-value".to_string()),
             "{words:?}"

@@ -15,6 +15,7 @@ use super::shape;
 use super::source::{self, Format, SourceMap};
 use crate::diagnostic::{Code, Diagnostic, Pointer, Segment};
 use crate::secret::SecretValue;
+use crate::secret::formats::Credential;
 use crate::secret::sops::{self, AgeKeys, SopsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,8 @@ pub enum LoadError {
 /// What a credential's source held when the file was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
-    Value(SecretValue),
+    /// The content, read in the providers' formats once, here.
+    Value(Credential),
     /// The file or variable could not be read; the reason never contains its value.
     Missing(String),
     /// `external = true`: the value lives in the cluster.
@@ -377,7 +379,9 @@ pub fn read_materials(
                     "environment variable {variable} holds {} bytes; a Secret holds at most 1 MiB",
                     value.len()
                 )),
-                Some(value) => Material::Value(SecretValue::new(value.into_encoded_bytes())),
+                Some(value) => Material::Value(Credential::read(SecretValue::new(
+                    value.into_encoded_bytes(),
+                ))),
                 None => Material::Missing(format!("environment variable {variable} is not set")),
             }
         } else {
@@ -424,7 +428,7 @@ fn read_credential_file(
                 as_written.display(),
                 value.len()
             )),
-            Ok(value) => Material::Value(value),
+            Ok(value) => Material::Value(Credential::read(value)),
             Err(error) => Material::Undecryptable(error),
         };
         return CredentialFile {
@@ -436,7 +440,7 @@ fn read_credential_file(
         return unreadable(format!("larger than {} KiB", SECRET_LIMIT >> 10));
     }
     CredentialFile {
-        material: Material::Value(SecretValue::new(bytes)),
+        material: Material::Value(Credential::read(SecretValue::new(bytes))),
         plaintext: true,
     }
 }

@@ -222,7 +222,9 @@ pub async fn check_buckets(
     let declared_count = declared.len();
     let at_risk = plan::places_at_risk(desired, observed)
         .into_iter()
-        .filter_map(|location| buckets::current_target(location, desired, observed));
+        .filter_map(|location| {
+            buckets::current_target(location, &file.config, &file.materials, desired, observed)
+        });
     let mut reports =
         buckets::check_all(declared.into_iter().chain(at_risk).collect(), timeout).await;
     let current = reports.split_off(declared_count);

@@ -252,7 +252,8 @@ pub fn inputs_digest(text: &str, materials: &Materials) -> String {
         hasher.update(b"\0credential\0");
         hasher.update(name.as_bytes());
         match material {
-            Material::Value(value) => {
+            Material::Value(credential) => {
+                let value = credential.value();
                 hasher.update((value.len() as u64).to_le_bytes());
                 hasher.update(value.expose());
             }

@@ -125,7 +125,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
         let secret = credential.secret_name(name);
         let key = credential.secret_key();
         match materials.credentials.get(name) {
-            Some(Material::Value(value)) => {
+            Some(Material::Value(read)) => {
                 let entry = secrets
                     .entry(secret.to_string())
                     .or_insert_with(|| DesiredSecret {
@@ -134,7 +134,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
                         data: BTreeMap::new(),
                         origin: Pointer::key(["credentials", name.as_str()]),
                     });
-                entry.data.insert(key.to_string(), value.clone());
+                entry.data.insert(key.to_string(), read.value().clone());
             }
             Some(Material::External) => external.push(ExternalKey {
                 credential: name.clone(),

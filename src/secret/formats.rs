@@ -43,6 +43,91 @@ fn secret(text: &str) -> SecretValue {
     SecretValue::new(text.as_bytes().to_vec())
 }
 
+/// A credential's content, read once — when it is loaded or fetched — in each
+/// provider's format, so that every reader of it (the format rules, rendering, the
+/// bucket checks) takes the same parsed value. Which format counts is the reader's
+/// choice: the provider of the location that uses it.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    value: SecretValue,
+    aws: Result<AwsFile, ReadError>,
+    azure: Result<AzureFile, ReadError>,
+    gcp: Result<GcpKey, ReadError>,
+}
+
+impl Credential {
+    pub fn read(value: SecretValue) -> Credential {
+        Credential {
+            aws: AwsFile::read(&value),
+            azure: AzureFile::read(&value),
+            gcp: GcpKey::read(&value),
+            value,
+        }
+    }
+
+    /// The bytes, as they go into the Secret.
+    pub fn value(&self) -> &SecretValue {
+        &self.value
+    }
+
+    pub fn aws(&self) -> Result<&AwsFile, &ReadError> {
+        self.aws.as_ref()
+    }
+
+    pub fn azure(&self) -> Result<&AzureFile, &ReadError> {
+        self.azure.as_ref()
+    }
+
+    pub fn gcp(&self) -> Result<&GcpKey, &ReadError> {
+        self.gcp.as_ref()
+    }
+
+    /// Every value in the credential long enough to be secret, longest first: the
+    /// words no message may contain. More is safer here, so besides what the formats
+    /// read, each `key = value` or `key: value` line gives its value.
+    pub fn words(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(self.value.expose());
+        let mut words = vec![text.trim().to_string()];
+        let plain = |value: &SecretValue| String::from_utf8_lossy(value.expose()).into_owned();
+        match &self.gcp {
+            Ok(key) => key.strings(&mut words),
+            Err(_) => {
+                for line in text.lines() {
+                    if let Some((_, value)) = line.split_once(['=', ':']) {
+                        words.push(value.trim().trim_matches(['"', '\'']).to_string());
+                    }
+                }
+            }
+        }
+        if let Ok(file) = &self.aws {
+            let values = file.sections.iter().flat_map(|s| s.entries.iter());
+            words.extend(values.map(|(_, value)| plain(value)));
+        }
+        if let Ok(file) = &self.azure {
+            words.extend(file.entries.iter().map(|(_, value)| plain(value)));
+        }
+        // Multi-line values (PEM keys) may surface a line at a time.
+        let lines: Vec<String> = words
+            .iter()
+            .flat_map(|w| w.lines().map(|l| l.trim().to_string()))
+            .collect();
+        words.extend(lines);
+        words.retain(|w| w.len() >= 8);
+        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        words.dedup();
+        words
+    }
+}
+
+/// Two credentials are the same when their bytes are: what was read from them follows.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Credential) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Credential {}
+
 /// One `[section]` of an AWS shared-credentials file.
 #[derive(Debug, Clone)]
 pub struct AwsSection {
@@ -208,6 +293,19 @@ impl GcpKey {
     /// The credential's `type` (`service_account`, `external_account`, …).
     pub fn kind(&self) -> Option<&str> {
         self.fields.get("type").and_then(serde_json::Value::as_str)
+    }
+
+    /// Every string in the key, nested ones included.
+    fn strings(&self, out: &mut Vec<String>) {
+        fn collect(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::String(text) => out.push(text.clone()),
+                serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+                serde_json::Value::Object(map) => map.values().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        self.fields.values().for_each(|value| collect(value, out));
     }
 
     /// Whether `field` is a non-empty string.

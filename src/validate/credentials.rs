@@ -5,8 +5,7 @@
 //! Problems are described by line numbers and key names only: nothing here ever puts
 //! a credential's content into a message.
 
-use crate::secret::SecretValue;
-use crate::secret::formats::{AwsFile, AzureFile, GcpKey};
+use crate::secret::formats::{AwsFile, AzureFile, Credential, GcpKey};
 
 use crate::velero::Plugin;
 
@@ -30,14 +29,13 @@ impl Need {
     }
 }
 
-/// Checks `value` against `need`; each problem is a sentence without secret content.
-pub fn check_format(value: &SecretValue, need: &Need) -> Vec<String> {
+/// Checks `credential` against `need`; each problem is a sentence without secret
+/// content.
+pub fn check_format(credential: &Credential, need: &Need) -> Vec<String> {
     let problems = match need {
-        Need::AwsProfile(profile) => AwsFile::read(value).map(|file| check_aws(&file, profile)),
-        Need::AzureKeys(required) => {
-            AzureFile::read(value).map(|file| check_azure(&file, required))
-        }
-        Need::Gcp => GcpKey::read(value).map(|key| check_gcp(&key)),
+        Need::AwsProfile(profile) => credential.aws().map(|file| check_aws(file, profile)),
+        Need::AzureKeys(required) => credential.azure().map(|file| check_azure(file, required)),
+        Need::Gcp => credential.gcp().map(check_gcp),
     };
     problems.unwrap_or_else(|error| vec![error.to_string()])
 }
@@ -195,7 +193,8 @@ mod tests {
     use super::*;
 
     fn check(text: &str, need: Need) -> Vec<String> {
-        check_format(&SecretValue::new(text.as_bytes().to_vec()), &need)
+        let value = crate::secret::SecretValue::new(text.as_bytes().to_vec());
+        check_format(&Credential::read(value), &need)
     }
 
     const CANARY: &str = "CANARYSECRET0123456789";

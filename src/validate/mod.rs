@@ -471,7 +471,7 @@ impl Checker<'_> {
                 by_secret
                     .entry(credential.secret_name(name))
                     .or_default()
-                    .push((name.as_str(), value.len()));
+                    .push((name.as_str(), value.value().len()));
             }
         }
         for (secret, credentials) in by_secret {
@@ -1486,7 +1486,7 @@ impl Checker<'_> {
 
     fn credential_formats(&self, out: &mut Vec<Diagnostic>) {
         for (credential, needs) in self.credential_needs() {
-            let Some(Material::Value(value)) = self.materials.credentials.get(credential) else {
+            let Some(Material::Value(read)) = self.materials.credentials.get(credential) else {
                 continue;
             };
             let Some(declared) = self.config.credentials.get(credential) else {
@@ -1499,7 +1499,7 @@ impl Checker<'_> {
             };
             let mut reported = BTreeSet::new();
             for (need, users) in needs {
-                for problem in credentials::check_format(value, &need) {
+                for problem in credentials::check_format(read, &need) {
                     if !reported.insert(problem.clone()) {
                         continue;
                     }
