@@ -381,7 +381,7 @@ fn aws_store(
         .filter(|p| !p.is_empty())
         .map(String::as_str)
         .unwrap_or("default");
-    let keys = aws_keys(&file, profile).ok_or_else(|| {
+    let keys = aws_keys(file, profile).ok_or_else(|| {
         not_checked(format!(
             "profile [{profile}] has no static keys (roles and SSO cannot be checked from here)"
         ))
