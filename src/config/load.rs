@@ -308,9 +308,9 @@ fn finish(
 ) -> Loaded {
     let mut config = None;
     if let Some(root) = &root
-        && let Some(value) = shape::check(root, json_schema(), &mut diagnostics)
+        && let Some(checked) = shape::check(root, json_schema(), &mut diagnostics)
     {
-        match serde_path_to_error::deserialize::<_, Config>(value) {
+        match checked.decode::<Config>() {
             Ok(decoded) => config = Some(decoded),
             Err(error) => diagnostics.push(decode_error(&error)),
         }

@@ -4,6 +4,7 @@
 //! checks that tree against the model's JSON Schema; `load` is the only part that touches
 //! the file system or the environment.
 
+mod decode;
 pub mod load;
 pub mod merge;
 pub mod model;

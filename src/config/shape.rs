@@ -2,26 +2,77 @@
 //! key, wrong type and missing key at once (serde alone stops at the first).
 //!
 //! The schema is the one `stowage schema` prints, so editors and this check agree. The
-//! result is a JSON value with the offending parts removed, which the loader then
-//! decodes; later checks can still run on whatever was valid.
+//! result is the tree with the offending parts left out, which the loader decodes
+//! straight from the located nodes ([`Checked::decode`]); later checks can still run on
+//! whatever was valid.
+
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::source::{Node, NodeValue};
-use crate::diagnostic::{Code, Diagnostic, Pointer, nearest};
+use super::source::{Entry, Node, NodeValue};
+use crate::diagnostic::{Code, Diagnostic, Pointer, Segment, nearest};
 
-/// Walks `node` against `schema` (the root schema, with its `$defs`). Returns the cleaned
-/// value, or `None` when the node itself cannot be used.
-pub fn check(node: &Node, schema: &Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
-    let checker = Checker { root: schema };
-    checker.check(node, schema, &Pointer::root(), diagnostics)
+/// What the check left usable: the tree, minus the entries it reported.
+#[derive(Debug)]
+pub struct Checked<'n> {
+    root: &'n Node,
+    /// Map entries left out, by the address of their value node.
+    left_out: HashSet<usize>,
 }
 
-struct Checker<'a> {
+impl<'n> Checked<'n> {
+    /// Decodes `T` from the usable tree; the error names the path that failed.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+        let nodes = super::decode::Nodes {
+            node: self.root,
+            left_out: &self.left_out,
+        };
+        // Plain decoding first; the path is tracked only to locate a failure.
+        T::deserialize(nodes).or_else(|_| serde_path_to_error::deserialize(nodes))
+    }
+}
+
+/// Walks `node` against `schema` (the root schema, with its `$defs`). Returns what is
+/// usable, or `None` when the node itself cannot be used.
+pub fn check<'n>(
+    node: &'n Node,
+    schema: &Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Checked<'n>> {
+    let mut checker = Checker {
+        root: schema,
+        path: Vec::new(),
+        left_out: Vec::new(),
+    };
+    checker.check(node, schema, diagnostics).then(|| Checked {
+        root: node,
+        left_out: checker.left_out.into_iter().collect(),
+    })
+}
+
+/// A step of the path being checked, borrowed from the tree: a [`Pointer`] is built
+/// only for a diagnostic.
+#[derive(Clone, Copy)]
+enum Step<'n> {
+    Key(&'n str),
+    Index(usize),
+}
+
+struct Checker<'a, 'n> {
     root: &'a Value,
+    path: Vec<Step<'n>>,
+    /// Entries reported and left out (their value nodes' addresses).
+    left_out: Vec<usize>,
 }
 
-impl<'a> Checker<'a> {
+fn address(node: &Node) -> usize {
+    std::ptr::from_ref(node) as usize
+}
+
+impl<'a, 'n> Checker<'a, 'n> {
     fn resolve(&self, mut schema: &'a Value) -> &'a Value {
         // `$ref`s point into `$defs` of the root; a bounded loop guards against cycles.
         for _ in 0..16 {
@@ -39,27 +90,35 @@ impl<'a> Checker<'a> {
         schema
     }
 
+    /// Where the check is.
+    fn at(&self) -> Pointer {
+        Pointer::value(self.path.iter().map(|step| match step {
+            Step::Key(key) => Segment::Key((*key).to_string()),
+            Step::Index(index) => Segment::Index(*index),
+        }))
+    }
+
+    /// Whether `node` is usable as `schema`; what is not is reported.
     fn check(
-        &self,
-        node: &Node,
+        &mut self,
+        node: &'n Node,
         schema: &'a Value,
-        at: &Pointer,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Option<Value> {
+    ) -> bool {
         let schema = self.resolve(schema);
         if schema == &Value::Bool(true) {
-            return Some(to_json(node));
+            return true;
         }
         if let Some(branches) = schema
             .get("anyOf")
             .or_else(|| schema.get("oneOf"))
             .and_then(Value::as_array)
         {
-            return self.check_branches(node, branches, at, diagnostics);
+            return self.check_branches(node, branches, diagnostics);
         }
         if !type_matches(schema, &node.value) {
-            diagnostics.push(type_mismatch(schema, node, at));
-            return None;
+            diagnostics.push(type_mismatch(schema, node, &self.at()));
+            return false;
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             let value = to_json(node);
@@ -70,11 +129,11 @@ impl<'a> Checker<'a> {
                         Code::Parse,
                         format!("{} is not one of {}", value, names.join(", ")),
                     )
-                    .at(at.clone())
+                    .at(self.at())
                     .label("not allowed here")
                     .help(format!("use one of {}", names.join(", "))),
                 );
-                return None;
+                return false;
             }
         }
         if let Some(constant) = schema.get("const") {
@@ -82,35 +141,33 @@ impl<'a> Checker<'a> {
             if &value != constant {
                 diagnostics.push(
                     Diagnostic::error(Code::Parse, format!("expected {constant}, found {value}"))
-                        .at(at.clone()),
+                        .at(self.at()),
                 );
-                return None;
+                return false;
             }
         }
         match &node.value {
-            NodeValue::Map(entries) => self.check_map(entries, schema, at, diagnostics),
+            NodeValue::Map(entries) => self.check_map(entries, schema, diagnostics),
             NodeValue::List(items) => {
                 let item_schema = schema.get("items").unwrap_or(&Value::Bool(true));
-                let mut out = Vec::with_capacity(items.len());
                 let mut all_valid = true;
                 for (index, item) in items.iter().enumerate() {
-                    match self.check(item, item_schema, &at.child(index), diagnostics) {
-                        Some(value) => out.push(value),
-                        None => all_valid = false,
-                    }
+                    self.path.push(Step::Index(index));
+                    all_valid &= self.check(item, item_schema, diagnostics);
+                    self.path.pop();
                 }
                 // Dropping one item would shift the indexes later checks point at.
-                all_valid.then_some(Value::Array(out))
+                all_valid
             }
             NodeValue::Integer(n) => {
                 let minimum = schema.get("minimum").and_then(Value::as_i64);
                 if minimum.is_some_and(|minimum| *n < minimum) {
                     diagnostics.push(
                         Diagnostic::error(Code::Parse, format!("{n} is below the minimum"))
-                            .at(at.clone())
+                            .at(self.at())
                             .label("too small"),
                     );
-                    return None;
+                    return false;
                 }
                 let maximum = schema.get("maximum").and_then(Value::as_i64);
                 let too_big_for_u32 = schema.get("format").and_then(Value::as_str)
@@ -119,33 +176,33 @@ impl<'a> Checker<'a> {
                 if too_big_for_u32 || maximum.is_some_and(|maximum| *n > maximum) {
                     diagnostics.push(
                         Diagnostic::error(Code::Parse, format!("{n} is too large"))
-                            .at(at.clone())
+                            .at(self.at())
                             .label("too large"),
                     );
-                    return None;
+                    return false;
                 }
-                Some(to_json(node))
+                true
             }
-            _ => Some(to_json(node)),
+            _ => true,
         }
     }
 
     fn check_branches(
-        &self,
-        node: &Node,
+        &mut self,
+        node: &'n Node,
         branches: &'a [Value],
-        at: &Pointer,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Option<Value> {
+    ) -> bool {
         // The first branch that accepts the node wins; otherwise report against the
         // branch whose type fits (for Option<T>, the T), or the first non-null one.
         for branch in branches {
             let mut scratch = Vec::new();
-            if let Some(value) = self.check(node, branch, at, &mut scratch)
-                && scratch.is_empty()
-            {
-                return Some(value);
+            let left_out = self.left_out.len();
+            if self.check(node, branch, &mut scratch) && scratch.is_empty() {
+                return true;
             }
+            // What a branch that does not fit left out is not left out.
+            self.left_out.truncate(left_out);
         }
         let fitting = branches
             .iter()
@@ -156,55 +213,59 @@ impl<'a> Checker<'a> {
                     .find(|branch| !is_null_schema(self.resolve(branch)))
             });
         match fitting {
-            Some(branch) => self.check(node, branch, at, diagnostics),
+            Some(branch) => self.check(node, branch, diagnostics),
             None => {
                 diagnostics.push(
                     Diagnostic::error(
                         Code::Parse,
                         format!("{} is not allowed here", node.value.describe()),
                     )
-                    .at(at.clone()),
+                    .at(self.at()),
                 );
-                None
+                false
             }
         }
     }
 
     fn check_map(
-        &self,
-        entries: &[super::source::Entry],
+        &mut self,
+        entries: &'n [Entry],
         schema: &'a Value,
-        at: &Pointer,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Option<Value> {
+    ) -> bool {
         let properties = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties");
-        let mut out = Map::new();
+        let first_left_out = self.left_out.len();
         for entry in entries {
-            let child_at = at.child(entry.key.as_str());
+            self.path.push(Step::Key(&entry.key));
             let property_schema = properties.and_then(|p| p.get(&entry.key));
             let child_schema = match (property_schema, additional) {
-                (Some(schema), _) => schema,
+                (Some(schema), _) => Some(schema),
                 (None, Some(Value::Bool(false))) => {
-                    diagnostics.push(unknown_key(&entry.key, properties, &child_at));
-                    continue;
+                    diagnostics.push(unknown_key(&entry.key, properties, &self.at()));
+                    None
                 }
-                (None, Some(schema)) => schema,
-                (None, None) => &Value::Bool(true),
+                (None, Some(schema)) => Some(schema),
+                (None, None) => Some(&Value::Bool(true)),
             };
-            if let Some(value) = self.check(&entry.value, child_schema, &child_at, diagnostics) {
-                out.insert(entry.key.clone(), value);
+            let usable =
+                child_schema.is_some_and(|schema| self.check(&entry.value, schema, diagnostics));
+            if !usable {
+                self.left_out.push(address(&entry.value));
             }
+            self.path.pop();
         }
         let mut complete = true;
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for name in required.iter().filter_map(Value::as_str) {
-                if entries.iter().any(|entry| entry.key == name) {
+                if let Some(entry) = entries.iter().find(|entry| entry.key == name) {
                     // Present but invalid: already reported where it stands.
-                    complete &= out.contains_key(name);
+                    let left_out = &self.left_out[first_left_out..];
+                    complete &= !left_out.contains(&address(&entry.value));
                     continue;
                 }
                 complete = false;
+                let at = self.at();
                 let code = if at.path.is_empty() && name == "version" {
                     Code::Version
                 } else {
@@ -222,13 +283,13 @@ impl<'a> Checker<'a> {
                 };
                 diagnostics.push(
                     Diagnostic::error(code, format!("missing key `{name}` in {place}"))
-                        .at(at.clone().as_key())
+                        .at(at.as_key())
                         .label(format!("`{name}` is missing here"))
                         .help(help),
                 );
             }
         }
-        complete.then_some(Value::Object(out))
+        complete
     }
 }
 
