@@ -53,7 +53,7 @@ pub fn extends_of(root: &Node) -> Result<Option<(String, Range<usize>)>, Box<Dia
         NodeValue::String(path) if path.trim().is_empty() => Err(refuse(
             "`extends` is empty: it names the base file".to_string(),
         )),
-        NodeValue::String(path) => Ok(Some((path.clone(), entry.value.span.clone()))),
+        NodeValue::String(path) => Ok(Some((path.to_string(), entry.value.span.clone()))),
         other => Err(refuse(format!(
             "`extends` names one base file as a string, not {}",
             other.describe()
@@ -122,7 +122,7 @@ pub fn rebase_paths(root: &mut Node, folder: &Path) {
                 if let NodeValue::String(path) = &mut field.value.value
                     && Path::new(path.as_str()).is_relative()
                 {
-                    *path = folder.join(path.as_str()).display().to_string();
+                    *path = folder.join(path.as_str()).display().to_string().into();
                 }
             }
         }

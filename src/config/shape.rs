@@ -238,7 +238,7 @@ impl<'a, 'n> Checker<'a, 'n> {
         let first_left_out = self.left_out.len();
         for entry in entries {
             self.path.push(Step::Key(&entry.key));
-            let property_schema = properties.and_then(|p| p.get(&entry.key));
+            let property_schema = properties.and_then(|p| p.get(entry.key.as_str()));
             let child_schema = match (property_schema, additional) {
                 (Some(schema), _) => Some(schema),
                 (None, Some(Value::Bool(false))) => {
@@ -395,13 +395,13 @@ pub fn to_json(node: &Node) -> Value {
             .map(Value::Number)
             .unwrap_or(Value::Null),
         NodeValue::String(s) | NodeValue::Datetime(s) | NodeValue::LargeInteger(s) => {
-            Value::String(s.clone())
+            Value::String(s.to_string())
         }
         NodeValue::List(items) => Value::Array(items.iter().map(to_json).collect()),
         NodeValue::Map(entries) => Value::Object(
             entries
                 .iter()
-                .map(|entry| (entry.key.clone(), to_json(&entry.value)))
+                .map(|entry| (entry.key.to_string(), to_json(&entry.value)))
                 .collect(),
         ),
     }

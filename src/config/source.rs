@@ -5,6 +5,8 @@
 //! checks and the same located errors. This module parses text; it never reads files.
 
 use std::collections::HashMap;
+
+use compact_str::{CompactString, ToCompactString as _};
 use std::ops::Range;
 
 use crate::diagnostic::{Code, Diagnostic, Pointer, Segment, Target};
@@ -39,18 +41,18 @@ pub enum NodeValue {
     Integer(i64),
     /// An integer beyond i64, as written: no key takes one, and saying "a string"
     /// would mislead.
-    LargeInteger(String),
+    LargeInteger(CompactString),
     Float(f64),
-    String(String),
+    String(CompactString),
     /// TOML dates and times: kept as text; no key of the format takes one.
-    Datetime(String),
+    Datetime(CompactString),
     List(Vec<Node>),
     Map(Vec<Entry>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub key: String,
+    pub key: CompactString,
     pub key_span: Range<usize>,
     pub value: Node,
 }
@@ -97,14 +99,14 @@ fn parse_toml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
     fn convert(value: &Spanned<DeValue<'_>>) -> Node {
         let span = value.span();
         let value = match value.get_ref() {
-            DeValue::String(s) => NodeValue::String(s.to_string()),
+            DeValue::String(s) => NodeValue::String(CompactString::from(s.as_ref())),
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => NodeValue::Integer(n),
-                Err(_) => NodeValue::LargeInteger(i.as_str().to_string()),
+                Err(_) => NodeValue::LargeInteger(i.as_str().into()),
             },
             DeValue::Float(f) => NodeValue::Float(f.as_str().parse().unwrap_or(f64::NAN)),
             DeValue::Boolean(b) => NodeValue::Bool(*b),
-            DeValue::Datetime(d) => NodeValue::Datetime(d.to_string()),
+            DeValue::Datetime(d) => NodeValue::Datetime(d.to_compact_string()),
             DeValue::Array(items) => NodeValue::List(items.iter().map(convert).collect()),
             DeValue::Table(table) => NodeValue::Map(table_entries(table)),
         };
@@ -115,7 +117,7 @@ fn parse_toml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
         table
             .iter()
             .map(|(key, value)| Entry {
-                key: key.get_ref().to_string(),
+                key: CompactString::from(key.get_ref().as_ref()),
                 key_span: key.span(),
                 value: convert(value),
             })
@@ -337,9 +339,9 @@ mod yaml {
             Raw::Null => NodeValue::Null,
             Raw::Bool(b) => NodeValue::Bool(*b),
             Raw::Integer(i) => NodeValue::Integer(*i),
-            Raw::LargeInteger(i) => NodeValue::LargeInteger(i.clone()),
+            Raw::LargeInteger(i) => NodeValue::LargeInteger(i.into()),
             Raw::Float(f) => NodeValue::Float(*f),
-            Raw::String(s) => NodeValue::String(s.clone()),
+            Raw::String(s) => NodeValue::String(s.into()),
             Raw::List(items) => NodeValue::List(
                 items
                     .iter()
@@ -350,7 +352,7 @@ mod yaml {
                 entries
                     .iter()
                     .map(|(key, value)| Entry {
-                        key: key.value.clone(),
+                        key: key.value.as_str().into(),
                         key_span: span_of(&key.referenced, text, line_starts),
                         value: convert(value, text, line_starts),
                     })
@@ -517,7 +519,7 @@ fn index_places(
     match &node.value {
         NodeValue::Map(entries) => {
             for entry in entries {
-                path.push(Segment::Key(entry.key.clone()));
+                path.push(Segment::Key(entry.key.to_string()));
                 index_places(&entry.value, Some(entry.key_span.clone()), path, places);
                 path.pop();
             }
@@ -686,7 +688,7 @@ mod tests {
         match &node.value {
             NodeValue::Map(entries) => entries
                 .iter()
-                .map(|e| (e.key.clone(), text[e.value.span.clone()].to_string()))
+                .map(|e| (e.key.to_string(), text[e.value.span.clone()].to_string()))
                 .collect(),
             _ => Vec::new(),
         }

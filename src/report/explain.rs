@@ -44,7 +44,8 @@ fn leaves<'a>(node: &'a Node, path: &mut String, out: &mut Vec<(String, &'a Node
                     path.push_str(&entry.key);
                 } else {
                     path.push_str(
-                        &serde_json::to_string(&entry.key).unwrap_or_else(|_| "\"?\"".into()),
+                        &serde_json::to_string(entry.key.as_str())
+                            .unwrap_or_else(|_| "\"?\"".into()),
                     );
                 }
                 leaves(&entry.value, path, out);
