@@ -167,16 +167,16 @@ const MAX_BASES: usize = 16;
 fn load_chain(path: &Path, text: String, format: Format) -> Loaded {
     let mut files = vec![(path.display().to_string(), text)];
     let (first, mut diagnostics) = source::parse(&files[0].1, format);
-    let Some(mut root) = first else {
+    let Some(root) = first else {
         return finish(files, None, diagnostics);
     };
-    let mut chain = vec![root.clone()];
+    // The file, then each base it stands on.
+    let mut chain = vec![root];
     let mut seen = vec![std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())];
     // Where the current file is, relative to the given file's folder.
     let mut folder = PathBuf::new();
-    let mut current = root.clone();
-    loop {
-        let (extends, extends_span) = match merge::extends_of(&current) {
+    while let Some(current) = chain.last() {
+        let (extends, extends_span) = match merge::extends_of(current) {
             Ok(Some(named)) => named,
             Ok(None) => break,
             Err(refused) => {
@@ -248,17 +248,17 @@ fn load_chain(path: &Path, text: String, format: Format) -> Loaded {
         merge::rebase_paths(&mut base_root, &base_folder);
         seen.push(canonical);
         folder = base_folder;
-        current = base_root.clone();
         chain.push(base_root);
     }
     // Merge from the deepest base up to the file itself.
-    let mut merged = chain.pop().unwrap_or_else(|| root.clone());
+    let Some(mut merged) = chain.pop() else {
+        return finish(files, None, diagnostics);
+    };
     while let Some(overlay) = chain.pop() {
         merged = merge::merge(merged, overlay, &mut diagnostics);
     }
-    root = merged;
-    merge::remove_extends(&mut root);
-    finish(files, Some(root), diagnostics)
+    merge::remove_extends(&mut merged);
+    finish(files, Some(merged), diagnostics)
 }
 
 /// `a/b/../c` as `a/c`, without asking the file system (which would follow links):

@@ -92,14 +92,20 @@ fn has_own_stagger(schedule: &Schedule, index: usize) -> bool {
         .is_some_and(|copy| copy.stagger.is_some())
 }
 
-fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>) -> Option<i128> {
+/// `at` is called only for a diagnostic: most durations are fine, and a pointer costs
+/// allocations.
+fn duration_check(
+    value: Option<&String>,
+    at: impl FnOnce() -> Pointer,
+    out: &mut Vec<Diagnostic>,
+) -> Option<i128> {
     let value = value?;
     match crate::velero::duration::parse_go_duration(value) {
         // Go parses "-24h"; no duration Velero takes means anything below zero.
         Ok(nanos) if nanos < 0 => {
             out.push(
                 Diagnostic::error(Code::Duration, format!("{value:?} is negative"))
-                    .at(at)
+                    .at(at())
                     .label("below zero")
                     .help("durations here are periods and timeouts: give a positive one, or leave the key out for Velero's default"),
             );
@@ -108,7 +114,7 @@ fn duration_check(value: Option<&String>, at: Pointer, out: &mut Vec<Diagnostic>
         Ok(nanos) => Some(nanos),
         Err(problem) => {
             let mut diagnostic = Diagnostic::error(Code::Duration, problem)
-                .at(at)
+                .at(at())
                 .label("not a Go duration")
                 .help("Velero accepts only Go durations: units ns, us, ms, s, m, h (e.g. \"720h\" for 30 days)");
             if let Some(hint) = day_hint(value) {
@@ -203,9 +209,10 @@ fn name_check(
 
 impl Checker<'_> {
     fn usable(&self, path: &[&str]) -> bool {
-        !self
-            .unusable
-            .contains(&Pointer::value(path.iter().copied()))
+        self.unusable.is_empty()
+            || !self
+                .unusable
+                .contains(&Pointer::value(path.iter().copied()))
     }
 
     /// A location's `credential` must name a declared credential.
@@ -520,7 +527,7 @@ impl Checker<'_> {
                     "backup_sync_period" => location.backup_sync_period.as_ref(),
                     _ => location.validation_frequency.as_ref(),
                 };
-                if let Some(nanos) = duration_check(value, at.child(field), out)
+                if let Some(nanos) = duration_check(value, || at.child(field), out)
                     && nanos < 0
                 {
                     out.push(
@@ -680,7 +687,7 @@ impl Checker<'_> {
             return;
         };
         let rpo_at = at.child("rpo");
-        let Some(nanos) = duration_check(Some(written), rpo_at.clone(), out) else {
+        let Some(nanos) = duration_check(Some(written), || rpo_at.clone(), out) else {
             return;
         };
         if nanos <= 0 {
@@ -766,8 +773,8 @@ impl Checker<'_> {
                 }
             }
         }
-        duration_check(drill.timeout.as_ref(), at.child("timeout"), out);
-        duration_check(drill.keep_failed.as_ref(), at.child("keep_failed"), out);
+        duration_check(drill.timeout.as_ref(), || at.child("timeout"), out);
+        duration_check(drill.keep_failed.as_ref(), || at.child("keep_failed"), out);
         let prefix = drill.namespace_prefix();
         let prefix_at = at.child("namespace_prefix");
         let refuse =
@@ -855,7 +862,7 @@ impl Checker<'_> {
                 out.push(problem);
                 continue;
             };
-            duration_check(settings.ttl.as_ref(), copy_at.child("ttl"), out);
+            duration_check(settings.ttl.as_ref(), || copy_at.child("ttl"), out);
             let Some(stagger) = &settings.stagger else {
                 continue;
             };
@@ -1204,7 +1211,7 @@ impl Checker<'_> {
                     "csi_snapshot_timeout" => template.csi_snapshot_timeout.as_ref(),
                     _ => template.item_operation_timeout.as_ref(),
                 };
-                duration_check(value, at.child(field), out);
+                duration_check(value, || at.child(field), out);
             }
             if let Some(hooks) = &template.hooks {
                 for (index, hook) in hooks.resources.iter().enumerate() {
@@ -1221,7 +1228,7 @@ impl Checker<'_> {
                             }
                             duration_check(
                                 item.exec.timeout.as_ref(),
-                                exec_at.child("timeout"),
+                                || exec_at.child("timeout"),
                                 out,
                             );
                         }
@@ -1229,7 +1236,9 @@ impl Checker<'_> {
                 }
             }
             filters::check_template(template, &at, out);
-            filters::check_labels(&schedule.labels, &at.child("labels"), out);
+            if !schedule.labels.is_empty() {
+                filters::check_labels(&schedule.labels, &at.child("labels"), out);
+            }
             for key in schedule.annotations.keys() {
                 if let Err(problem) = names::check_label_key(key) {
                     out.push(
@@ -1252,6 +1261,19 @@ impl Checker<'_> {
         object_names: &mut BTreeMap<String, Pointer>,
         out: &mut Vec<Diagnostic>,
     ) {
+        // Pointers are made only for a diagnostic, or to remember where a name was
+        // first used: thousands of instances are fine, and each pointer allocates.
+        let location_at = |fan_out_index: Option<usize>| match fan_out_index {
+            Some(index) => at.child("storage_locations").child(index),
+            None => at.child("storage_location"),
+        };
+        let instance_at = |fan_out_index: Option<usize>| match fan_out_index {
+            Some(_) => location_at(fan_out_index),
+            None => at.clone().as_key(),
+        };
+        // An entry name that is not a name was reported once, at the entry; the Velero
+        // objects named after it inherit the mistake and are not reported again.
+        let entry_name_reported = names::check_subdomain(name).is_err();
         if schedule.storage_locations.is_some() && schedule.template.storage_location.is_some() {
             out.push(
                 Diagnostic::error(
@@ -1275,19 +1297,7 @@ impl Checker<'_> {
             );
         }
         for instance in schedule.instances(name) {
-            let location_at = match instance.fan_out_index {
-                Some(index) => at.child("storage_locations").child(index),
-                None => at.child("storage_location"),
-            };
-            let instance_at = if instance.fan_out_index.is_some() {
-                location_at.clone()
-            } else {
-                at.clone().as_key()
-            };
-            // An entry name that is not a name was reported once, at the entry; the
-            // Velero objects named after it inherit the mistake and are not reported
-            // again.
-            let entry_name_reported = names::check_subdomain(name).is_err();
+            let index = instance.fan_out_index;
             match names::check_subdomain(&instance.object_name) {
                 _ if entry_name_reported => {}
                 Err(problem) => out.push(
@@ -1298,7 +1308,7 @@ impl Checker<'_> {
                             instance.object_name
                         ),
                     )
-                    .at(instance_at.clone()),
+                    .at(instance_at(index)),
                 ),
                 Ok(()) if instance.object_name.len() > MAX_SCHEDULE_NAME => out.push(
                     Diagnostic::error(
@@ -1309,7 +1319,7 @@ impl Checker<'_> {
                             instance.object_name.len()
                         ),
                     )
-                    .at(instance_at.clone())
+                    .at(instance_at(index))
                     .label("too long")
                     .help("Velero labels every backup with its schedule's name, and label values stop at 63 characters: every backup of this schedule would fail to be created"),
                 ),
@@ -1324,12 +1334,12 @@ impl Checker<'_> {
                             instance.object_name
                         ),
                     )
-                    .at(instance_at.clone())
+                    .at(instance_at(index))
                     .related(first.clone(), "first one here")
                     .help("rename one of the schedules or locations"),
                 ),
                 None => {
-                    object_names.insert(instance.object_name.clone(), instance_at.clone());
+                    object_names.insert(instance.object_name.clone(), instance_at(index));
                 }
             }
             let Some(location) = instance.storage_location else {
@@ -1340,7 +1350,7 @@ impl Checker<'_> {
                     "backup location",
                     location,
                     self.config.backup_locations.keys(),
-                    location_at,
+                    location_at(index),
                     "backup_locations",
                 )),
                 Some(declared) if declared.access_mode == Some(AccessMode::ReadOnly) => out.push(
@@ -1348,7 +1358,7 @@ impl Checker<'_> {
                         Code::Reference,
                         format!("backup location `{location}` is read-only: Velero refuses backups to it"),
                     )
-                    .at(location_at)
+                    .at(location_at(index))
                     .related(
                         Pointer::value(["backup_locations", location, "access_mode"]),
                         "read-only here",
