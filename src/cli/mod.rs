@@ -192,6 +192,14 @@ fn run(cli: Cli) -> Result<ExitStatus, CliError> {
 }
 
 /// A runtime for one command: a client belongs to the runtime it was made in.
+/// Leaves a finished command's file, state and plan to the end of the process instead
+/// of freeing them piece by piece: the process exits right after the command, and the
+/// system takes the memory back at once (freeing a 10,000-object plan was a sixth of
+/// `plan`'s time). Only for plain data: nothing with a handle, file or task inside.
+fn free_at_exit<T>(data: T) {
+    std::mem::forget(data);
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

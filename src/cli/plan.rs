@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::args::{PlanArgs, PlanFormat};
-use super::{CliError, ExitStatus, Shared, runtime, show, valid_or_report};
+use super::{CliError, ExitStatus, Shared, free_at_exit, runtime, show, valid_or_report};
 use crate::engine::{self, PlanOptions, StateSource};
 use crate::report::{self, diagnostics as shown};
 
@@ -75,9 +75,11 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
         })?;
         eprintln!("saved the plan to {}", out.display());
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    let status = if args.detailed_exitcode && plan.has_changes() {
         ExitStatus::Changes
     } else {
         ExitStatus::Success
-    })
+    };
+    free_at_exit((file, planned));
+    Ok(status)
 }

@@ -3,7 +3,10 @@
 use std::io::Write;
 
 use super::args::{Format, ValidateArgs};
-use super::{CliError, ExitStatus, Shared, count_summary, plural, print_unplanned_document, show};
+use super::{
+    CliError, ExitStatus, Shared, count_summary, free_at_exit, plural, print_unplanned_document,
+    show,
+};
 use crate::engine;
 
 pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
@@ -54,9 +57,11 @@ pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, Cl
             }
         }
     }
-    Ok(if checked.errors() > 0 {
+    let status = if checked.errors() > 0 {
         ExitStatus::Failure
     } else {
         ExitStatus::Success
-    })
+    };
+    free_at_exit(checked);
+    Ok(status)
 }

@@ -13,7 +13,7 @@ pub mod execution;
 pub mod live;
 pub mod normalize;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -304,6 +304,7 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
             namespace: desired.namespace.clone(),
             ..Plan::default()
         },
+        first_runs: HashMap::new(),
     };
     planner.secrets();
     planner.objects();
@@ -331,6 +332,10 @@ struct Planner<'a> {
     observed: &'a Observed,
     context: &'a Context,
     plan: Plan,
+    /// When a cron first fires after a time: schedules share a few crons (every copy
+    /// of a fanned-out one, most of a fleet's), and the calendar search is the
+    /// costliest step of planning one.
+    first_runs: HashMap<(&'a str, chrono::DateTime<chrono::Utc>), Option<FirstBackup>>,
 }
 
 /// Whose an observed object is, by its labels.
@@ -354,7 +359,7 @@ fn ownership<'a>(labels: &'a BTreeMap<String, String>, owner: &str) -> Ownership
     }
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     fn owner_conflict(
         &mut self,
         object: &ObjectRef,
@@ -487,7 +492,7 @@ impl Planner<'_> {
         }
     }
 
-    fn create_object(&mut self, desired: &DesiredObject) {
+    fn create_object(&mut self, desired: &'a DesiredObject) {
         // A new object is shown as it will be sent, not in its comparable form.
         let spec = normalize::drop_empty(spec_of(&desired.manifest).clone());
         let mut fields = Vec::new();
@@ -505,7 +510,7 @@ impl Planner<'_> {
             .context
             .now
             .filter(|_| desired.object.kind == Kind::Schedule)
-            .and_then(|now| first_backup(desired, None, now));
+            .and_then(|now| first_backup_with(desired, None, now, &mut self.first_runs));
         self.plan.changes.push(Change {
             action: Action::Create,
             object: desired.object.clone(),
@@ -522,7 +527,7 @@ impl Planner<'_> {
         });
     }
 
-    fn update_object(&mut self, desired: &DesiredObject, observed: &ObservedObject) {
+    fn update_object(&mut self, desired: &'a DesiredObject, observed: &ObservedObject) {
         let mut first = None;
         let mut risks = Vec::new();
         let mut backups = None;
@@ -586,7 +591,8 @@ impl Planner<'_> {
                 let timing = unpaused || new_cron;
                 match self.context.now {
                     Some(now) => {
-                        first = first_backup(desired, Some(observed), now);
+                        first =
+                            first_backup_with(desired, Some(observed), now, &mut self.first_runs);
                         if timing && first == Some(FirstBackup::Immediately) {
                             risks.push(Risk::ImmediateRun);
                         }
@@ -984,6 +990,17 @@ pub fn first_backup(
     observed: Option<&ObservedObject>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<FirstBackup> {
+    first_backup_with(desired, observed, now, &mut HashMap::new())
+}
+
+/// [`first_backup`], with the answers for each cron and starting time kept in `known`
+/// (all for the same `now`).
+fn first_backup_with<'a>(
+    desired: &'a DesiredObject,
+    observed: Option<&ObservedObject>,
+    now: chrono::DateTime<chrono::Utc>,
+    known: &mut HashMap<(&'a str, chrono::DateTime<chrono::Utc>), Option<FirstBackup>>,
+) -> Option<FirstBackup> {
     let spec = spec_of(&desired.manifest);
     if spec.get("paused") == Some(&Value::Bool(true)) {
         return None;
@@ -1010,12 +1027,17 @@ pub fn first_backup(
                 .unwrap_or(base)
         }
     };
-    let next = crate::velero::cron::next_run(cron, base)?;
-    Some(if next < now {
-        FirstBackup::Immediately
-    } else {
-        FirstBackup::At(next.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-    })
+    known
+        .entry((cron, base))
+        .or_insert_with(|| {
+            let next = crate::velero::cron::next_run(cron, base)?;
+            Some(if next < now {
+                FirstBackup::Immediately
+            } else {
+                FirstBackup::At(next.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            })
+        })
+        .clone()
 }
 
 fn spec_of(manifest: &Value) -> &Value {
