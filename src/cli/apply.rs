@@ -1,7 +1,7 @@
 //! `stowage apply [PLAN]`: plan (or verify a saved plan), ask, write, check that the
 //! cluster converged, and optionally wait for Velero's verdict on each location.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 
 use super::args::ApplyArgs;
@@ -168,14 +168,17 @@ impl engine::Approver for Terminal<'_> {
 
     fn review(&mut self, plan: &Plan) {
         let shown = show(&plan.diagnostics, &self.file.source, self.shared.color).and_then(|()| {
+            // Flushed before the question that follows it.
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
             report::plan::write_text(
                 plan,
                 &self.file.source.name,
                 report::plan::TextOptions {
                     color: self.shared.stdout_color,
                 },
-                &mut std::io::stdout().lock(),
+                &mut stdout,
             )
+            .and_then(|()| stdout.flush())
             .map_err(CliError::from)
         });
         self.remember(shown);

@@ -36,7 +36,8 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
 
     // The file's warnings were shown already; the plan's own findings are new.
     show(&plan.diagnostics, &file.source, shared.color)?;
-    let mut stdout = std::io::stdout().lock();
+    // One write per buffer, not per line: a plan from empty is a line per field.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         PlanFormat::Text => report::plan::write_text(
             plan,
@@ -60,6 +61,7 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
             stdout.write_all(b"\n")?;
         }
     }
+    stdout.flush()?;
     drop(stdout);
 
     if plan.has_errors() {

@@ -200,14 +200,16 @@ pub fn write_text(
                 paint.bold(&change.object.to_string()),
             )?;
             for (marker, line) in field_lines(change) {
-                let text = format!("{marker} {line}");
-                let text = match marker {
-                    '+' => paint.green(&text),
-                    '-' => paint.red(&text),
-                    '~' => paint.yellow(&text),
-                    _ => text,
+                let color = match marker {
+                    '+' => Some("32"),
+                    '-' => Some("31"),
+                    '~' => Some("33"),
+                    _ => None,
                 };
-                writeln!(out, "      {text}")?;
+                match color.filter(|_| paint.color) {
+                    Some(code) => writeln!(out, "      \x1b[{code}m{marker} {line}\x1b[0m")?,
+                    None => writeln!(out, "      {marker} {line}")?,
+                }
             }
             writeln!(out)?;
         }

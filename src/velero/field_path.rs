@@ -2,6 +2,7 @@
 //! carries it out and the lookup of who owns it (managedFields) all walk the same
 //! structure instead of re-splitting a display string.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -68,34 +69,56 @@ impl FieldPath {
 
     /// The steps, outermost first.
     pub fn steps(&self) -> Vec<Step> {
-        let mut steps = Vec::new();
-        let mut chars = self.0.chars();
-        let mut current: Option<(char, String)> = None;
-        while let Some(c) = chars.next() {
-            match c {
-                FIELD | NAMED => {
-                    steps.extend(current.take().map(step_of));
-                    current = Some((c, String::new()));
-                }
-                ESCAPE => {
-                    if let (Some((_, name)), Some(next)) = (current.as_mut(), chars.next()) {
-                        name.push(next);
+        self.marked_steps()
+            .map(|(marker, name)| step_of((marker, name.into_owned())))
+            .collect()
+    }
+
+    /// Each step's marker and name, the name borrowed unless it holds an escape: the
+    /// plan's views show a path per changed field, and most names have none.
+    fn marked_steps(&self) -> impl Iterator<Item = (char, Cow<'_, str>)> {
+        let mut rest = self.0.as_str();
+        std::iter::from_fn(move || {
+            let marker = rest.chars().next()?;
+            let body = &rest[marker.len_utf8()..];
+            let mut end = body.len();
+            let mut escaped = false;
+            let mut chars = body.char_indices();
+            while let Some((index, c)) = chars.next() {
+                match c {
+                    ESCAPE => {
+                        escaped = true;
+                        chars.next();
                     }
-                }
-                c => {
-                    if let Some((_, name)) = current.as_mut() {
-                        name.push(c);
+                    FIELD | NAMED => {
+                        end = index;
+                        break;
                     }
+                    _ => {}
                 }
             }
-        }
-        steps.extend(current.map(step_of));
-        steps
+            let raw = &body[..end];
+            rest = &body[end..];
+            let name = if escaped {
+                let mut name = String::with_capacity(raw.len());
+                let mut chars = raw.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        ESCAPE => name.extend(chars.next()),
+                        c => name.push(c),
+                    }
+                }
+                Cow::Owned(name)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            Some((marker, name))
+        })
     }
 
     /// Whether the path starts with the field `name`.
     pub fn is_under(&self, name: &str) -> bool {
-        matches!(self.steps().first(), Some(Step::Field(first)) if first == name)
+        matches!(self.marked_steps().next(), Some((FIELD, first)) if first == name)
     }
 
     /// Sets the field to `value` in a JSON merge patch, making the objects on the way.
@@ -150,7 +173,10 @@ fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result 
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (bare, first) {
         (true, true) => f.write_str(key),
-        (true, false) => write!(f, ".{key}"),
+        (true, false) => {
+            f.write_str(".")?;
+            f.write_str(key)
+        }
         (false, _) => write!(f, "[{key:?}]"),
     }
 }
@@ -158,10 +184,11 @@ fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result 
 /// The notation of the plan's text and JSON views.
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, step) in self.steps().iter().enumerate() {
-            match step {
-                Step::Field(name) => write_key(f, name, index == 0)?,
-                Step::Named(name) => write!(f, "[{name}]")?,
+        for (index, (marker, name)) in self.marked_steps().enumerate() {
+            if marker == NAMED {
+                write!(f, "[{name}]")?;
+            } else {
+                write_key(f, &name, index == 0)?;
             }
         }
         Ok(())
@@ -213,6 +240,13 @@ mod tests {
                 Step::Named(odd.into()),
                 Step::Field("x".into())
             ]
+        );
+        assert!(path.is_under("spec") && !path.is_under(odd));
+        let under_odd = FieldPath::root(odd).field("");
+        assert!(under_odd.is_under(odd));
+        assert_eq!(
+            under_odd.steps(),
+            [Step::Field(odd.into()), Step::Field(String::new())]
         );
         let saved = serde_json::to_string(&path).expect("serializes");
         assert_eq!(
