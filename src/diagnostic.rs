@@ -221,7 +221,10 @@ impl Pointer {
     }
 
     pub fn child(&self, segment: impl Into<Segment>) -> Pointer {
-        let mut path = self.path.clone();
+        // Room for the new step from the start: a clone then a push would allocate
+        // twice, and validation makes a child per checked key.
+        let mut path = Vec::with_capacity(self.path.len() + 1);
+        path.extend_from_slice(&self.path);
         path.push(segment.into());
         Pointer {
             path,

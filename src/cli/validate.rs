@@ -38,7 +38,7 @@ pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, Cl
                 let schedules: usize = config
                     .schedules
                     .iter()
-                    .map(|(name, schedule)| schedule.instances(name).len())
+                    .map(|(_, schedule)| schedule.instance_count())
                     .sum();
                 let warnings = checked.warnings();
                 writeln!(

@@ -559,6 +559,11 @@ pub struct ScheduleInstance<'a> {
 }
 
 impl Schedule {
+    /// How many Velero Schedules this entry declares (see [`Schedule::instances`]).
+    pub fn instance_count(&self) -> usize {
+        self.storage_locations.as_ref().map_or(1, Vec::len)
+    }
+
     /// The Velero Schedules this entry declares: one per `storage_locations` entry,
     /// named `<schedule>-<location>`, or a single one named after the entry.
     pub fn instances<'a>(&'a self, name: &str) -> Vec<ScheduleInstance<'a>> {
@@ -644,5 +649,25 @@ impl Schedule {
             return Ok(self.cron.clone());
         }
         crate::velero::cron::shifted(&self.cron, by)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_count_is_the_number_of_instances() {
+        let single: Schedule =
+            serde_json::from_value(serde_json::json!({"cron": "0 1 * * *"})).expect("a schedule");
+        let fanned: Schedule = serde_json::from_value(serde_json::json!({
+            "cron": "0 1 * * *", "storage_locations": ["a", "b", "c"]}))
+        .expect("a schedule");
+        let none: Schedule = serde_json::from_value(serde_json::json!({
+            "cron": "0 1 * * *", "storage_locations": []}))
+        .expect("a schedule");
+        for schedule in [single, fanned, none] {
+            assert_eq!(schedule.instance_count(), schedule.instances("s").len());
+        }
     }
 }
