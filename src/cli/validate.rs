@@ -7,6 +7,7 @@ use super::{
     CliError, ExitStatus, Shared, count_summary, free_at_exit, plural, print_unplanned_document,
     show,
 };
+use crate::config::Schedule;
 use crate::engine;
 
 pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
@@ -37,8 +38,8 @@ pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, Cl
             } else if let Some(config) = &checked.loaded.config {
                 let schedules: usize = config
                     .schedules
-                    .iter()
-                    .map(|(_, schedule)| schedule.instance_count())
+                    .values()
+                    .map(Schedule::instance_count)
                     .sum();
                 let warnings = checked.warnings();
                 writeln!(
