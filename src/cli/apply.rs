@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use super::args::ApplyArgs;
 use super::{CliError, ExitStatus, Shared, runtime, show};
-use crate::engine::{
-    self, Answer, ApplyOptions, ApplyOutcome, PlanOptions, StateSource, saved::SavedPlan,
-};
+use crate::engine::{self, Answer, ApplyOutcome, StateSource, saved::SavedPlan};
 use crate::plan::Plan;
 use crate::report;
 
@@ -33,20 +31,13 @@ pub(super) fn run(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliEr
     let cluster = runtime.block_on(crate::cluster::connect(&target))?;
     // A saved plan is checked against a plan made the same way: with bucket checks
     // unless --no-bucket-checks, since what the buckets hold decides some risks.
-    let options = PlanOptions {
-        allow_mass_delete: args.mass_delete.allow_mass_delete,
-        bucket_timeout: args.buckets.timeout(),
-        now: None,
-    };
+    let options = args.plan_options();
     let mut planned =
         runtime.block_on(engine::plan(&file, StateSource::Cluster(&cluster), options))?;
     if let Some(saved) = &saved {
         planned.verify(saved, &file)?;
     }
-    let options = ApplyOptions {
-        force_conflicts: args.force_conflicts,
-        fence: None,
-    };
+    let options = args.apply_options();
     let mut terminal = Terminal {
         auto_approve: args.auto_approve,
         file: &file,

@@ -1,12 +1,15 @@
-//! The command line's shape: clap structures only. Flags shared by several commands are
-//! declared once and flattened; durations are parsed here, so a bad value is reported
-//! by clap under the flag's own name.
+//! The command line's shape: clap structures, and their resolution into the engine's
+//! typed options (each in one place). Flags shared by several commands are declared
+//! once and flattened; durations are parsed here, so a bad value is reported by clap
+//! under the flag's own name.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::{ApplyOptions, PlanOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -135,6 +138,56 @@ impl BucketCheckArgs {
     /// How long each check may take; `None` with `--no-bucket-checks`.
     pub fn timeout(&self) -> Option<Duration> {
         (!self.no_bucket_checks).then(|| Duration::from_secs(self.bucket_timeout))
+    }
+}
+
+/// The engine's plan options from the flags every planning command shares: the one
+/// place they are resolved.
+fn plan_options(
+    mass_delete: &MassDeleteArg,
+    buckets: &BucketCheckArgs,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> PlanOptions {
+    PlanOptions {
+        allow_mass_delete: mass_delete.allow_mass_delete,
+        bucket_timeout: buckets.timeout(),
+        now,
+    }
+}
+
+/// The engine's apply options: conflicts forced or reported, and no fence (only the
+/// daemon's leader election fences its writes).
+fn apply_options(force_conflicts: bool) -> ApplyOptions {
+    ApplyOptions {
+        force_conflicts,
+        fence: None,
+    }
+}
+
+impl PlanArgs {
+    pub fn plan_options(&self) -> PlanOptions {
+        plan_options(&self.mass_delete, &self.buckets, self.now)
+    }
+}
+
+impl ApplyArgs {
+    /// As of now: an apply writes what a plan made now says.
+    pub fn plan_options(&self) -> PlanOptions {
+        plan_options(&self.mass_delete, &self.buckets, None)
+    }
+
+    pub fn apply_options(&self) -> ApplyOptions {
+        apply_options(self.force_conflicts)
+    }
+}
+
+impl WatchArgs {
+    pub fn plan_options(&self) -> PlanOptions {
+        plan_options(&self.mass_delete, &self.buckets, None)
+    }
+
+    pub fn apply_options(&self) -> ApplyOptions {
+        apply_options(self.force_conflicts)
     }
 }
 

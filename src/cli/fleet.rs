@@ -8,7 +8,6 @@ use std::io::Write;
 use super::args::{ApplyArgs, Format, PlanArgs, PlanFormat, ValidateArgs};
 use super::{CliError, ExitStatus, Shared, count_summary, fleet_runtime, show};
 use crate::engine::fleet::{self, Member, Outcome};
-use crate::engine::{ApplyOptions, PlanOptions};
 use crate::report::{self, diagnostics as shown};
 
 fn files(given: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, CliError> {
@@ -84,11 +83,7 @@ pub(super) fn plan(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         Some(_) => fleet::saved_plan_names(&files)?,
         None => Vec::new(),
     };
-    let options = PlanOptions {
-        allow_mass_delete: args.mass_delete.allow_mass_delete,
-        bucket_timeout: args.buckets.timeout(),
-        now: args.now,
-    };
+    let options = args.plan_options();
     let members = fleet_runtime()?.block_on(fleet::plan(
         &files,
         &shared.target,
@@ -326,11 +321,7 @@ fn write_member_text(
 pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
     use std::io::IsTerminal;
     let files = files(&args.file.files)?;
-    let options = PlanOptions {
-        allow_mass_delete: args.mass_delete.allow_mass_delete,
-        bucket_timeout: args.buckets.timeout(),
-        now: None,
-    };
+    let options = args.plan_options();
     let parallel = args.parallel.get();
     let runtime = fleet_runtime()?;
     let mut members = runtime.block_on(fleet::plan(&files, &shared.target, options, parallel));
@@ -351,10 +342,7 @@ pub(super) fn apply(args: &ApplyArgs, shared: &Shared) -> Result<ExitStatus, Cli
             return Ok(ExitStatus::Failure);
         }
     }
-    let apply_options = ApplyOptions {
-        force_conflicts: args.force_conflicts,
-        fence: None,
-    };
+    let apply_options = args.apply_options();
     let applied = runtime.block_on(fleet::apply(
         &mut members,
         &shared.target,
@@ -446,15 +434,8 @@ pub(super) fn apply_saved(
     if !args.auto_approve {
         return Err(CliError::NoTerminal);
     }
-    let plan_options = PlanOptions {
-        allow_mass_delete: args.mass_delete.allow_mass_delete,
-        bucket_timeout: args.buckets.timeout(),
-        now: None,
-    };
-    let options = ApplyOptions {
-        force_conflicts: args.force_conflicts,
-        fence: None,
-    };
+    let plan_options = args.plan_options();
+    let options = args.apply_options();
     let results = fleet_runtime()?.block_on(fleet::apply_saved(
         &plans,
         &shared.target,

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::args::{PlanArgs, PlanFormat};
 use super::{CliError, ExitStatus, Shared, free_at_exit, runtime, show, valid_or_report};
-use crate::engine::{self, PlanOptions, StateSource};
+use crate::engine::{self, StateSource};
 use crate::report::{self, diagnostics as shown};
 
 pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
@@ -16,11 +16,7 @@ pub(super) fn run(args: &PlanArgs, shared: &Shared) -> Result<ExitStatus, CliErr
     let Some(file) = valid_or_report(path, shared.color, json)? else {
         return Ok(ExitStatus::Failure);
     };
-    let options = PlanOptions {
-        allow_mass_delete: args.mass_delete.allow_mass_delete,
-        bucket_timeout: args.buckets.timeout(),
-        now: args.now,
-    };
+    let options = args.plan_options();
     let target = engine::fleet::target_for(&file, &shared.target);
     let runtime = runtime()?;
     let planned = runtime.block_on(async {

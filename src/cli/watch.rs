@@ -2,7 +2,7 @@
 
 use super::args::{LogFormat, WatchArgs};
 use super::{CliError, ExitStatus, Shared};
-use crate::engine::{ApplyOptions, PlanOptions, ReconcileOptions};
+use crate::engine::ReconcileOptions;
 
 pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
@@ -47,17 +47,10 @@ pub(super) fn run(args: &WatchArgs, shared: &Shared) -> Result<ExitStatus, CliEr
         listen: args.listen,
         leader_election,
         reconcile: ReconcileOptions {
-            plan: PlanOptions {
-                allow_mass_delete: args.mass_delete.allow_mass_delete,
-                bucket_timeout: args.buckets.timeout(),
-                now: None,
-            },
+            plan: args.plan_options(),
             // The file is the source of truth here: a field someone changed by hand is
             // taken back, unless --force-conflicts=false.
-            apply: ApplyOptions {
-                force_conflicts: args.force_conflicts,
-                fence: None,
-            },
+            apply: args.apply_options(),
             dry_run: args.dry_run,
         },
     };
