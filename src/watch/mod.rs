@@ -131,8 +131,8 @@ pub struct Daemon {
     /// Whether the last round ended well: a file event that changed nothing needs no
     /// round then.
     settled: bool,
-    /// How long to wait before retrying after consecutive failed rounds.
-    retry_backoff: Duration,
+    /// When to retry after failed rounds.
+    retries: Requeue,
     /// The restore drill running now, if one is.
     drill_task: Option<tokio::task::JoinHandle<()>>,
     /// When this daemon started: a copy never drilled is first due at its drill cron's
@@ -436,6 +436,7 @@ impl Daemon {
             std::process::id()
         );
         let daemon = Daemon {
+            retries: Requeue::new(options.resync),
             options,
             cluster,
             health,
@@ -452,7 +453,6 @@ impl Daemon {
             input_paths,
             seen: None,
             settled: false,
-            retry_backoff: FIRST_RETRY,
             drill_task: None,
             started: chrono::Utc::now(),
         };
@@ -473,7 +473,7 @@ impl Daemon {
     fn retry_after(&mut self, result: &Result<Round, ReconcileError>) -> Option<Duration> {
         match result {
             Ok(Round::Done(reconciled)) => {
-                self.retry_backoff = FIRST_RETRY;
+                self.retries.succeeded();
                 match reconciled.as_ref() {
                     Reconciled::Deferred { wait, .. } => {
                         Some((*wait).max(Duration::from_millis(200)))
@@ -482,14 +482,10 @@ impl Daemon {
                 }
             }
             Ok(_) => {
-                self.retry_backoff = FIRST_RETRY;
+                self.retries.succeeded();
                 None
             }
-            Err(_) => {
-                let wait = self.retry_backoff;
-                self.retry_backoff = (wait * 2).min(self.options.resync.max(FIRST_RETRY));
-                Some(wait)
-            }
+            Err(_) => Some(self.retries.failed()),
         }
     }
 
@@ -857,9 +853,52 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// The requeue after a failed round, as kube-runtime's controllers do it in their
+/// error policy: the first retry after [`FIRST_RETRY`], each further one twice as late,
+/// never later than the resync (which would run the round anyway); a round that ends
+/// well starts it over.
+#[derive(Debug)]
+struct Requeue {
+    next: Duration,
+    longest: Duration,
+}
+
+impl Requeue {
+    fn new(resync: Duration) -> Requeue {
+        Requeue {
+            next: FIRST_RETRY,
+            longest: resync.max(FIRST_RETRY),
+        }
+    }
+
+    /// How long to wait after one more failed round.
+    fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(self.longest);
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_rounds_are_retried_ever_later_up_to_the_resync_and_start_over_after_one_that_ends_well()
+     {
+        let mut requeue = Requeue::new(Duration::from_secs(20));
+        let waits: Vec<u64> = (0..6).map(|_| requeue.failed().as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 20, 20]);
+        requeue.succeeded();
+        assert_eq!(requeue.failed(), FIRST_RETRY);
+        // A resync shorter than the first retry does not make the retry earlier.
+        let mut short = Requeue::new(Duration::from_secs(1));
+        assert_eq!([short.failed(), short.failed()], [FIRST_RETRY, FIRST_RETRY]);
+    }
 
     /// Sends an event every `every`, `count` times.
     fn burst(events: mpsc::Sender<()>, every: Duration, count: usize) {
