@@ -26,6 +26,18 @@ fn validate_1000_locations_5000_schedules(bencher: divan::Bencher) {
     });
 }
 
+/// The TOML parser's own share of `validate` above: the `toml` crate reading the same
+/// text into its spanned tree, which stowage then converts (the floor under it).
+#[divan::bench(sample_count = 10)]
+fn toml_parse_alone_1000_locations_5000_schedules(bencher: divan::Bencher) {
+    let text = generated(1_000, 5_000);
+    bencher.bench(|| {
+        let (table, errors) = toml::de::DeTable::parse_recoverable(divan::black_box(&text));
+        assert!(errors.is_empty());
+        table
+    });
+}
+
 /// Many locations in one bucket, each under its own prefix: the overlap check must
 /// grow with the number of locations, not with its square (the ratio between sizes is
 /// the number to watch).
