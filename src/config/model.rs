@@ -1,7 +1,7 @@
 //! The desired-state model: what a `stowage.toml` / `stowage.yaml` declares.
 //!
 //! Plain data, one type per table of product.md §1. Keys are snake_case in the file;
-//! the backup template serializes to Velero's camelCase so rendering is serialization.
+//! rendering maps the backup template onto Velero's own type (`crd::BackupSpec`).
 //! These types also produce the JSON Schema (`stowage schema`), which the loader uses to
 //! check the file's shape, so a key added here is known everywhere at once.
 
@@ -314,176 +314,138 @@ fn go_duration_or(written: Option<&str>, default: &str) -> std::time::Duration {
         .unwrap_or_default()
 }
 
-/// Velero's BackupSpec (the Schedule's `template`), keys in snake_case. Serializes to
-/// Velero's own field names.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all(serialize = "camelCase"))]
+/// A schedule's backup template as the file writes it (snake_case): Velero's
+/// BackupSpec, which rendering maps it onto (`crd::BackupSpec`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct BackupTemplate {
     /// Labels for the Backup objects this schedule creates.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMetadata>,
     /// Namespaces to include; "*" (alone) or a list. Empty means all.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_namespaces: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_namespaces: Option<Vec<String>>,
     /// Resource filter (old style; do not mix with the *_scoped_resources filters).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub include_cluster_resources: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_cluster_scoped_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_cluster_scoped_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_namespace_scoped_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_namespace_scoped_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
     /// Backs up what matches any of these selectors; not with label_selector.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub or_label_selectors: Option<Vec<LabelSelector>>,
     /// Take native volume snapshots (default true).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_volumes: Option<bool>,
     /// Back up every pod volume with the file-system uploader.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_volumes_to_fs_backup: Option<bool>,
     /// Deprecated spelling of default_volumes_to_fs_backup.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_volumes_to_restic: Option<bool>,
     /// Move CSI snapshot data to the backup storage location.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_move_data: Option<bool>,
     /// The data mover to use ("velero" or a third party's).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub datamover: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uploader_config: Option<UploaderConfig>,
     /// How long backups are kept (Go duration, e.g. "720h").
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub csi_snapshot_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub item_operation_timeout: Option<String>,
     /// One backup location; without it (and without storage_locations) Velero uses its
     /// default location at backup time.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_location: Option<String>,
     /// Snapshot locations, at most one per provider.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_snapshot_locations: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_group_snapshot_label_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks: Option<BackupHooks>,
     /// Resource kind -> ordered list of "namespace/name" to back up first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ordered_resources: Option<BTreeMap<String, String>>,
     /// A ConfigMap of resource policies.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_policy: Option<ResourcePolicyRef>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateMetadata {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LabelSelector {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     pub key: String,
     /// In, NotIn, Exists or DoesNotExist.
     pub operator: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UploaderConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_files_upload: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupHooks {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub resources: Vec<BackupResourceHook>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BackupResourceHook {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_namespaces: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_namespaces: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub included_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded_resources: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub pre: Vec<BackupHook>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub post: Vec<BackupHook>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupHook {
     pub exec: ExecHook,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum HookErrorMode {
     Continue,
     Fail,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ExecHook {
     /// The container to run in (default: the pod's first).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The command and its arguments.
     pub command: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_error: Option<HookErrorMode>,
     /// Go duration.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResourcePolicyRef {
     /// Must be "configmap".
     pub kind: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_group: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 //! rendered here with what is observed. Secret values stay `SecretValue`s; only
 //! [`to_documents`] with `include_secrets` ever encodes them, for `stowage render`.
 
+mod template;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
@@ -203,12 +205,13 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
     }
     for (name, schedule) in &config.schedules {
         for instance in schedule.instances(name) {
-            let mut template = schedule.template.clone();
-            template.storage_location = instance.storage_location.map(str::to_string);
-            template.ttl = instance.ttl.map(str::to_string);
             let spec = ScheduleSpec {
                 schedule: instance.cron.clone(),
-                template,
+                template: template::backup_spec(
+                    &schedule.template,
+                    instance.storage_location,
+                    instance.ttl,
+                ),
                 use_owner_references_in_backup: schedule.use_owner_references_in_backup,
                 paused: schedule.paused,
                 skip_immediately: schedule.skip_immediately,

@@ -41,10 +41,9 @@ fn every_rendered_object_passes_the_real_crd_schema() {
     assert!(checked >= 20, "only {checked} objects checked");
 }
 
-#[test]
-fn the_checker_sees_every_field_stowage_can_render() {
-    // A schedule using every template field the model has: nothing may be pruned.
-    let text = r#"version = 1
+/// A schedule using every template field the model has (and a location using every
+/// location field), with the CA file it names.
+const EVERY_FIELD: &str = r#"version = 1
 [backup_locations.a]
 provider = "aws"
 bucket = "bucket-b"
@@ -108,8 +107,13 @@ include_cluster_resources = false
 label_selector = { match_labels = { app = "web" } }
 default_volumes_to_restic = false
 "#;
-    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    let fixture = fixture("stowage.toml", text, &[("ca.pem", pem)]);
+const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn the_checker_sees_every_field_stowage_can_render() {
+    // Nothing of the file with every field may be pruned.
+    let pem = PEM;
+    let fixture = fixture("stowage.toml", EVERY_FIELD, &[("ca.pem", pem)]);
     let desired = rendered(&fixture.path);
     let ns = stack().namespace("render-every-field");
     for object in &desired.objects {
@@ -213,6 +217,41 @@ const CLI_CASES: &[CliCase] = &[
         spec: || json!({"provider": "aws", "config": {"region": "us-east-1"}, "credential": {"name": "credentials", "key": "vsl"}}),
     },
 ];
+
+/// Velero's kinds are typed both ways: every object every example renders reads back
+/// into its `crd` type and writes out as it was (the field-dense fixture of the test
+/// above included), so `crd` can read what Velero holds as well as what stowage sends.
+#[test]
+fn every_rendered_object_reads_back_into_its_velero_type_unchanged() {
+    use stowage::crd::{BackupStorageLocation, Schedule, VolumeSnapshotLocation};
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(manifest: &Value) -> Value {
+        let typed: T = serde_json::from_value(manifest.clone()).expect("reads as its kind");
+        serde_json::to_value(typed).expect("writes")
+    }
+    let mut read = 0;
+    let every_field = fixture("stowage.toml", EVERY_FIELD, &[("ca.pem", PEM)]);
+    let mut files = example_files();
+    files.push(every_field.path.clone());
+    for file in files {
+        for object in &rendered(&file).objects {
+            let manifest = &*object.manifest;
+            let again = match object.object.kind {
+                Kind::BackupStorageLocation => round_trip::<BackupStorageLocation>(manifest),
+                Kind::VolumeSnapshotLocation => round_trip::<VolumeSnapshotLocation>(manifest),
+                Kind::Schedule => round_trip::<Schedule>(manifest),
+                _ => continue,
+            };
+            // kube's generated types write an empty status back.
+            let mut again = again;
+            if let Some(map) = again.as_object_mut() {
+                map.remove("status");
+            }
+            assert_eq!(&again, manifest, "{}: {}", file.display(), object.object);
+            read += 1;
+        }
+    }
+    assert!(read > 20, "only {read} objects read back");
+}
 
 #[test]
 fn files_equivalent_to_velero_cli_commands_render_the_same_objects() {
