@@ -17,7 +17,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig};
 
 use crate::config::load::Material;
-use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject, string_map};
+use crate::observe::{BucketReport, BucketStatus, Observed, ObservedObject};
 use crate::secret::SecretValue;
 use crate::secret::formats::{AwsFile, Credential, GcpKey};
 use crate::velero::Plugin;
@@ -781,33 +781,25 @@ pub fn current_target(
     desired: &crate::render::Desired,
     observed: &Observed,
 ) -> Option<BucketTarget> {
-    use base64::Engine as _;
-    let spec = observed_location.spec();
-    let text =
-        |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_string);
-    let storage = spec.get("objectStorage")?;
-    let location_config = string_map(spec.get("config"));
-    let credential = spec.get("credential");
-    let selector =
-        credential.and_then(|c| Some((c.get("name")?.as_str()?, c.get("key")?.as_str()?)));
-    let ca_cert = text(storage.get("caCert")).and_then(|encoded| {
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()
-    });
+    let spec = observed_location.location_spec()?;
+    let selector = spec
+        .credential
+        .as_ref()
+        .map(|c| (c.name.as_str(), c.key.as_str()));
+    let credential = credential_for(
+        selector,
+        &declared_credentials(config, materials),
+        desired,
+        observed,
+    );
     Some(BucketTarget {
         location: observed_location.object.name.clone(),
-        provider: text(spec.get("provider"))?,
-        bucket: text(storage.get("bucket"))?.trim_matches('/').to_string(),
-        prefix: text(storage.get("prefix")),
-        config: location_config,
-        credential: credential_for(
-            selector,
-            &declared_credentials(config, materials),
-            desired,
-            observed,
-        ),
-        ca_cert,
+        provider: spec.provider,
+        bucket: spec.object_storage.bucket.trim_matches('/').to_string(),
+        prefix: spec.object_storage.prefix,
+        config: spec.config,
+        credential,
+        ca_cert: spec.object_storage.ca_cert.map(|bytes| bytes.0),
     })
 }
 

@@ -39,6 +39,16 @@ impl ObservedObject {
         self.manifest.get("spec").unwrap_or(&Value::Null)
     }
 
+    /// A BackupStorageLocation's spec as Velero's own type; `None` for another kind, or
+    /// for a spec the API server's schema would not have let in.
+    pub fn location_spec(&self) -> Option<crate::crd::BackupStorageLocationSpec> {
+        use serde::Deserialize as _;
+        if self.object.kind != Kind::BackupStorageLocation {
+            return None;
+        }
+        crate::crd::BackupStorageLocationSpec::deserialize(self.spec()).ok()
+    }
+
     /// The managers that own `field`, as managedFields record them.
     pub fn managers_of(&self, field: &crate::velero::FieldPath) -> Vec<&str> {
         self.field_managers

@@ -100,15 +100,20 @@ pub fn write_text(
     let rows: Vec<Vec<String>> = locations
         .iter()
         .map(|bsl| {
-            let spec = bsl.spec();
+            let spec = bsl.location_spec();
             let status = &bsl.manifest["status"];
-            let place = match text(&spec["objectStorage"]["prefix"]) {
-                "" => text(&spec["objectStorage"]["bucket"]).to_string(),
-                prefix => format!("{}/{prefix}", text(&spec["objectStorage"]["bucket"])),
-            };
+            let place = spec.as_ref().map_or_else(String::new, |spec| {
+                let storage = &spec.object_storage;
+                match storage.prefix.as_deref().unwrap_or_default() {
+                    "" => storage.bucket.clone(),
+                    prefix => format!("{}/{prefix}", storage.bucket),
+                }
+            });
             vec![
                 bsl.object.name.clone(),
-                text(&spec["provider"]).to_string(),
+                spec.as_ref()
+                    .map(|spec| spec.provider.clone())
+                    .unwrap_or_default(),
                 place,
                 match text(&status["phase"]) {
                     "" => "(not validated yet)".to_string(),
@@ -118,7 +123,7 @@ pub fn write_text(
                     .as_str()
                     .map(|t| ago(t, now))
                     .unwrap_or_else(|| "-".into()),
-                if spec["default"] == true {
+                if spec.as_ref().is_some_and(|spec| spec.default) {
                     "yes".into()
                 } else {
                     String::new()
