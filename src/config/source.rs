@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use compact_str::{CompactString, ToCompactString as _};
+use compact_str::CompactString;
 use std::ops::Range;
 
 use crate::diagnostic::{Code, Diagnostic, Pointer, Segment, Target};
@@ -93,58 +93,7 @@ pub fn parse(text: &str, format: Format) -> (Option<Node>, Vec<Diagnostic>) {
 }
 
 fn parse_toml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
-    use toml::Spanned;
-    use toml::de::{DeTable, DeValue};
-
-    fn convert(value: &Spanned<DeValue<'_>>) -> Node {
-        let span = value.span();
-        let value = match value.get_ref() {
-            DeValue::String(s) => NodeValue::String(CompactString::from(s.as_ref())),
-            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-                Ok(n) => NodeValue::Integer(n),
-                Err(_) => NodeValue::LargeInteger(i.as_str().into()),
-            },
-            DeValue::Float(f) => NodeValue::Float(f.as_str().parse().unwrap_or(f64::NAN)),
-            DeValue::Boolean(b) => NodeValue::Bool(*b),
-            DeValue::Datetime(d) => NodeValue::Datetime(d.to_compact_string()),
-            DeValue::Array(items) => NodeValue::List(items.iter().map(convert).collect()),
-            DeValue::Table(table) => NodeValue::Map(table_entries(table)),
-        };
-        Node { span, value }
-    }
-
-    fn table_entries(table: &DeTable<'_>) -> Vec<Entry> {
-        table
-            .iter()
-            .map(|(key, value)| Entry {
-                key: CompactString::from(key.get_ref().as_ref()),
-                key_span: key.span(),
-                value: convert(value),
-            })
-            .collect()
-    }
-
-    let (table, errors) = DeTable::parse_recoverable(text);
-    let diagnostics: Vec<Diagnostic> = errors
-        .iter()
-        .map(|error| {
-            let diagnostic = Diagnostic::error(Code::Parse, clean_message(error.message()))
-                .label("here")
-                .help("see https://toml.io for TOML syntax");
-            match error.span() {
-                Some(span) => diagnostic.with_span(span),
-                None => diagnostic,
-            }
-        })
-        .collect();
-    if !diagnostics.is_empty() {
-        return (None, diagnostics);
-    }
-    let root = Node {
-        span: 0..text.len(),
-        value: NodeValue::Map(table_entries(table.get_ref())),
-    };
-    (Some(root), diagnostics)
+    super::toml_tree::read(text)
 }
 
 fn parse_yaml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
@@ -183,7 +132,8 @@ fn parse_yaml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
 }
 
 /// Error text from a parser, lowercase-first and without a trailing period.
-fn clean_message(message: &str) -> String {
+/// A parser's message as stowage words its own: no capital, no full stop.
+pub(super) fn clean_message(message: &str) -> String {
     let message = message.trim().trim_end_matches('.');
     let mut chars = message.chars();
     match chars.next() {
