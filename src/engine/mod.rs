@@ -811,7 +811,7 @@ pub fn takeovers(plan: &Plan, observed: &Observed) -> Vec<Takeover> {
         let Some(live) = observed.objects.get(&change.object) else {
             continue;
         };
-        for field in &change.fields {
+        for field in change.field_changes().iter() {
             let managers: Vec<String> = live
                 .managers_of(&field.path)
                 .into_iter()

@@ -13,6 +13,7 @@ pub mod execution;
 pub mod live;
 pub mod normalize;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,29 @@ pub struct FieldChange {
     pub after: FieldValue,
 }
 
+impl Change {
+    /// Every field the change sets, changes or removes; read this, not `fields`.
+    pub fn field_changes(&self) -> Cow<'_, [FieldChange]> {
+        match &self.request {
+            Request::Apply {
+                body: Body::Object(manifest),
+                ..
+            } if self.action == Action::Create && self.fields.is_empty() => {
+                Cow::Owned(created_fields(manifest))
+            }
+            _ => Cow::Borrowed(&self.fields),
+        }
+    }
+}
+
+/// A new object's fields, as it will be sent rather than in its comparable form.
+fn created_fields(manifest: &Value) -> Vec<FieldChange> {
+    let spec = normalize::drop_empty(spec_of(manifest).clone());
+    let mut fields = Vec::new();
+    leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut fields);
+    fields
+}
+
 impl FieldChange {
     pub fn is_sensitive(&self) -> bool {
         matches!(self.before, FieldValue::Sensitive) || matches!(self.after, FieldValue::Sensitive)
@@ -133,6 +157,11 @@ pub struct Change {
     /// What apply sends for it in an earlier stage, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepare: Option<Preparation>,
+    /// The fields an update or a delete changes, and a Secret's keys. Empty for the
+    /// create of an object: its fields are those of the object it sends, listed by
+    /// [`Change::field_changes`] when asked (a plan from empty of a large file would
+    /// otherwise hold every object a second time, field by field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
     pub risks: Vec<Risk>,
     /// For deletions of locations: the backups known to be in it (cluster or bucket).
@@ -269,10 +298,11 @@ pub fn not_converged(replan: &Plan, observed: &Observed) -> Option<Diagnostic> {
             object.namespace,
             object.name
         );
-        if change.fields.is_empty() {
+        let fields = change.field_changes();
+        if fields.is_empty() {
             remaining.push(format!("{what} ({})", change.action.as_str()));
         }
-        for field in &change.fields {
+        for field in fields.iter() {
             let managers = live.map(|o| o.managers_of(&field.path)).unwrap_or_default();
             let owned = if managers.is_empty() {
                 String::new()
@@ -493,10 +523,6 @@ impl<'a> Planner<'a> {
     }
 
     fn create_object(&mut self, desired: &'a DesiredObject) {
-        // A new object is shown as it will be sent, not in its comparable form.
-        let spec = normalize::drop_empty(spec_of(&desired.manifest).clone());
-        let mut fields = Vec::new();
-        leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut fields);
         let mut risks = Vec::new();
         if desired.object.kind == Kind::BackupStorageLocation
             && is_default(&desired.manifest)
@@ -520,7 +546,7 @@ impl<'a> Planner<'a> {
                 remove: None,
             },
             prepare: None,
-            fields,
+            fields: Vec::new(),
             risks,
             backups: None,
             first_backup,

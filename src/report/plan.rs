@@ -1,6 +1,7 @@
 //! Plans shown three ways: text for a terminal, markdown for a pull request, JSON for
 //! a pipeline. Each renderer only writes what the plan says; none decides anything.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -98,7 +99,7 @@ fn line_diff(field: &FieldChange) -> Option<(String, String)> {
 /// The field lines of one change: `+ path = value`, `~ path = old → new`, …
 fn field_lines(change: &Change) -> Vec<(char, String)> {
     let mut lines = Vec::new();
-    for field in &change.fields {
+    for field in change.field_changes().iter() {
         let marker = match (&field.before, &field.after) {
             (FieldValue::Absent, _) => '+',
             (_, FieldValue::Absent) => '-',
@@ -487,9 +488,9 @@ pub struct WireChange<'a> {
 pub struct WireField<'a> {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub before: Option<&'a Value>,
+    pub before: Option<Cow<'a, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<&'a Value>,
+    pub after: Option<Cow<'a, Value>>,
     pub sensitive: bool,
 }
 
@@ -515,10 +516,39 @@ pub struct WireSummary {
     pub delete: usize,
 }
 
-fn wire_value(value: &FieldValue) -> Option<&Value> {
+fn wire_value(value: &FieldValue) -> Option<Cow<'_, Value>> {
     match value {
-        FieldValue::Value(value) => Some(value),
+        FieldValue::Value(value) => Some(Cow::Borrowed(value)),
         FieldValue::Absent | FieldValue::Sensitive => None,
+    }
+}
+
+/// A change's fields on the wire: borrowed from the plan, or owned when the change
+/// lists them only when asked (a create).
+fn wire_fields(change: &Change) -> Vec<WireField<'_>> {
+    match change.field_changes() {
+        Cow::Borrowed(fields) => (fields.iter())
+            .map(|field| WireField {
+                path: field.path.to_string(),
+                before: wire_value(&field.before),
+                after: wire_value(&field.after),
+                sensitive: field.is_sensitive(),
+            })
+            .collect(),
+        Cow::Owned(fields) => (fields.into_iter())
+            .map(|field| {
+                let owned = |value: FieldValue| match value {
+                    FieldValue::Value(value) => Some(Cow::Owned(value)),
+                    FieldValue::Absent | FieldValue::Sensitive => None,
+                };
+                WireField {
+                    path: field.path.to_string(),
+                    sensitive: field.is_sensitive(),
+                    before: owned(field.before),
+                    after: owned(field.after),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -544,16 +574,7 @@ pub fn wire<'a>(
                     FirstBackup::Immediately => "immediately".to_string(),
                     FirstBackup::At(time) => time.clone(),
                 }),
-                fields: change
-                    .fields
-                    .iter()
-                    .map(|field| WireField {
-                        path: field.path.to_string(),
-                        before: wire_value(&field.before),
-                        after: wire_value(&field.after),
-                        sensitive: field.is_sensitive(),
-                    })
-                    .collect(),
+                fields: wire_fields(change),
             })
             .collect(),
         unmanaged: plan

@@ -870,7 +870,7 @@ fn a_ttl_change_on_one_copy_touches_only_that_copy() {
                 change.action,
                 change.object.name.as_str(),
                 change
-                    .fields
+                    .field_changes()
                     .iter()
                     .map(|f| (f.path.to_string(), f.before.clone(), f.after.clone()))
                     .collect(),
