@@ -6,7 +6,8 @@
 //! straight from the located nodes ([`Checked::decode`]); later checks can still run on
 //! whatever was valid.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::{Map, Value};
 
@@ -46,6 +47,7 @@ pub fn check<'n>(
         root: schema,
         path: Vec::new(),
         left_out: Vec::new(),
+        facts: HashMap::default(),
     };
     checker.check(node, schema, diagnostics).then(|| Checked {
         root: node,
@@ -66,6 +68,46 @@ struct Checker<'a, 'n> {
     path: Vec<Step<'n>>,
     /// Entries reported and left out (their value nodes' addresses).
     left_out: Vec<usize>,
+    /// What each schema the walk met says, by the schema's address: a large file meets
+    /// the same few schemas tens of thousands of times.
+    facts: HashMap<usize, Facts<'a>, BuildHasherDefault<AddressHasher>>,
+}
+
+/// The keywords of one schema (after its `$ref`) that the check reads.
+#[derive(Clone, Copy)]
+struct Facts<'a> {
+    schema: &'a Value,
+    anything: bool,
+    branches: Option<&'a [Value]>,
+    enumerated: Option<&'a [Value]>,
+    constant: Option<&'a Value>,
+    items: Option<&'a Value>,
+    properties: Option<&'a Map<String, Value>>,
+    additional: Option<&'a Value>,
+    required: Option<&'a [Value]>,
+    minimum: Option<i64>,
+    maximum: Option<i64>,
+    uint32: bool,
+}
+
+/// Hashes a schema's address: addresses are unique already, and aligned.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(*byte)).rotate_left(5);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 fn address(node: &Node) -> usize {
@@ -90,6 +132,37 @@ impl<'a, 'n> Checker<'a, 'n> {
         schema
     }
 
+    /// What `schema` says, read once per schema.
+    fn facts(&mut self, schema: &'a Value) -> Facts<'a> {
+        let address = std::ptr::from_ref(schema) as usize;
+        if let Some(facts) = self.facts.get(&address) {
+            return *facts;
+        }
+        let resolved = self.resolve(schema);
+        let array = |key: &str| {
+            resolved
+                .get(key)
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+        };
+        let facts = Facts {
+            schema: resolved,
+            anything: resolved == &Value::Bool(true),
+            branches: array("anyOf").or_else(|| array("oneOf")),
+            enumerated: array("enum"),
+            constant: resolved.get("const"),
+            items: resolved.get("items"),
+            properties: resolved.get("properties").and_then(Value::as_object),
+            additional: resolved.get("additionalProperties"),
+            required: array("required"),
+            minimum: resolved.get("minimum").and_then(Value::as_i64),
+            maximum: resolved.get("maximum").and_then(Value::as_i64),
+            uint32: resolved.get("format").and_then(Value::as_str) == Some("uint32"),
+        };
+        self.facts.insert(address, facts);
+        facts
+    }
+
     /// Where the check is.
     fn at(&self) -> Pointer {
         Pointer::value(self.path.iter().map(|step| match step {
@@ -105,22 +178,19 @@ impl<'a, 'n> Checker<'a, 'n> {
         schema: &'a Value,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> bool {
-        let schema = self.resolve(schema);
-        if schema == &Value::Bool(true) {
+        let facts = self.facts(schema);
+        let schema = facts.schema;
+        if facts.anything {
             return true;
         }
-        if let Some(branches) = schema
-            .get("anyOf")
-            .or_else(|| schema.get("oneOf"))
-            .and_then(Value::as_array)
-        {
+        if let Some(branches) = facts.branches {
             return self.check_branches(node, branches, diagnostics);
         }
         if !type_matches(schema, &node.value) {
             diagnostics.push(type_mismatch(schema, node, &self.at()));
             return false;
         }
-        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if let Some(allowed) = facts.enumerated {
             let value = to_json(node);
             if !allowed.contains(&value) {
                 let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
@@ -136,7 +206,7 @@ impl<'a, 'n> Checker<'a, 'n> {
                 return false;
             }
         }
-        if let Some(constant) = schema.get("const") {
+        if let Some(constant) = facts.constant {
             let value = to_json(node);
             if &value != constant {
                 diagnostics.push(
@@ -147,9 +217,9 @@ impl<'a, 'n> Checker<'a, 'n> {
             }
         }
         match &node.value {
-            NodeValue::Map(entries) => self.check_map(entries, schema, diagnostics),
+            NodeValue::Map(entries) => self.check_map(entries, &facts, diagnostics),
             NodeValue::List(items) => {
-                let item_schema = schema.get("items").unwrap_or(&Value::Bool(true));
+                let item_schema = facts.items.unwrap_or(&Value::Bool(true));
                 let mut all_valid = true;
                 for (index, item) in items.iter().enumerate() {
                     self.path.push(Step::Index(index));
@@ -160,7 +230,7 @@ impl<'a, 'n> Checker<'a, 'n> {
                 all_valid
             }
             NodeValue::Integer(n) => {
-                let minimum = schema.get("minimum").and_then(Value::as_i64);
+                let minimum = facts.minimum;
                 if minimum.is_some_and(|minimum| *n < minimum) {
                     diagnostics.push(
                         Diagnostic::error(Code::Parse, format!("{n} is below the minimum"))
@@ -169,10 +239,8 @@ impl<'a, 'n> Checker<'a, 'n> {
                     );
                     return false;
                 }
-                let maximum = schema.get("maximum").and_then(Value::as_i64);
-                let too_big_for_u32 = schema.get("format").and_then(Value::as_str)
-                    == Some("uint32")
-                    && *n > i64::from(u32::MAX);
+                let maximum = facts.maximum;
+                let too_big_for_u32 = facts.uint32 && *n > i64::from(u32::MAX);
                 if too_big_for_u32 || maximum.is_some_and(|maximum| *n > maximum) {
                     diagnostics.push(
                         Diagnostic::error(Code::Parse, format!("{n} is too large"))
@@ -230,11 +298,11 @@ impl<'a, 'n> Checker<'a, 'n> {
     fn check_map(
         &mut self,
         entries: &'n [Entry],
-        schema: &'a Value,
+        facts: &Facts<'a>,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> bool {
-        let properties = schema.get("properties").and_then(Value::as_object);
-        let additional = schema.get("additionalProperties");
+        let properties = facts.properties;
+        let additional = facts.additional;
         let first_left_out = self.left_out.len();
         for entry in entries {
             self.path.push(Step::Key(&entry.key));
@@ -256,7 +324,7 @@ impl<'a, 'n> Checker<'a, 'n> {
             self.path.pop();
         }
         let mut complete = true;
-        if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        if let Some(required) = facts.required {
             for name in required.iter().filter_map(Value::as_str) {
                 if let Some(entry) = entries.iter().find(|entry| entry.key == name) {
                     // Present but invalid: already reported where it stands.
@@ -367,22 +435,30 @@ fn expected_types(schema: &Value) -> String {
 }
 
 fn type_matches(schema: &Value, value: &NodeValue) -> bool {
-    let types = schema_types(schema);
-    if types.is_empty() {
-        return true;
+    match schema.get("type") {
+        Some(Value::String(t)) => type_fits(t, value),
+        Some(Value::Array(types)) => {
+            types.is_empty()
+                || types
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|t| type_fits(t, value))
+        }
+        _ => true,
     }
-    types.iter().any(|t| {
-        matches!(
-            (*t, value),
-            ("null", NodeValue::Null)
-                | ("boolean", NodeValue::Bool(_))
-                | ("integer", NodeValue::Integer(_))
-                | ("number", NodeValue::Integer(_) | NodeValue::Float(_))
-                | ("string", NodeValue::String(_))
-                | ("array", NodeValue::List(_))
-                | ("object", NodeValue::Map(_))
-        )
-    })
+}
+
+fn type_fits(t: &str, value: &NodeValue) -> bool {
+    matches!(
+        (t, value),
+        ("null", NodeValue::Null)
+            | ("boolean", NodeValue::Bool(_))
+            | ("integer", NodeValue::Integer(_))
+            | ("number", NodeValue::Integer(_) | NodeValue::Float(_))
+            | ("string", NodeValue::String(_))
+            | ("array", NodeValue::List(_))
+            | ("object", NodeValue::Map(_))
+    )
 }
 
 /// The node as plain JSON, spans dropped.
