@@ -132,11 +132,25 @@ impl Change {
     }
 }
 
-/// A new object's fields, as it will be sent rather than in its comparable form.
+/// A new object's fields, as it will be sent rather than in its comparable form: its
+/// spec's leaves, without what Go's `omitempty` leaves out (as `leaf_changes` lists
+/// them from nothing to the spec, without copying the spec first).
 fn created_fields(manifest: &Value) -> Vec<FieldChange> {
-    let spec = normalize::drop_empty(spec_of(manifest).clone());
+    fn leaves(path: &FieldPath, value: &Value, out: &mut Vec<FieldChange>) {
+        if let Value::Object(map) = value {
+            for (key, child) in map {
+                leaves(&path.field(key), child, out);
+            }
+        } else if !normalize::is_empty(value) {
+            out.push(FieldChange {
+                path: path.clone(),
+                before: FieldValue::Absent,
+                after: FieldValue::Value(normalize::drop_empty(value.clone())),
+            });
+        }
+    }
     let mut fields = Vec::new();
-    leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut fields);
+    leaves(&FieldPath::root("spec"), spec_of(manifest), &mut fields);
     fields
 }
 
@@ -1294,6 +1308,43 @@ mod first_backup_tests {
     }
 
     /// Velero's rule (velero-semantics.md §3.5), case by case, at 09:00 on 2 December.
+    /// A create's fields are what an update from nothing to the object would list.
+    #[test]
+    fn a_created_object_lists_the_fields_an_update_from_nothing_would() {
+        let manifest = json!({"spec": {
+            "schedule": "0 1 * * *",
+            "paused": false,
+            "empty": {},
+            "nothing": null,
+            "template": {
+                "ttl": "720h",
+                "includedNamespaces": ["a", "b"],
+                "excludedResources": [],
+                "labelSelector": {"matchLabels": {"app": "x"}, "matchExpressions": []},
+                "hooks": {"resources": []},
+                "metadata": {"labels": {}},
+                "orderedResources": {"pods": "a/b"},
+            },
+        }});
+        let mut expected = Vec::new();
+        let spec = normalize::drop_empty(manifest["spec"].clone());
+        leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut expected);
+        let listed = created_fields(&manifest);
+        assert_eq!(listed, expected);
+        let paths: Vec<String> = listed.iter().map(|f| f.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.paused",
+                "spec.schedule",
+                "spec.template.includedNamespaces",
+                "spec.template.labelSelector.matchLabels.app",
+                "spec.template.orderedResources.pods",
+                "spec.template.ttl",
+            ]
+        );
+    }
+
     #[test]
     fn the_first_backup_follows_velero_s_rule() {
         let now = at("2026-12-02T09:00:00Z");

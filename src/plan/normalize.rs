@@ -160,7 +160,8 @@ fn prune_empty(value: &mut Value) {
     }
 }
 
-fn is_empty(value: &Value) -> bool {
+/// Null, an empty map or an empty list: what Go's `omitempty` leaves out.
+pub fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Object(map) => map.is_empty(),
