@@ -2,6 +2,7 @@
 //! a pipeline. Each renderer only writes what the plan says; none decides anything.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -64,12 +65,34 @@ fn symbol(action: Action) -> &'static str {
     }
 }
 
-/// A value as the plan shows it: JSON for data, a marker for secrets.
-fn show(value: &FieldValue) -> String {
-    match value {
-        FieldValue::Absent => "(none)".to_string(),
-        FieldValue::Sensitive => SENSITIVE.to_string(),
-        FieldValue::Value(value) => compact(value),
+/// A value as the plan shows it: JSON for data, a marker for secrets; written where it
+/// goes (a plan from empty is a line per field).
+struct Shown<'a>(&'a FieldValue);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FieldValue::Absent => f.write_str("(none)"),
+            FieldValue::Sensitive => f.write_str(SENSITIVE),
+            FieldValue::Value(value) => {
+                serde_json::to_writer(TextSink(f), value).map_err(|_| fmt::Error)
+            }
+        }
+    }
+}
+
+/// serde_json's output into a formatter (it writes UTF-8 only).
+struct TextSink<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl io::Write for TextSink<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let text = std::str::from_utf8(bytes).map_err(io::Error::other)?;
+        self.0.write_str(text).map_err(io::Error::other)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -96,46 +119,44 @@ fn line_diff(field: &FieldChange) -> Option<(String, String)> {
     Some((lines(before)?, lines(after)?))
 }
 
-/// The field lines of one change: `+ path = value`, `~ path = old → new`, …
-fn field_lines(change: &Change) -> Vec<(char, String)> {
-    let mut lines = Vec::new();
+/// The field lines of one change, each given to `line` with its marker: `+ path =
+/// value`, `~ path = old → new`, …
+fn field_lines(
+    change: &Change,
+    mut line: impl FnMut(char, fmt::Arguments<'_>) -> io::Result<()>,
+) -> io::Result<()> {
     for field in change.field_changes().iter() {
-        let marker = match (&field.before, &field.after) {
-            (FieldValue::Absent, _) => '+',
-            (_, FieldValue::Absent) => '-',
-            _ => '~',
-        };
-        let text = match marker {
-            '+' => format!("{} = {}", field.path, show(&field.after)),
-            '-' => format!("{} = {}", field.path, show(&field.before)),
-            _ if field.is_sensitive() => format!("{} = {SENSITIVE_CHANGED}", field.path),
-            _ => match line_diff(field) {
-                Some((before, after)) => {
-                    lines.push(('~', format!("{}:", field.path)));
-                    for change in TextDiff::from_lines(&before, &after).iter_all_changes() {
+        let path = &field.path;
+        match (&field.before, &field.after) {
+            (FieldValue::Absent, after) => line('+', format_args!("{path} = {}", Shown(after)))?,
+            (before, FieldValue::Absent) => line('-', format_args!("{path} = {}", Shown(before)))?,
+            _ if field.is_sensitive() => line('~', format_args!("{path} = {SENSITIVE_CHANGED}"))?,
+            (before, after) => match line_diff(field) {
+                Some((old, new)) => {
+                    line('~', format_args!("{path}:"))?;
+                    for change in TextDiff::from_lines(&old, &new).iter_all_changes() {
                         let tag = match change.tag() {
                             ChangeTag::Delete => '-',
                             ChangeTag::Insert => '+',
                             ChangeTag::Equal => ' ',
                         };
-                        lines.push((tag, format!("    {}", change.value().trim_end())));
+                        line(tag, format_args!("    {}", change.value().trim_end()))?;
                     }
-                    continue;
                 }
-                None => format!(
-                    "{} = {} → {}",
-                    field.path,
-                    show(&field.before),
-                    show(&field.after)
-                ),
+                None => line(
+                    '~',
+                    format_args!("{path} = {} → {}", Shown(before), Shown(after)),
+                )?,
             },
-        };
-        lines.push((marker, text));
+        }
     }
     if let Some(first) = &change.first_backup {
-        lines.push(('=', format!("first backup: {}", first_backup_text(first))));
+        line(
+            '=',
+            format_args!("first backup: {}", first_backup_text(first)),
+        )?;
     }
-    lines
+    Ok(())
 }
 
 /// "immediately", or the time in UTC.
@@ -200,7 +221,7 @@ pub fn write_text(
                 paint.action(change.action, symbol(change.action)),
                 paint.bold(&change.object.to_string()),
             )?;
-            for (marker, line) in field_lines(change) {
+            field_lines(change, |marker, line| {
                 let color = match marker {
                     '+' => Some("32"),
                     '-' => Some("31"),
@@ -208,10 +229,10 @@ pub fn write_text(
                     _ => None,
                 };
                 match color.filter(|_| paint.color) {
-                    Some(code) => writeln!(out, "      \x1b[{code}m{marker} {line}\x1b[0m")?,
-                    None => writeln!(out, "      {marker} {line}")?,
+                    Some(code) => writeln!(out, "      \x1b[{code}m{marker} {line}\x1b[0m"),
+                    None => writeln!(out, "      {marker} {line}"),
                 }
-            }
+            })?;
             writeln!(out)?;
         }
         let risky = risky(plan);
@@ -372,9 +393,7 @@ pub fn write_markdown(plan: &Plan, file_name: &str, out: &mut dyn Write) -> io::
         writeln!(out, "```diff")?;
         for change in &plan.changes {
             writeln!(out, "{} {}", symbol(change.action), change.object)?;
-            for (marker, line) in field_lines(change) {
-                writeln!(out, "{marker}   {line}")?;
-            }
+            field_lines(change, |marker, line| writeln!(out, "{marker}   {line}"))?;
         }
         writeln!(out, "```\n\n</details>")?;
         let risky = risky(plan);
