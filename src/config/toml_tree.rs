@@ -376,7 +376,7 @@ impl<'t> Builder<'t> {
     }
 
     /// A header read whole: the table its lines go into from now on.
-    fn header(&mut self, start: usize, end: usize, array: bool) {
+    fn place_header(&mut self, start: usize, end: usize, array: bool) {
         let keys = std::mem::take(&mut self.header_keys);
         self.current = Current::Nowhere;
         let Some((last, parents)) = keys.split_last() else {
@@ -465,7 +465,7 @@ impl EventReceiver for Builder<'_> {
 
     fn std_table_close(&mut self, span: Span, _error: &mut dyn ErrorSink) {
         if let Some((start, array)) = self.header.take() {
-            self.header(start, span.end(), array);
+            self.place_header(start, span.end(), array);
         }
     }
 
