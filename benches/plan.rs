@@ -22,7 +22,7 @@ fn main() {
 fn observed_for(desired: &stowage::render::Desired) -> Observed {
     let mut observed = Observed::default();
     for (index, object) in desired.objects.iter().enumerate() {
-        let mut manifest = (*object.manifest).clone();
+        let mut manifest = object.manifest.to_value();
         manifest["metadata"]["resourceVersion"] = json!(index.to_string());
         manifest["status"] = json!({"phase": "Available"});
         if index % 10 == 0 {

@@ -44,6 +44,7 @@ pub struct ObjectStorageLocation {
     version = "v1",
     kind = "BackupStorageLocation",
     namespaced,
+    derive = "PartialEq",
     shortname = "bsl",
     status = "BackupStorageLocationStatus"
 )]
@@ -85,6 +86,7 @@ pub struct BackupStorageLocationStatus {
     version = "v1",
     kind = "VolumeSnapshotLocation",
     namespaced,
+    derive = "PartialEq",
     shortname = "vsl"
 )]
 #[serde(rename_all = "camelCase")]
@@ -102,6 +104,7 @@ pub struct VolumeSnapshotLocationSpec {
     version = "v1",
     kind = "Schedule",
     namespaced,
+    derive = "PartialEq",
     status = "ScheduleStatus"
 )]
 #[serde(rename_all = "camelCase")]
@@ -293,4 +296,136 @@ pub struct ResourcePolicyRef {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_group: Option<String>,
+}
+
+/// One of the Velero objects a file declares, as stowage sends it: typed, and written
+/// as the object itself (`apiVersion` and `kind` first). It has no status: rendering
+/// builds none and [`VeleroObject::from_value`] drops one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VeleroObject {
+    // Boxed, each of its own size: most of a file's objects are Schedules, twice the
+    // size of a location.
+    BackupStorageLocation(Box<BackupStorageLocation>),
+    VolumeSnapshotLocation(Box<VolumeSnapshotLocation>),
+    Schedule(Box<Schedule>),
+}
+
+/// Why JSON is not one of the Velero objects stowage declares.
+#[derive(Debug, thiserror::Error)]
+pub enum VeleroObjectError {
+    #[error("`{0}` is not a velero.io/v1 kind stowage declares")]
+    Kind(String),
+    #[error("not a velero.io/v1 object: {0}")]
+    Shape(#[from] serde_json::Error),
+}
+
+impl VeleroObject {
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            VeleroObject::BackupStorageLocation(object) => &object.metadata,
+            VeleroObject::VolumeSnapshotLocation(object) => &object.metadata,
+            VeleroObject::Schedule(object) => &object.metadata,
+        }
+    }
+
+    /// A location's provider (a Schedule has none).
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            VeleroObject::BackupStorageLocation(object) => Some(&object.spec.provider),
+            VeleroObject::VolumeSnapshotLocation(object) => Some(&object.spec.provider),
+            VeleroObject::Schedule(_) => None,
+        }
+    }
+
+    /// A location's provider configuration (a Schedule has none).
+    pub fn config(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            VeleroObject::BackupStorageLocation(object) => Some(&object.spec.config),
+            VeleroObject::VolumeSnapshotLocation(object) => Some(&object.spec.config),
+            VeleroObject::Schedule(_) => None,
+        }
+    }
+
+    pub fn as_schedule(&self) -> Option<&Schedule> {
+        match self {
+            VeleroObject::Schedule(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a backup location that is Velero's default.
+    pub fn is_default_location(&self) -> bool {
+        matches!(self, VeleroObject::BackupStorageLocation(object) if object.spec.default)
+    }
+
+    /// The whole object as JSON.
+    pub fn to_value(&self) -> serde_json::Value {
+        // Every map in these types is keyed by strings: encoding cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The spec alone as JSON, the form the plan compares.
+    pub fn spec_value(&self) -> serde_json::Value {
+        let spec = match self {
+            VeleroObject::BackupStorageLocation(object) => serde_json::to_value(&object.spec),
+            VeleroObject::VolumeSnapshotLocation(object) => serde_json::to_value(&object.spec),
+            VeleroObject::Schedule(object) => serde_json::to_value(&object.spec),
+        };
+        spec.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads an object of one of the three kinds, chosen by its `kind`.
+    pub fn from_value(value: serde_json::Value) -> Result<VeleroObject, VeleroObjectError> {
+        enum Declared {
+            Location,
+            SnapshotLocation,
+            Schedule,
+        }
+        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+        let kind = match (field("apiVersion"), field("kind")) {
+            (Some("velero.io/v1"), Some("BackupStorageLocation")) => Declared::Location,
+            (Some("velero.io/v1"), Some("VolumeSnapshotLocation")) => Declared::SnapshotLocation,
+            (Some("velero.io/v1"), Some("Schedule")) => Declared::Schedule,
+            (_, kind) => {
+                let kind = kind.unwrap_or_default().to_string();
+                return Err(VeleroObjectError::Kind(kind));
+            }
+        };
+        Ok(match kind {
+            Declared::Location => {
+                let object: BackupStorageLocation = serde_json::from_value(value)?;
+                VeleroObject::BackupStorageLocation(Box::new(BackupStorageLocation {
+                    status: None,
+                    ..object
+                }))
+            }
+            Declared::SnapshotLocation => {
+                VeleroObject::VolumeSnapshotLocation(Box::new(serde_json::from_value(value)?))
+            }
+            Declared::Schedule => {
+                let object: Schedule = serde_json::from_value(value)?;
+                VeleroObject::Schedule(Box::new(Schedule {
+                    status: None,
+                    ..object
+                }))
+            }
+        })
+    }
+}
+
+impl Serialize for VeleroObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            VeleroObject::BackupStorageLocation(object) => object.serialize(serializer),
+            VeleroObject::VolumeSnapshotLocation(object) => object.serialize(serializer),
+            VeleroObject::Schedule(object) => object.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VeleroObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        VeleroObject::from_value(value).map_err(serde::de::Error::custom)
+    }
 }

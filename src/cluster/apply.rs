@@ -77,7 +77,8 @@ fn body_json<'a>(
     object: &ObjectRef,
 ) -> Result<std::borrow::Cow<'a, Value>, &'static str> {
     match body {
-        Body::Object(manifest) => Ok(std::borrow::Cow::Borrowed(manifest.as_ref())),
+        Body::Velero(manifest) => Ok(std::borrow::Cow::Owned(manifest.to_value())),
+        Body::Object(manifest) => Ok(std::borrow::Cow::Borrowed(manifest)),
         Body::Secret {
             data: SecretData::Values(values),
             labels,

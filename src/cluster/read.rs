@@ -88,9 +88,14 @@ async fn resource_policies(
         .iter()
         .filter(|o| o.object.kind == Kind::Schedule)
         .filter_map(|o| {
-            o.manifest
-                .pointer("/spec/template/resourcePolicy/name")?
-                .as_str()
+            let policy = o
+                .manifest
+                .as_schedule()?
+                .spec
+                .template
+                .resource_policy
+                .as_ref()?;
+            Some(policy.name.as_str())
         })
         .collect();
     let resource = ApiResource::from_gvk_with_plural(

@@ -18,7 +18,7 @@ use crate::velero::ObjectRef;
 
 pub const KIND: &str = "StowagePlan";
 /// The version of the saved plan's layout; another one is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The largest saved plan stowage reads.
 const SAVED_PLAN_LIMIT: u64 = 256 << 20;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::{Action, Change, Plan};
+use crate::crd::VeleroObject;
 use crate::secret::SecretValue;
 use crate::velero::Kind;
 
@@ -95,8 +96,11 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Body {
-    /// A manifest, exactly as sent (shared with the rendered state it comes from).
-    Object(std::sync::Arc<Value>),
+    /// A declared Velero object, exactly as sent (shared with the rendered state it
+    /// comes from).
+    Velero(std::sync::Arc<VeleroObject>),
+    /// Another object's fields, exactly as sent (the Velero Deployment's arguments).
+    Object(Value),
     /// A Secret with only the declared keys; encoded as Kubernetes takes it only when
     /// sent.
     Secret {

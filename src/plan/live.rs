@@ -14,9 +14,7 @@ use crate::velero::Plugin;
 use crate::velero::server::{DEFAULT_BSL, ServerArgs};
 
 fn provider(object: &DesiredObject) -> &str {
-    object.manifest["spec"]["provider"]
-        .as_str()
-        .unwrap_or_default()
+    object.manifest.provider().unwrap_or_default()
 }
 
 fn locations(desired: &Desired, kind: Kind) -> impl Iterator<Item = &DesiredObject> {
@@ -83,8 +81,8 @@ fn server_default(desired: &Desired, deployment: &Value, found: &mut Vec<Diagnos
     else {
         return;
     };
-    let chosen = locations(desired, Kind::BackupStorageLocation)
-        .find(|o| o.manifest["spec"]["default"] == true);
+    let chosen =
+        locations(desired, Kind::BackupStorageLocation).find(|o| o.manifest.is_default_location());
     if let Some(chosen) = chosen
         && chosen.object.name != flag
     {
@@ -110,7 +108,7 @@ fn regions(desired: &Desired, facts: &ClusterFacts, found: &mut Vec<Diagnostic>)
         return;
     }
     for object in locations(desired, Kind::VolumeSnapshotLocation) {
-        let Some(region) = object.manifest["spec"]["config"]["region"].as_str() else {
+        let Some(region) = object.manifest.config().and_then(|c| c.get("region")) else {
             continue;
         };
         if !facts.node_regions.contains(region) {

@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::crd::VeleroObject;
 use crate::diagnostic::{Code, Diagnostic, Pointer};
 use crate::observe::{
     BucketFindings, BucketReport, BucketStatus, Observed, ObservedObject, ObservedSecret,
-    string_map,
 };
 use crate::render::{Desired, DesiredObject, DesiredSecret};
 use crate::velero::server::{CONTAINER as VELERO_CONTAINER, ServerArgs};
@@ -122,7 +122,7 @@ impl Change {
     pub fn field_changes(&self) -> Cow<'_, [FieldChange]> {
         match &self.request {
             Request::Apply {
-                body: Body::Object(manifest),
+                body: Body::Velero(manifest),
                 ..
             } if self.action == Action::Create && self.fields.is_empty() => {
                 Cow::Owned(created_fields(manifest))
@@ -135,7 +135,11 @@ impl Change {
 /// A new object's fields, as it will be sent rather than in its comparable form: its
 /// spec's leaves, without what Go's `omitempty` leaves out (as `leaf_changes` lists
 /// them from nothing to the spec, without copying the spec first).
-fn created_fields(manifest: &Value) -> Vec<FieldChange> {
+fn created_fields(manifest: &VeleroObject) -> Vec<FieldChange> {
+    spec_leaves(&manifest.spec_value())
+}
+
+fn spec_leaves(spec: &Value) -> Vec<FieldChange> {
     fn leaves(path: &FieldPath, value: &Value, out: &mut Vec<FieldChange>) {
         if let Value::Object(map) = value {
             for (key, child) in map {
@@ -150,7 +154,7 @@ fn created_fields(manifest: &Value) -> Vec<FieldChange> {
         }
     }
     let mut fields = Vec::new();
-    leaves(&FieldPath::root("spec"), spec_of(manifest), &mut fields);
+    leaves(&FieldPath::root("spec"), spec, &mut fields);
     fields
 }
 
@@ -539,7 +543,7 @@ impl<'a> Planner<'a> {
     fn create_object(&mut self, desired: &'a DesiredObject) {
         let mut risks = Vec::new();
         if desired.object.kind == Kind::BackupStorageLocation
-            && is_default(&desired.manifest)
+            && desired.manifest.is_default_location()
             && self
                 .current_default()
                 .is_some_and(|current| current != desired.object.name)
@@ -556,7 +560,7 @@ impl<'a> Planner<'a> {
             object: desired.object.clone(),
             stage: Stage::of(Action::Create, desired.object.kind, false),
             request: Request::Apply {
-                body: Body::Object(desired.manifest.clone()),
+                body: Body::Velero(desired.manifest.clone()),
                 remove: None,
             },
             prepare: None,
@@ -581,20 +585,21 @@ impl<'a> Planner<'a> {
             Ownership::Ours => {}
         }
         let kind = desired.object.kind;
-        let wanted = normalize::spec(kind, spec_of(&desired.manifest));
+        let wanted = normalize::spec(kind, &desired.manifest.spec_value());
         let current = normalize::spec(kind, observed.spec());
         let mut fields = Vec::new();
         leaf_changes(&FieldPath::root("spec"), &current, &wanted, &mut fields);
-        let metadata = desired.manifest.get("metadata");
-        let labels = string_map(metadata.and_then(|m| m.get("labels")));
+        let metadata = desired.manifest.metadata();
+        let no_entries = BTreeMap::new();
+        let labels = metadata.labels.as_ref().unwrap_or(&no_entries);
         fields.extend(label_changes(
-            &labels,
+            labels,
             &observed.labels,
             &FieldPath::of(["metadata", "labels"]),
         ));
-        let annotations = string_map(metadata.and_then(|m| m.get("annotations")));
+        let annotations = metadata.annotations.as_ref().unwrap_or(&no_entries);
         fields.extend(label_changes(
-            &annotations,
+            annotations,
             &observed.annotations,
             &FieldPath::of(["metadata", "annotations"]),
         ));
@@ -604,9 +609,7 @@ impl<'a> Planner<'a> {
                 if storage_place(&wanted) != storage_place(&current) {
                     risks.push(Risk::Repoint);
                     backups = self.context.backups_in_current_place(&desired.object.name);
-                    if is_protected(&observed.annotations)
-                        || is_protected(&string_map(metadata.and_then(|m| m.get("annotations"))))
-                    {
+                    if is_protected(&observed.annotations) || is_protected(annotations) {
                         self.plan.diagnostics.push(
                             Diagnostic::error(
                                 Code::Protected,
@@ -639,8 +642,7 @@ impl<'a> Planner<'a> {
                     }
                     // Without a clock: any such change unless it skips the first run.
                     None => {
-                        let skips = spec_of(&desired.manifest).get("skipImmediately")
-                            == Some(&Value::Bool(true));
+                        let skips = wanted.get("skipImmediately") == Some(&Value::Bool(true));
                         if timing && !skips {
                             risks.push(Risk::ImmediateRun);
                         }
@@ -658,7 +660,7 @@ impl<'a> Planner<'a> {
                 object: desired.object.clone(),
                 stage: Stage::of(Action::Update, kind, gives_up_default),
                 request: Request::Apply {
-                    body: Body::Object(desired.manifest.clone()),
+                    body: Body::Velero(desired.manifest.clone()),
                     remove: removals(&fields),
                 },
                 prepare: None,
@@ -678,7 +680,7 @@ impl<'a> Planner<'a> {
             .desired
             .objects
             .iter()
-            .find(|o| o.object.kind == Kind::BackupStorageLocation && is_default(&o.manifest))
+            .find(|o| o.manifest.is_default_location())
         else {
             return;
         };
@@ -793,7 +795,7 @@ impl<'a> Planner<'a> {
                 object: flag.deployment.clone(),
                 stage: Stage::of(Action::Update, Kind::Deployment, false),
                 request: Request::Apply {
-                    body: Body::Object(body.into()),
+                    body: Body::Object(body),
                     remove: None,
                 },
                 prepare: None,
@@ -997,7 +999,7 @@ impl<'a> Planner<'a> {
             .desired
             .objects
             .iter()
-            .any(|o| o.object.kind == Kind::BackupStorageLocation && is_default(&o.manifest));
+            .any(|o| o.manifest.is_default_location());
         let prepare = (object.kind == Kind::BackupStorageLocation
             && is_default(&observed.manifest)
             && another_takes_default)
@@ -1041,11 +1043,11 @@ fn first_backup_with<'a>(
     now: chrono::DateTime<chrono::Utc>,
     known: &mut HashMap<(&'a str, chrono::DateTime<chrono::Utc>), Option<FirstBackup>>,
 ) -> Option<FirstBackup> {
-    let spec = spec_of(&desired.manifest);
-    if spec.get("paused") == Some(&Value::Bool(true)) {
+    let spec = &desired.manifest.as_schedule()?.spec;
+    if spec.paused {
         return None;
     }
-    let cron = spec.get("schedule")?.as_str()?;
+    let cron = spec.schedule.as_str();
     let time = |at: &str| {
         observed
             .and_then(|o| o.manifest.pointer(at))
@@ -1057,7 +1059,7 @@ fn first_backup_with<'a>(
         // Created now: the first tick after creation.
         None => now,
         // skipImmediately: Velero records the skip at once, and counts from it.
-        Some(_) if spec.get("skipImmediately") == Some(&Value::Bool(true)) => now,
+        Some(_) if spec.skip_immediately == Some(true) => now,
         Some(_) => {
             let base = time("/status/lastBackup")
                 .or_else(|| time("/metadata/creationTimestamp"))
@@ -1219,7 +1221,7 @@ pub fn places_at_risk<'a>(desired: &Desired, observed: &'a Observed) -> Vec<&'a 
                 !matches!(ownership(&o.labels, &desired.owner), Ownership::Other(_))
                     && storage_place(&normalize::spec(
                         Kind::BackupStorageLocation,
-                        spec_of(&wanted.manifest),
+                        &wanted.manifest.spec_value(),
                     )) != storage_place(&normalize::spec(Kind::BackupStorageLocation, o.spec()))
             }
         })
@@ -1287,10 +1289,13 @@ mod first_backup_tests {
         }
     }
 
-    fn desired(spec: Value) -> DesiredObject {
+    fn desired(mut spec: Value) -> DesiredObject {
+        spec["template"] = json!({});
+        let spec: crate::crd::ScheduleSpec = serde_json::from_value(spec).unwrap();
         DesiredObject {
             object: object(),
-            manifest: json!({"spec": spec}).into(),
+            manifest: VeleroObject::Schedule(Box::new(crate::crd::Schedule::new("nightly", spec)))
+                .into(),
             origin: Pointer::key(["schedules", "nightly"]),
         }
     }
@@ -1329,7 +1334,7 @@ mod first_backup_tests {
         let mut expected = Vec::new();
         let spec = normalize::drop_empty(manifest["spec"].clone());
         leaf_changes(&FieldPath::root("spec"), &Value::Null, &spec, &mut expected);
-        let listed = created_fields(&manifest);
+        let listed = spec_leaves(&manifest["spec"]);
         assert_eq!(listed, expected);
         let paths: Vec<String> = listed.iter().map(|f| f.path.to_string()).collect();
         assert_eq!(

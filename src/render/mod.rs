@@ -18,7 +18,8 @@ use crate::config::load::{Material, Materials};
 use crate::config::{AccessMode, Config};
 use crate::crd::{
     BackupStorageLocation, BackupStorageLocationSpec, ObjectStorageLocation, Schedule,
-    ScheduleSpec, SecretKeySelector, VolumeSnapshotLocation, VolumeSnapshotLocationSpec,
+    ScheduleSpec, SecretKeySelector, VeleroObject, VolumeSnapshotLocation,
+    VolumeSnapshotLocationSpec,
 };
 use crate::diagnostic::Pointer;
 use crate::secret::SecretValue;
@@ -30,9 +31,10 @@ use crate::velero::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROTECT_ANN
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredObject {
     pub object: ObjectRef,
+    /// Typed, not JSON: a few hundred bytes an object rather than a map per field.
     /// Shared with the plan's request that writes it: a large file's plan holds no
     /// second copy of every object.
-    pub manifest: std::sync::Arc<Value>,
+    pub manifest: std::sync::Arc<VeleroObject>,
     /// The file entry that declares it.
     pub origin: Pointer,
 }
@@ -185,7 +187,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
         object.metadata = metadata(name, &namespace, labels(&location.labels), location.protect);
         objects.push(desired(
             object_ref(Kind::BackupStorageLocation, name),
-            &object,
+            VeleroObject::BackupStorageLocation(Box::new(object)),
             Pointer::key(["backup_locations", name.as_str()]),
         ));
     }
@@ -199,7 +201,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
         object.metadata = metadata(name, &namespace, labels(&location.labels), false);
         objects.push(desired(
             object_ref(Kind::VolumeSnapshotLocation, name),
-            &object,
+            VeleroObject::VolumeSnapshotLocation(Box::new(object)),
             Pointer::key(["snapshot_locations", name.as_str()]),
         ));
     }
@@ -234,7 +236,7 @@ pub fn render(config: &Config, materials: &Materials) -> Desired {
             };
             objects.push(desired(
                 object_ref(Kind::Schedule, &instance.object_name),
-                &object,
+                VeleroObject::Schedule(Box::new(object)),
                 origin,
             ));
         }
@@ -280,12 +282,7 @@ fn metadata(
     }
 }
 
-fn desired(object: ObjectRef, resource: &impl serde::Serialize, origin: Pointer) -> DesiredObject {
-    let mut manifest = serde_json::to_value(resource).unwrap_or(Value::Null);
-    // kube's generated types carry an optional status; a desired object never has one.
-    if let Some(map) = manifest.as_object_mut() {
-        map.remove("status");
-    }
+fn desired(object: ObjectRef, manifest: VeleroObject, origin: Pointer) -> DesiredObject {
     DesiredObject {
         object,
         manifest: manifest.into(),
@@ -346,7 +343,8 @@ pub fn to_documents(desired: &Desired, include_secrets: bool) -> Vec<Document> {
         }
     }
     for object in &desired.objects {
-        documents.push(document(&object.object, &object.manifest));
+        // Through JSON's sorted maps: the documents' keys in a stable order.
+        documents.push(document(&object.object, &object.manifest.to_value()));
     }
     if let Some(flag) = &desired.server_flag {
         documents.push(Document {

@@ -112,7 +112,7 @@ type Namespace = BTreeMap<ObjectRef, Value>;
 fn applied(desired: &Desired) -> Namespace {
     let mut namespace = Namespace::new();
     for object in &desired.objects {
-        namespace.insert(object.object.clone(), (*object.manifest).clone());
+        namespace.insert(object.object.clone(), object.manifest.to_value());
     }
     for secret in &desired.secrets {
         let manifest = serde_json::to_value(secret_manifest(secret)).expect("secret");
@@ -176,10 +176,16 @@ fn execute(namespace: &mut Namespace, object: &ObjectRef, request: &Request) {
             namespace.remove(object);
         }
         Request::Apply {
+            body: Body::Velero(manifest),
+            ..
+        } => {
+            namespace.insert(object.clone(), manifest.to_value());
+        }
+        Request::Apply {
             body: Body::Object(manifest),
             ..
         } => {
-            namespace.insert(object.clone(), (**manifest).clone());
+            namespace.insert(object.clone(), manifest.clone());
         }
         Request::Apply {
             body: Body::Secret { data, .. },

@@ -28,7 +28,7 @@ fn desired_of(path: &Path) -> Desired {
 fn as_cluster_after_velero(desired: &Desired) -> Vec<Value> {
     let mut items = Vec::new();
     for (index, object) in desired.objects.iter().enumerate() {
-        let mut manifest = (*object.manifest).clone();
+        let mut manifest = object.manifest.to_value();
         let metadata = manifest["metadata"].as_object_mut().expect("metadata");
         metadata.insert(
             "uid".into(),
@@ -109,7 +109,7 @@ fn render_then_observe_plans_no_changes_even_after_velero_writes() {
         let mut pristine = Observed::default();
         for object in &desired.objects {
             pristine
-                .add("rendered", (*object.manifest).clone())
+                .add("rendered", object.manifest.to_value())
                 .expect("add");
         }
         for secret in &desired.secrets {

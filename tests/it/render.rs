@@ -28,7 +28,7 @@ fn every_rendered_object_passes_the_real_crd_schema() {
     for file in example_files() {
         let desired = rendered(&file);
         for object in &desired.objects {
-            let found = problems(&object.manifest, &ns.name);
+            let found = problems(&object.manifest.to_value(), &ns.name);
             assert!(
                 found.is_empty(),
                 "{} {}: {found:#?}",
@@ -117,7 +117,7 @@ fn the_checker_sees_every_field_stowage_can_render() {
     let desired = rendered(&fixture.path);
     let ns = stack().namespace("render-every-field");
     for object in &desired.objects {
-        let found = problems(&object.manifest, &ns.name);
+        let found = problems(&object.manifest.to_value(), &ns.name);
         assert!(found.is_empty(), "{}: {found:#?}", object.object);
     }
     let all = desired
@@ -125,7 +125,8 @@ fn the_checker_sees_every_field_stowage_can_render() {
         .iter()
         .find(|o| o.object.name == "all")
         .expect("schedule");
-    let template = &all.manifest["spec"]["template"];
+    let all = all.manifest.to_value();
+    let template = &all["spec"]["template"];
     assert_eq!(template["datamover"], "velero");
     assert_eq!(template["uploaderConfig"]["parallelFilesUpload"], 4);
     assert_eq!(
@@ -141,7 +142,10 @@ fn the_checker_sees_every_field_stowage_can_render() {
         .iter()
         .find(|o| o.object.name == "a")
         .expect("bsl");
-    assert_eq!(bsl.manifest["spec"]["objectStorage"]["caCert"], base64(pem));
+    assert_eq!(
+        bsl.manifest.to_value()["spec"]["objectStorage"]["caCert"],
+        base64(pem)
+    );
 }
 
 fn base64(text: &str) -> String {
@@ -223,7 +227,7 @@ const CLI_CASES: &[CliCase] = &[
 /// above included), so `crd` can read what Velero holds as well as what stowage sends.
 #[test]
 fn every_rendered_object_reads_back_into_its_velero_type_unchanged() {
-    use stowage::crd::{BackupStorageLocation, Schedule, VolumeSnapshotLocation};
+    use stowage::crd::{BackupStorageLocation, Schedule, VeleroObject, VolumeSnapshotLocation};
     fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(manifest: &Value) -> Value {
         let typed: T = serde_json::from_value(manifest.clone()).expect("reads as its kind");
         serde_json::to_value(typed).expect("writes")
@@ -234,7 +238,16 @@ fn every_rendered_object_reads_back_into_its_velero_type_unchanged() {
     files.push(every_field.path.clone());
     for file in files {
         for object in &rendered(&file).objects {
-            let manifest = &*object.manifest;
+            let manifest = &object.manifest.to_value();
+            // What a saved plan's body reads back as: the same typed object.
+            let typed = VeleroObject::from_value(manifest.clone()).expect("typed");
+            assert_eq!(
+                &typed,
+                &*object.manifest,
+                "{}: {}",
+                file.display(),
+                object.object
+            );
             let again = match object.object.kind {
                 Kind::BackupStorageLocation => round_trip::<BackupStorageLocation>(manifest),
                 Kind::VolumeSnapshotLocation => round_trip::<VolumeSnapshotLocation>(manifest),
@@ -264,12 +277,13 @@ fn files_equivalent_to_velero_cli_commands_render_the_same_objects() {
             .iter()
             .find(|o| o.object.kind == case.kind && o.object.name == case.name)
             .unwrap_or_else(|| panic!("{}: nothing rendered", case.command));
-        assert_eq!(object.manifest["apiVersion"], "velero.io/v1");
-        assert_eq!(object.manifest["kind"], case.kind.as_str());
-        assert_eq!(object.manifest["metadata"]["name"], case.name);
-        assert_eq!(object.manifest["metadata"]["namespace"], "velero");
-        assert_eq!(object.manifest["spec"], (case.spec)(), "{}", case.command);
-        assert!(object.manifest.get("status").is_none(), "never status");
+        let manifest = object.manifest.to_value();
+        assert_eq!(manifest["apiVersion"], "velero.io/v1");
+        assert_eq!(manifest["kind"], case.kind.as_str());
+        assert_eq!(manifest["metadata"]["name"], case.name);
+        assert_eq!(manifest["metadata"]["namespace"], "velero");
+        assert_eq!(manifest["spec"], (case.spec)(), "{}", case.command);
+        assert!(manifest.get("status").is_none(), "never status");
     }
 }
 
@@ -286,8 +300,8 @@ fn schedules_fan_out_identically_but_for_the_location() {
         names,
         ["production-backups-primary", "production-backups-dr"]
     );
-    let mut first = schedules[0].manifest["spec"].clone();
-    let mut second = schedules[1].manifest["spec"].clone();
+    let mut first = schedules[0].manifest.spec_value();
+    let mut second = schedules[1].manifest.spec_value();
     assert_eq!(first["template"]["storageLocation"], "backups-primary");
     assert_eq!(second["template"]["storageLocation"], "backups-dr");
     first["template"]["storageLocation"] = Value::Null;

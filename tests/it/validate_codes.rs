@@ -608,7 +608,7 @@ fn staggered_copies_render_exact_crons_and_every_refusal_is_located_at_stagger()
         .map(|o| {
             (
                 o.object.name.clone(),
-                o.manifest["spec"]["schedule"].as_str().unwrap().to_string(),
+                o.manifest.as_schedule().unwrap().spec.schedule.clone(),
             )
         })
         .collect();
@@ -695,7 +695,7 @@ fn a_copy_keeps_its_own_ttl_and_stagger_and_every_copy_table_mistake_is_located(
         .iter()
         .filter(|o| o.object.kind == stowage::velero::Kind::Schedule)
         .map(|o| {
-            let spec = &o.manifest["spec"];
+            let spec = &o.manifest.spec_value();
             (
                 o.object.name.clone(),
                 spec["schedule"].as_str().unwrap().to_string(),
