@@ -350,6 +350,8 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
         context,
         plan: Plan {
             namespace: desired.namespace.clone(),
+            // A plan from empty changes every declared object: one allocation.
+            changes: Vec::with_capacity(desired.objects.len() + desired.secrets.len() + 1),
             ..Plan::default()
         },
         first_runs: HashMap::new(),
@@ -369,7 +371,10 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
         planner.bucket_findings(&findings.declared);
     }
     let mut plan = planner.plan;
-    plan.changes.sort_by(|a, b| a.object.cmp(&b.object));
+    // Each object changes at most once, so no two compare equal: sorted in place,
+    // without the stable sort's copy of the plan.
+    plan.changes.sort_unstable_by(|a, b| a.object.cmp(&b.object));
+    debug_assert!(plan.changes.windows(2).all(|w| w[0].object != w[1].object));
     plan.unmanaged.sort();
     plan.owned_elsewhere.sort_by(|a, b| a.object.cmp(&b.object));
     plan
