@@ -373,7 +373,8 @@ pub fn plan(desired: &Desired, observed: &Observed, context: &Context) -> Plan {
     let mut plan = planner.plan;
     // Each object changes at most once, so no two compare equal: sorted in place,
     // without the stable sort's copy of the plan.
-    plan.changes.sort_unstable_by(|a, b| a.object.cmp(&b.object));
+    plan.changes
+        .sort_unstable_by(|a, b| a.object.cmp(&b.object));
     debug_assert!(plan.changes.windows(2).all(|w| w[0].object != w[1].object));
     plan.unmanaged.sort();
     plan.owned_elsewhere.sort_by(|a, b| a.object.cmp(&b.object));
