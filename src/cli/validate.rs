@@ -7,7 +7,6 @@ use super::{
     CliError, ExitStatus, Shared, count_summary, free_at_exit, plural, print_unplanned_document,
     show,
 };
-use crate::config::Schedule;
 use crate::engine;
 
 pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, CliError> {
@@ -39,7 +38,7 @@ pub(super) fn run(args: &ValidateArgs, shared: &Shared) -> Result<ExitStatus, Cl
                 let schedules: usize = config
                     .schedules
                     .values()
-                    .map(Schedule::instance_count)
+                    .map(|schedule| schedule.instance_count())
                     .sum();
                 let warnings = checked.warnings();
                 writeln!(

@@ -38,8 +38,10 @@ pub struct Config {
     #[serde(default)]
     pub snapshot_locations: BTreeMap<String, SnapshotLocation>,
     /// Scheduled backups, by name.
+    // Boxed: a schedule is near a kilobyte, and a map of them inline moved whole nodes
+    // of them on every insert.
     #[serde(default)]
-    pub schedules: BTreeMap<String, Schedule>,
+    pub schedules: BTreeMap<String, Box<Schedule>>,
 }
 
 /// The cluster a file is for, so that a directory of files (a fleet) says which file
