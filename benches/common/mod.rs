@@ -12,6 +12,18 @@ pub fn generated(locations: usize, schedules: usize) -> String {
 /// The same file, for Velero in `namespace`.
 #[allow(dead_code)]
 pub fn generated_in(namespace: &str, locations: usize, schedules: usize) -> String {
+    generated_with_copies(namespace, locations, schedules, 2)
+}
+
+/// The same file with each schedule sent to `copies` locations (1 or 2): with one,
+/// each entry is one Velero Schedule.
+#[allow(dead_code)]
+pub fn generated_with_copies(
+    namespace: &str,
+    locations: usize,
+    schedules: usize,
+    copies: usize,
+) -> String {
     let mut text = format!("version = 1\n\n[velero]\nnamespace = \"{namespace}\"\n\n");
     for provider in ["aws", "gcp"] {
         let _ = writeln!(
@@ -34,13 +46,15 @@ pub fn generated_in(namespace: &str, locations: usize, schedules: usize) -> Stri
         );
     }
     for i in 0..schedules {
+        let places: Vec<String> = (0..copies)
+            .map(|copy| format!("\"location-{}\"", (i + copy) % locations))
+            .collect();
         let _ = writeln!(
             text,
-            "[schedules.schedule-{i}]\ncron = \"{} {} * * 1-5\"\nstorage_locations = [\"location-{}\", \"location-{}\"]\nvolume_snapshot_locations = [\"ebs-us-east-1\"]\nttl = \"720h\"\nincluded_namespaces = [\"team-{i}\", \"shared-*\"]\nexcluded_resources = [\"events\"]\nlabel_selector = {{ match_labels = {{ app = \"app-{i}\" }} }}\n",
+            "[schedules.schedule-{i}]\ncron = \"{} {} * * 1-5\"\nstorage_locations = [{}]\nvolume_snapshot_locations = [\"ebs-us-east-1\"]\nttl = \"720h\"\nincluded_namespaces = [\"team-{i}\", \"shared-*\"]\nexcluded_resources = [\"events\"]\nlabel_selector = {{ match_labels = {{ app = \"app-{i}\" }} }}\n",
             i % 60,
             i % 24,
-            i % locations,
-            (i + 1) % locations
+            places.join(", ")
         );
     }
     text
