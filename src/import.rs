@@ -5,66 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::crd;
 use crate::observe::{Observed, ObservedObject};
 use crate::velero::Kind;
 use crate::velero::server::ServerArgs;
 
-/// Maps whose keys are user data, kept as written rather than turned into snake_case.
-const USER_KEYED: [&str; 5] = [
-    "labels",
-    "annotations",
-    "matchLabels",
-    "config",
-    "orderedResources",
-];
-
 /// Labels Velero's tools and stowage put on objects themselves; not the user's.
 fn is_own_label(key: &str) -> bool {
     key == crate::velero::MANAGED_BY_LABEL || key == crate::velero::OWNER_LABEL
-}
-
-fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Velero's camelCase template as the file writes it: snake_case keys, user-keyed
-/// maps untouched, nulls and empty maps dropped.
-fn to_file_keys(value: &Value) -> Option<Value> {
-    match value {
-        Value::Null => None,
-        Value::Object(map) if map.is_empty() => None,
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, child) in map {
-                let converted = if USER_KEYED.contains(&key.as_str()) {
-                    Some(child.clone()).filter(|c| c.as_object().is_none_or(|m| !m.is_empty()))
-                } else {
-                    to_file_keys(child)
-                };
-                if let Some(converted) = converted {
-                    out.insert(snake_case(key), converted);
-                }
-            }
-            (!out.is_empty()).then_some(Value::Object(out))
-        }
-        Value::Array(items) => Some(Value::Array(
-            items.iter().filter_map(to_file_keys).collect(),
-        )),
-        other => Some(other.clone()),
-    }
 }
 
 fn toml_value(value: &Value) -> Option<toml::Value> {
@@ -192,13 +143,14 @@ fn schedule_entry(schedule: &ObservedObject, spec: &Value) -> toml::Table {
     if !schedule.annotations.is_empty() {
         entry.insert("annotations".into(), string_table(&schedule.annotations));
     }
-    if let Some(Value::Object(template)) = spec.get("template").and_then(to_file_keys) {
-        for (key, value) in template {
-            if let Some(value) = toml_value(&value) {
-                entry.insert(key, value);
-            }
-        }
-    }
+    // The template read as Velero's type and written as the file's: render's mapping,
+    // the other way. The API server held it to the same schema, so it reads.
+    let template = spec
+        .get("template")
+        .and_then(|template| crd::BackupSpec::deserialize(template).ok())
+        .map(|template| crate::render::backup_template(&template))
+        .and_then(|template| toml::Table::try_from(template).ok());
+    entry.extend(template.into_iter().flatten());
     entry
 }
 
@@ -577,17 +529,47 @@ items:
     }
 
     #[test]
-    fn template_keys_become_snake_case_but_user_keys_stay() {
-        let template = serde_json::json!({
-            "includedNamespaces": ["*"], "ttl": "720h0m0s", "hooks": {},
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}},
-            "metadata": {"labels": {"teamName": "a"}}, "csiSnapshotTimeout": "0s"});
+    fn template_keys_are_the_file_s_and_user_keys_stay_as_written() {
+        let state = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: velero.io/v1
+  kind: Schedule
+  metadata: {name: daily, namespace: velero}
+  spec:
+    schedule: "0 1 * * *"
+    template:
+      includedNamespaces: ["*"]
+      ttl: 720h0m0s
+      hooks: {}
+      labelSelector: {matchLabels: {app.kubernetes.io/name: web}}
+      metadata: {labels: {teamName: a}}
+      csiSnapshotTimeout: 0s
+"#;
+        let observed = crate::observe::from_yaml("state.yaml", state).unwrap();
+        let text = import(&observed, "velero", "velero");
+        let file: toml::Table = toml::from_str(&text).unwrap();
+        let entry = file["schedules"]["daily"].as_table().unwrap();
+        let keys: Vec<&str> = entry.keys().map(String::as_str).collect();
         assert_eq!(
-            to_file_keys(&template).unwrap(),
-            serde_json::json!({
-                "included_namespaces": ["*"], "ttl": "720h0m0s",
-                "label_selector": {"match_labels": {"app.kubernetes.io/name": "web"}},
-                "metadata": {"labels": {"teamName": "a"}}, "csi_snapshot_timeout": "0s"})
+            keys,
+            // The template's fields in the model's order, its tables last.
+            [
+                "cron",
+                "included_namespaces",
+                "ttl",
+                "csi_snapshot_timeout",
+                "metadata",
+                "label_selector",
+                "hooks"
+            ],
+            "{text}"
         );
+        assert_eq!(
+            entry["label_selector"]["match_labels"]["app.kubernetes.io/name"].as_str(),
+            Some("web")
+        );
+        assert_eq!(entry["metadata"]["labels"]["teamName"].as_str(), Some("a"));
     }
 }

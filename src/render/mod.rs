@@ -7,6 +7,8 @@
 
 mod template;
 
+pub use template::backup_template;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
