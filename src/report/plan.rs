@@ -1,7 +1,6 @@
 //! Plans shown three ways: text for a terminal, markdown for a pull request, JSON for
 //! a pipeline. Each renderer only writes what the plan says; none decides anything.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -500,16 +499,33 @@ pub struct WireChange<'a> {
     /// Schedules: `immediately`, or when the first backup after the change starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_backup: Option<String>,
-    pub fields: Vec<WireField<'a>>,
+    pub fields: WireFields<'a>,
+}
+
+/// A change's fields on the wire, listed as they are written: a create's are walked
+/// from the object it sends one change at a time, never all of a plan's at once.
+#[derive(Debug)]
+pub struct WireFields<'a>(&'a Change);
+
+impl Serialize for WireFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = self.0.field_changes();
+        serializer.collect_seq(fields.iter().map(|field| WireField {
+            path: field.path.to_string(),
+            before: wire_value(&field.before),
+            after: wire_value(&field.after),
+            sensitive: field.is_sensitive(),
+        }))
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub struct WireField<'a> {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub before: Option<Cow<'a, Value>>,
+    pub before: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<Cow<'a, Value>>,
+    pub after: Option<&'a Value>,
     pub sensitive: bool,
 }
 
@@ -535,39 +551,10 @@ pub struct WireSummary {
     pub delete: usize,
 }
 
-fn wire_value(value: &FieldValue) -> Option<Cow<'_, Value>> {
+fn wire_value(value: &FieldValue) -> Option<&Value> {
     match value {
-        FieldValue::Value(value) => Some(Cow::Borrowed(value)),
+        FieldValue::Value(value) => Some(value),
         FieldValue::Absent | FieldValue::Sensitive => None,
-    }
-}
-
-/// A change's fields on the wire: borrowed from the plan, or owned when the change
-/// lists them only when asked (a create).
-fn wire_fields(change: &Change) -> Vec<WireField<'_>> {
-    match change.field_changes() {
-        Cow::Borrowed(fields) => (fields.iter())
-            .map(|field| WireField {
-                path: field.path.to_string(),
-                before: wire_value(&field.before),
-                after: wire_value(&field.after),
-                sensitive: field.is_sensitive(),
-            })
-            .collect(),
-        Cow::Owned(fields) => (fields.into_iter())
-            .map(|field| {
-                let owned = |value: FieldValue| match value {
-                    FieldValue::Value(value) => Some(Cow::Owned(value)),
-                    FieldValue::Absent | FieldValue::Sensitive => None,
-                };
-                WireField {
-                    path: field.path.to_string(),
-                    sensitive: field.is_sensitive(),
-                    before: owned(field.before),
-                    after: owned(field.after),
-                }
-            })
-            .collect(),
     }
 }
 
@@ -593,7 +580,7 @@ pub fn wire<'a>(
                     FirstBackup::Immediately => "immediately".to_string(),
                     FirstBackup::At(time) => time.clone(),
                 }),
-                fields: wire_fields(change),
+                fields: WireFields(change),
             })
             .collect(),
         unmanaged: plan
