@@ -648,7 +648,12 @@ impl<'a> Planner<'a> {
                     }
                     // Without a clock: any such change unless it skips the first run.
                     None => {
-                        let skips = wanted.get("skipImmediately") == Some(&Value::Bool(true));
+                        // From the object as sent: the comparable form leaves
+                        // `skipImmediately` out (Velero's controller owns it).
+                        let skips = desired
+                            .manifest
+                            .as_schedule()
+                            .is_some_and(|schedule| schedule.spec.skip_immediately == Some(true));
                         if timing && !skips {
                             risks.push(Risk::ImmediateRun);
                         }
@@ -1447,5 +1452,38 @@ mod first_backup_tests {
                 "{case}"
             );
         }
+    }
+
+    /// Without a clock, a change that can start a backup is an immediate run unless the
+    /// Schedule skips it: read from the object as sent, since the comparable form
+    /// leaves `skipImmediately` out.
+    #[test]
+    fn without_a_clock_a_new_cron_runs_at_once_unless_the_schedule_skips_it() {
+        let risks = |spec: Value| {
+            let mut observed = Observed::default();
+            observed.objects.insert(
+                object(),
+                super::first_backup_tests::observed(json!({"schedule": "0 5 * * *"}), json!({})),
+            );
+            let desired = Desired {
+                namespace: "velero".into(),
+                owner: "default".into(),
+                secrets: Vec::new(),
+                objects: vec![desired(spec)],
+                external: Vec::new(),
+                server_flag: None,
+                velero_deployment: ObjectRef {
+                    kind: Kind::Deployment,
+                    namespace: "velero".into(),
+                    name: "velero".into(),
+                },
+                allow_mass_delete: false,
+            };
+            let plan = plan(&desired, &observed, &Context::default());
+            plan.changes[0].risks.clone()
+        };
+        assert!(risks(json!({"schedule": "0 1 * * *"})).contains(&Risk::ImmediateRun));
+        let skipped = risks(json!({"schedule": "0 1 * * *", "skipImmediately": true}));
+        assert!(!skipped.contains(&Risk::ImmediateRun), "{skipped:?}");
     }
 }
