@@ -150,8 +150,23 @@ fn schedule_entry(schedule: &ObservedObject, spec: &Value) -> toml::Table {
         .and_then(|template| crd::BackupSpec::deserialize(template).ok())
         .map(|template| crate::render::backup_template(&template))
         .and_then(|template| toml::Table::try_from(template).ok());
-    entry.extend(template.into_iter().flatten());
+    entry.extend(template.map(without_empty_tables).into_iter().flatten());
     entry
+}
+
+/// `table` without the tables left empty (the Velero CLI writes `hooks: {}` and
+/// `metadata: {}`, which mean nothing set).
+fn without_empty_tables(table: toml::Table) -> toml::Table {
+    table
+        .into_iter()
+        .filter_map(|(key, value)| match value {
+            toml::Value::Table(inner) => {
+                let inner = without_empty_tables(inner);
+                (!inner.is_empty()).then_some((key, toml::Value::Table(inner)))
+            }
+            other => Some((key, other)),
+        })
+        .collect()
 }
 
 /// Velero Schedules that are one fanned-out schedule as stowage renders it: named
@@ -554,15 +569,15 @@ items:
         let keys: Vec<&str> = entry.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            // The template's fields in the model's order, its tables last.
+            // The template's fields in the model's order, its tables last; the
+            // CLI's empty `hooks: {}` left out.
             [
                 "cron",
                 "included_namespaces",
                 "ttl",
                 "csi_snapshot_timeout",
                 "metadata",
-                "label_selector",
-                "hooks"
+                "label_selector"
             ],
             "{text}"
         );
