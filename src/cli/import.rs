@@ -32,7 +32,7 @@ pub(super) fn run(args: &ImportArgs, shared: &Shared) -> Result<ExitStatus, CliE
             shared.color,
         )?;
         eprintln!(
-            "the cluster's Velero objects have the problems above; the file keeps them as they are"
+            "the cluster's Velero objects have the problems above; the file says what it can of them"
         );
     }
     match &args.output {

@@ -595,9 +595,63 @@ pub async fn import(
     name: &str,
 ) -> Result<Imported, EngineError> {
     let observed = cluster::read::namespace_state(cluster, namespace, deployment, &[]).await?;
-    let text = crate::import::import(&observed, namespace, deployment);
-    let checked = check_text(name, text.clone(), crate::config::source::Format::Toml);
-    Ok(Imported { text, checked })
+    Ok(import_state(&observed, namespace, deployment, name))
+}
+
+/// The file `import` writes for `observed`, checked like any other and then planned
+/// against the state it came from: whatever that plan would change beyond adopting
+/// the objects (stowage's two labels) is something the file cannot say, and a warning
+/// names it where the file declares the object.
+pub fn import_state(
+    observed: &Observed,
+    namespace: &str,
+    deployment: &str,
+    name: &str,
+) -> Imported {
+    let text = crate::import::import(observed, namespace, deployment);
+    let mut checked = check_text(name, text.clone(), crate::config::source::Format::Toml);
+    if let Some(config) = &checked.loaded.config {
+        let desired = render::render(config, &checked.loaded.materials);
+        let replan = plan::plan(&desired, observed, &plan::Context::default());
+        checked.diagnostics.extend(not_carried(&replan, &desired));
+    }
+    Imported { text, checked }
+}
+
+/// The changes of a plan made from an imported file, other than adoption, as warnings.
+fn not_carried(replan: &Plan, desired: &Desired) -> Vec<Diagnostic> {
+    let adoption = [crate::velero::MANAGED_BY_LABEL, crate::velero::OWNER_LABEL]
+        .map(|label| crate::velero::FieldPath::of(["metadata", "labels"]).field(label));
+    let mut found = Vec::new();
+    for change in &replan.changes {
+        let lost: Vec<String> = change
+            .field_changes()
+            .iter()
+            .filter(|field| !adoption.contains(&field.path))
+            .map(|field| format!("`{}`", field.path))
+            .collect();
+        if change.action == Action::Update && lost.is_empty() {
+            continue;
+        }
+        let what = match change.action {
+            Action::Update => format!("change {}", lost.join(", ")),
+            action => action.as_str().to_string(),
+        };
+        let warning = Diagnostic::warning(
+            Code::UnknownKey,
+            format!(
+                "{} holds what the imported file cannot say: applying the file would {what}",
+                change.object
+            ),
+        )
+        .help("stowage's types do not hold it: leave the object out of the file, or expect apply to remove it");
+        let origin = desired.objects.iter().find(|o| o.object == change.object);
+        found.push(match origin {
+            Some(origin) => warning.at(origin.origin.clone()),
+            None => warning,
+        });
+    }
+    found
 }
 
 /// What `stowage status` shows: Velero's objects with their status, and every copy of

@@ -1170,6 +1170,43 @@ fn every_example_imported_back_plans_no_change() {
     }
 }
 
+/// What a file cannot say of a cluster's object is told, not dropped: a Velero field
+/// stowage's types do not hold (a newer release's) makes `import` warn where the file
+/// declares the Schedule, since applying the file would remove it; without it, no
+/// warning.
+#[test]
+fn import_warns_of_what_the_file_cannot_say() {
+    let state = |template: Value| {
+        observed_from(vec![
+            json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": {"name": "nightly", "namespace": "velero"},
+            "spec": {"schedule": "0 1 * * *", "template": template}}),
+        ])
+    };
+    let warnings = |observed: &Observed| {
+        let imported = stowage::engine::import_state(observed, "velero", "velero", "i.toml");
+        (imported.checked.diagnostics.into_iter())
+            .filter(|d| d.code == stowage::diagnostic::Code::UnknownKey)
+            .map(|d| (d.message, d.at))
+            .collect::<Vec<_>>()
+    };
+    let known = json!({"includedNamespaces": ["app"], "ttl": "720h0m0s"});
+    assert_eq!(warnings(&state(known)), []);
+    let unknown = json!({"includedNamespaces": ["app"], "futureFilter": {"depth": 2}});
+    let found = warnings(&state(unknown));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (message, at) = &found[0];
+    assert!(
+        message.contains("Schedule/nightly")
+            && message.contains("`spec.template.futureFilter.depth`"),
+        "{message}"
+    );
+    assert_eq!(
+        at,
+        &Some(stowage::diagnostic::Pointer::key(["schedules", "nightly"]))
+    );
+}
+
 /// `import` is the inverse of render over every cluster state in `tests/fixtures`: the
 /// file it writes renders objects that plan to adoption alone (stowage's two labels on
 /// what Velero's CLI made), whatever Velero would make of them.
