@@ -508,6 +508,14 @@ pub fn import(observed: &Observed, namespace: &str, deployment: &str) -> String 
 mod tests {
     use super::*;
 
+    /// The file `import` writes for a saved `state`: its text, and as TOML.
+    fn imported(state: &str) -> (String, toml::Table) {
+        let observed = crate::observe::from_yaml("state.yaml", state).unwrap();
+        let text = import(&observed, "velero", "velero");
+        let file = toml::from_str(&text).unwrap();
+        (text, file)
+    }
+
     #[test]
     fn objects_a_stowage_file_manages_keep_their_owner() {
         let state = r#"
@@ -529,17 +537,14 @@ items:
     labels: {app.kubernetes.io/managed-by: stowage, stowage.io/owner: platform}
   spec: {schedule: "0 1 * * *", template: {storageLocation: primary}}
 "#;
-        let observed = crate::observe::from_yaml("state.yaml", state).unwrap();
-        let text = import(&observed, "velero", "velero");
-        let file: toml::Table = toml::from_str(&text).unwrap();
+        let (text, file) = imported(state);
         assert_eq!(file["velero"]["owner"].as_str(), Some("platform"), "{text}");
         // Unmanaged objects get no owner: the file's default.
         let unmanaged = state.replace(
             "labels: {app.kubernetes.io/managed-by: stowage, stowage.io/owner: platform}",
             "labels: {}",
         );
-        let observed = crate::observe::from_yaml("state.yaml", &unmanaged).unwrap();
-        let file: toml::Table = toml::from_str(&import(&observed, "velero", "velero")).unwrap();
+        let (_, file) = imported(&unmanaged);
         assert!(file["velero"].get("owner").is_none());
     }
 
@@ -562,9 +567,7 @@ items:
       metadata: {labels: {teamName: a}}
       csiSnapshotTimeout: 0s
 "#;
-        let observed = crate::observe::from_yaml("state.yaml", state).unwrap();
-        let text = import(&observed, "velero", "velero");
-        let file: toml::Table = toml::from_str(&text).unwrap();
+        let (text, file) = imported(state);
         let entry = file["schedules"]["daily"].as_table().unwrap();
         let keys: Vec<&str> = entry.keys().map(String::as_str).collect();
         assert_eq!(

@@ -131,7 +131,6 @@ fn parse_yaml(text: &str) -> (Option<Node>, Vec<Diagnostic>) {
     }
 }
 
-/// Error text from a parser, lowercase-first and without a trailing period.
 /// A parser's message as stowage words its own: no capital, no full stop.
 pub(super) fn clean_message(message: &str) -> String {
     let message = message.trim().trim_end_matches('.');

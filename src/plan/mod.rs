@@ -133,12 +133,13 @@ impl Change {
 }
 
 /// A new object's fields, as it will be sent rather than in its comparable form: its
-/// spec's leaves, without what Go's `omitempty` leaves out (as `leaf_changes` lists
-/// them from nothing to the spec, without copying the spec first).
+/// spec's leaves, without what Go's `omitempty` leaves out.
 fn created_fields(manifest: &VeleroObject) -> Vec<FieldChange> {
     spec_leaves(&manifest.spec_value())
 }
 
+/// The leaves `leaf_changes` lists from nothing to `spec` with its empties dropped,
+/// walked where they lie rather than from a pruned copy of the spec.
 fn spec_leaves(spec: &Value) -> Vec<FieldChange> {
     fn leaves(path: &FieldPath, value: &Value, out: &mut Vec<FieldChange>) {
         if let Value::Object(map) = value {
@@ -548,8 +549,7 @@ impl<'a> Planner<'a> {
 
     fn create_object(&mut self, desired: &'a DesiredObject) {
         let mut risks = Vec::new();
-        if desired.object.kind == Kind::BackupStorageLocation
-            && desired.manifest.is_default_location()
+        if desired.manifest.is_default_location()
             && self
                 .current_default()
                 .is_some_and(|current| current != desired.object.name)
@@ -1323,7 +1323,6 @@ mod first_backup_tests {
         }
     }
 
-    /// Velero's rule (velero-semantics.md §3.5), case by case, at 09:00 on 2 December.
     /// A create's fields are what an update from nothing to the object would list.
     #[test]
     fn a_created_object_lists_the_fields_an_update_from_nothing_would() {
@@ -1361,6 +1360,7 @@ mod first_backup_tests {
         );
     }
 
+    /// Velero's rule (velero-semantics.md §3.5), case by case, at 09:00 on 2 December.
     #[test]
     fn the_first_backup_follows_velero_s_rule() {
         let now = at("2026-12-02T09:00:00Z");
