@@ -81,7 +81,8 @@ pub enum WatchError {
     Notify(#[from] notify::Error),
 }
 
-/// Why a round runs; drift and resync count as corrections when they change things.
+/// Why a round runs; drift and resync count as corrections when they change things
+/// (see [`drift_accounting`] for rounds that could not write at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Trigger {
     Start,
@@ -104,6 +105,32 @@ impl Trigger {
     }
 }
 
+/// What a round wrote, as drift accounting sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    Yes,
+    /// Deferred, failed, or not the leader's to write.
+    NotYet,
+    /// The cluster already equals the file (or `--dry-run`).
+    NothingToWrite,
+    /// Written, but the cluster changed under the apply (not converged).
+    ClusterMoved,
+}
+
+/// Whether a round corrects drift, and whether drift is owed after it. A round woken
+/// by drift or a resync corrects drift when it writes; one that could not write leaves
+/// the drift owed to whichever round writes next, whatever woke it; a round whose
+/// cluster moved under its apply saw drift itself.
+fn drift_accounting(owed: bool, trigger: Trigger, wrote: Wrote) -> (bool, bool) {
+    let drifted = owed || matches!(trigger, Trigger::Drift | Trigger::Resync);
+    match wrote {
+        Wrote::Yes => (drifted, false),
+        Wrote::NotYet => (false, drifted),
+        Wrote::NothingToWrite => (false, false),
+        Wrote::ClusterMoved => (false, true),
+    }
+}
+
 /// The daemon: its cluster, its health, and what it follows (the file's inputs, the
 /// managed objects, the Lease).
 pub struct Daemon {
@@ -122,6 +149,11 @@ pub struct Daemon {
     identity: String,
     /// Fields taken back from other managers lately, to back off from a fight.
     fights: crate::engine::fights::Fights,
+    /// The cluster moved away from the file and the round that saw it wrote nothing
+    /// back (deferred, or failed — a round whose cluster changed under its apply fails
+    /// as not converged): the round that finally writes corrects that drift, whatever
+    /// woke it.
+    drift_owed: bool,
     /// The file as last validated: whose schedules' copies the metrics follow.
     last_valid: Option<engine::ValidFile>,
     /// The inputs' paths as last read (the file, bases, credentials, CA files).
@@ -449,6 +481,7 @@ impl Daemon {
             elector_task: None,
             identity,
             fights: crate::engine::fights::Fights::default(),
+            drift_owed: false,
             last_valid: None,
             input_paths,
             seen: None,
@@ -719,6 +752,18 @@ impl Daemon {
 
     /// The one place a round's result becomes health: readiness, counters, gauges.
     fn record(&mut self, trigger: Trigger, result: &Result<Round, ReconcileError>, took: Duration) {
+        let wrote = match result {
+            Ok(Round::Done(reconciled)) => match reconciled.as_ref() {
+                Reconciled::Applied { .. } => Wrote::Yes,
+                Reconciled::Deferred { .. } => Wrote::NotYet,
+                Reconciled::Unchanged { .. } | Reconciled::DryRun { .. } => Wrote::NothingToWrite,
+            },
+            Ok(Round::Standby | Round::Unchanged) => Wrote::NotYet,
+            Err(ReconcileError::NotConverged { .. }) => Wrote::ClusterMoved,
+            Err(_) => Wrote::NotYet,
+        };
+        let corrects_drift;
+        (corrects_drift, self.drift_owed) = drift_accounting(self.drift_owed, trigger, wrote);
         if let Ok(Round::Done(reconciled)) = result {
             let takeovers = match reconciled.as_ref() {
                 Reconciled::Applied { takeovers, .. } => takeovers.as_slice(),
@@ -773,7 +818,7 @@ impl Daemon {
                 health.last_success_unix = Some(chrono::Utc::now().timestamp());
                 if let Reconciled::Applied { takeovers, .. } = reconciled {
                     health.applies += 1;
-                    if matches!(trigger, Trigger::Drift | Trigger::Resync) {
+                    if corrects_drift {
                         health.drift_corrections += 1;
                     }
                     for takeover in takeovers {
@@ -886,6 +931,34 @@ impl Requeue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A drift correction is counted once, by the round that writes it back, whatever
+    /// woke that round: a drift round deferred or failed hands it on to the retry, and
+    /// a round whose cluster moved under its apply owes one; a round with nothing to
+    /// write settles it.
+    #[test]
+    fn drift_is_counted_by_the_round_that_writes_it_back() {
+        use Trigger::*;
+        assert_eq!(drift_accounting(false, Drift, Wrote::Yes), (true, false));
+        assert_eq!(drift_accounting(false, Resync, Wrote::Yes), (true, false));
+        assert_eq!(drift_accounting(false, File, Wrote::Yes), (false, false));
+        assert_eq!(drift_accounting(false, Retry, Wrote::Yes), (false, false));
+        // Deferred or failed: the retry that writes counts it, once.
+        assert_eq!(drift_accounting(false, Drift, Wrote::NotYet), (false, true));
+        assert_eq!(drift_accounting(true, Retry, Wrote::NotYet), (false, true));
+        assert_eq!(drift_accounting(true, Retry, Wrote::Yes), (true, false));
+        // The cluster moved under a start's apply: the next write corrects drift.
+        assert_eq!(
+            drift_accounting(false, Start, Wrote::ClusterMoved),
+            (false, true)
+        );
+        assert_eq!(drift_accounting(true, Retry, Wrote::Yes), (true, false));
+        // Someone put it back first: nothing to count.
+        assert_eq!(
+            drift_accounting(true, Drift, Wrote::NothingToWrite),
+            (false, false)
+        );
+    }
 
     #[test]
     fn failed_rounds_are_retried_ever_later_up_to_the_resync_and_start_over_after_one_that_ends_well()
